@@ -1,0 +1,101 @@
+/**
+ * zstd for CDC payloads: compression as the Rust sync-engine does it (level 3, only when it helps),
+ * and decompression that never allocates more than a caller-given bound, whatever a frame claims.
+ */
+import { createRequire } from 'node:module';
+import { compress as zstdCompress } from 'zstd-napi';
+import type * as Binding from 'zstd-napi/binding';
+import { CorruptEntryError } from '../errors.js';
+
+const require = createRequire(import.meta.url);
+const binding = require('zstd-napi/binding') as typeof Binding;
+
+/** The four bytes every zstd frame starts with. */
+export const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+
+/** Contents shorter than this are stored raw (as the Rust sync-engine does). */
+export const COMPRESS_MIN_BYTES = 64;
+
+/** Default bound on a decompressed item (SPEC §3 `max_item_bytes`). */
+export const DEFAULT_MAX_ITEM_BYTES = 64 * 1024 * 1024;
+
+const CHUNK = 64 * 1024;
+
+/** True when `data` starts with the zstd frame magic. */
+export function hasZstdMagic(data: Uint8Array): boolean {
+  return (
+    data.length >= 4 &&
+    data[0] === 0x28 &&
+    data[1] === 0xb5 &&
+    data[2] === 0x2f &&
+    data[3] === 0xfd
+  );
+}
+
+/**
+ * The bytes to put in a CDC `data` field: zstd level 3 when the content is at least 64 bytes and
+ * the frame is smaller than the content, the content itself otherwise.
+ */
+export function encodeData(content: Buffer): { data: Buffer; compressed: boolean } {
+  if (content.length >= COMPRESS_MIN_BYTES) {
+    const frame = zstdCompress(content, { compressionLevel: 3 });
+    if (frame.length < content.length) return { data: frame, compressed: true };
+  }
+  return { data: content, compressed: false };
+}
+
+/**
+ * Decompresses a zstd frame, failing with `too_large` as soon as the output would pass `maxBytes`
+ * (a frame's declared size is checked first, then the streaming decoder is capped chunk by chunk),
+ * and with `bad_zstd` on any malformed or truncated input.
+ *
+ * @throws {CorruptEntryError}
+ */
+export function decompressBounded(frame: Uint8Array, maxBytes: number): Buffer {
+  let declared: number | null;
+  try {
+    declared = binding.getFrameContentSize(frame);
+  } catch (cause) {
+    throw new CorruptEntryError('bad_zstd', 'zstd frame header is invalid', { cause });
+  }
+  if (declared !== null && declared > maxBytes) {
+    throw new CorruptEntryError(
+      'too_large',
+      `zstd frame declares ${declared} bytes, over the ${maxBytes}-byte limit`,
+    );
+  }
+  const dctx = new binding.DCtx();
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let input = frame;
+  let remaining = 1; // ZSTD_decompressStream's hint: 0 once a frame is complete and flushed
+  try {
+    // Output buffer sized by the declared size when known (bounded above), else streamed in chunks.
+    const outSize = declared !== null ? Math.max(1, Math.min(declared, CHUNK * 16)) : CHUNK;
+    while (true) {
+      const out = Buffer.allocUnsafe(outSize);
+      const [hint, produced, consumed] = dctx.decompressStream(out, input);
+      remaining = hint;
+      input = input.subarray(consumed);
+      if (produced > 0) {
+        total += produced;
+        if (total > maxBytes) {
+          throw new CorruptEntryError(
+            'too_large',
+            `zstd frame expands past the ${maxBytes}-byte limit`,
+          );
+        }
+        chunks.push(produced === out.length ? out : out.subarray(0, produced));
+      }
+      if (remaining === 0) break;
+      // No progress possible: input exhausted before the frame ended.
+      if (input.length === 0 && produced < out.length) break;
+    }
+  } catch (cause) {
+    if (cause instanceof CorruptEntryError) throw cause;
+    throw new CorruptEntryError('bad_zstd', 'zstd frame is corrupt', { cause });
+  }
+  if (remaining !== 0) throw new CorruptEntryError('bad_zstd', 'zstd frame is truncated');
+  if (input.length !== 0) throw new CorruptEntryError('bad_zstd', 'trailing bytes after zstd frame');
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+}

@@ -1,0 +1,76 @@
+/**
+ * Every error this package throws is a {@link ReplicationError} with a stable `code`.
+ * Callers branch on the class or the code, never on the message text.
+ */
+export class ReplicationError extends Error {
+  /** A stable, machine-readable code, e.g. `CONFIG_INVALID`. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A configuration value is missing or invalid; `path` names the offending field. */
+export class ConfigError extends ReplicationError {
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super('CONFIG_INVALID', path ? `${path}: ${message}` : message, options);
+    this.path = path;
+  }
+}
+
+/** A peer could not be reached or answered with an error; retried in the background. */
+export class PeerUnavailableError extends ReplicationError {
+  readonly peerId: string;
+  constructor(peerId: string, message: string, options?: { cause?: unknown }) {
+    super('PEER_UNAVAILABLE', `peer ${peerId}: ${message}`, options);
+    this.peerId = peerId;
+  }
+}
+
+/** The SQLite cursor store failed to read or persist a cursor. */
+export class CursorStoreError extends ReplicationError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CURSOR_STORE', message, options);
+  }
+}
+
+/** An operation was called in a lifecycle state that does not allow it. */
+export class IllegalStateError extends ReplicationError {
+  constructor(message: string) {
+    super('ILLEGAL_STATE', message);
+  }
+}
+
+/** Why a CDC entry was rejected. */
+export type CorruptReason =
+  | 'empty'
+  | 'missing_op'
+  | 'unknown_op'
+  | 'missing_key'
+  | 'bad_key'
+  | 'missing_data'
+  | 'bad_zstd'
+  | 'too_large'
+  | 'hash_mismatch'
+  | 'bad_meta'
+  | 'bad_field';
+
+/** A CDC stream entry that cannot be parsed, decompressed or verified. */
+export class CorruptEntryError extends ReplicationError {
+  readonly reason: CorruptReason;
+  constructor(reason: CorruptReason, message: string, options?: { cause?: unknown }) {
+    super('CORRUPT_ENTRY', message, options);
+    this.reason = reason;
+  }
+}
+
+/** The local store refused or failed an operation (script error, bad input). */
+export class StoreError extends ReplicationError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('STORE', message, options);
+  }
+}

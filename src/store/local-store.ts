@@ -1,0 +1,50 @@
+import type { RecordVersion, StoredRecord } from '../model/record.js';
+
+/** What applying one replicated record did to the local store. */
+export type ApplyOutcome =
+  /** The record won and was written. */
+  | 'applied'
+  /** The record lost to a local record that already supersedes it (same lineage or newer version). */
+  | 'stale'
+  /** The local store already holds exactly this version. */
+  | 'duplicate'
+  /**
+   * The record lost against a different, concurrent local record (one that could not have seen it:
+   * its version is not greater). Counted as a conflict.
+   */
+  | 'conflict';
+
+/** Result of {@link LocalStore.apply} for one record, in input order. */
+export interface ApplyResult {
+  readonly key: string;
+  readonly outcome: ApplyOutcome;
+  /** The local version the record was compared with, if there was one. */
+  readonly previous?: RecordVersion;
+}
+
+/** A Merkle child: its path and hash (hex), as listed by {@link LocalStore.merkleChildren}. */
+export interface MerkleNode {
+  readonly path: string;
+  readonly hash: string;
+}
+
+/**
+ * The node-local store the engine replicates into (the seed's `SyncEngineRef`).
+ * {@link SyncStore} is the default implementation; tests and embedders can supply another.
+ */
+export interface LocalStore {
+  /** Applies replicated records by LWW in as few round trips as possible; never throws per record. */
+  apply(records: readonly StoredRecord[]): Promise<ApplyResult[]>;
+  /** True when the local store holds `key` with exactly this content hash (seed API). */
+  isCurrent(key: string, contentHash: string): Promise<boolean>;
+  /** Full records (tombstones included) for `keys`, in one round trip; absent keys are left out. */
+  getRecords(keys: readonly string[]): Promise<StoredRecord[]>;
+  /** Backpressure: false while the store wants ingestion paused. */
+  shouldAcceptWrites(): Promise<boolean>;
+  /** Root hash of the (brought up to date) Merkle tree, hex. */
+  merkleRoot(): Promise<string>;
+  /** The children of an interior node (`''` is the root); empty for a bucket path. */
+  merkleChildren(path: string): Promise<MerkleNode[]>;
+  /** The leaves of a bucket: every record version in it, tombstones included. */
+  merkleLeaves(bucket: string): Promise<RecordVersion[]>;
+}
