@@ -4,11 +4,11 @@
  */
 import { createRequire } from 'node:module';
 import { compress as zstdCompress } from 'zstd-napi';
-import type * as Binding from 'zstd-napi/binding';
+import type * as Binding from 'zstd-napi/binding.js';
 import { CorruptEntryError } from '../errors.js';
 
 const require = createRequire(import.meta.url);
-const binding = require('zstd-napi/binding') as typeof Binding;
+const binding = require('zstd-napi/binding.js') as typeof Binding;
 
 /** The four bytes every zstd frame starts with. */
 export const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
@@ -24,11 +24,7 @@ const CHUNK = 64 * 1024;
 /** True when `data` starts with the zstd frame magic. */
 export function hasZstdMagic(data: Uint8Array): boolean {
   return (
-    data.length >= 4 &&
-    data[0] === 0x28 &&
-    data[1] === 0xb5 &&
-    data[2] === 0x2f &&
-    data[3] === 0xfd
+    data.length >= 4 && data[0] === 0x28 && data[1] === 0xb5 && data[2] === 0x2f && data[3] === 0xfd
   );
 }
 
@@ -96,6 +92,7 @@ export function decompressBounded(frame: Uint8Array, maxBytes: number): Buffer {
     throw new CorruptEntryError('bad_zstd', 'zstd frame is corrupt', { cause });
   }
   if (remaining !== 0) throw new CorruptEntryError('bad_zstd', 'zstd frame is truncated');
-  if (input.length !== 0) throw new CorruptEntryError('bad_zstd', 'trailing bytes after zstd frame');
+  if (input.length !== 0)
+    throw new CorruptEntryError('bad_zstd', 'trailing bytes after zstd frame');
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
 }

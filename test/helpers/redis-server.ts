@@ -64,7 +64,11 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+async function waitFor(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
@@ -83,14 +87,22 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
 
   const launch = async (): Promise<void> => {
     const args = [
-      '--port', String(port),
-      '--bind', '127.0.0.1',
-      '--dir', dir,
-      '--save', '',
-      '--appendonly', options.persistent === true ? 'yes' : 'no',
-      '--appendfsync', 'no',
-      '--daemonize', 'no',
-      '--logfile', join(dir, 'redis.log'),
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      options.persistent === true ? 'yes' : 'no',
+      '--appendfsync',
+      'no',
+      '--daemonize',
+      'no',
+      '--logfile',
+      join(dir, 'redis.log'),
       ...(options.args ?? []),
     ];
     const proc = spawn('redis-server', args, { stdio: 'ignore' });
@@ -101,7 +113,8 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     proc.once('exit', () => (exited = true));
     await waitFor(
       async () => {
-        if (exited) throw new Error(`redis-server on port ${port} exited at start (see ${dir}/redis.log)`);
+        if (exited)
+          throw new Error(`redis-server on port ${port} exited at start (see ${dir}/redis.log)`);
         return canConnect(port);
       },
       10_000,
@@ -139,7 +152,10 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
 }
 
 /** Starts `n` servers at once. */
-export async function startRedisMany(n: number, options: RedisServerOptions = {}): Promise<RedisServer[]> {
+export async function startRedisMany(
+  n: number,
+  options: RedisServerOptions = {},
+): Promise<RedisServer[]> {
   return Promise.all(Array.from({ length: n }, () => startRedis(options)));
 }
 

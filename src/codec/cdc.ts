@@ -1,0 +1,306 @@
+/**
+ * CDC stream entries, byte-compatible with the Rust sync-engine (SPEC §3): parse a raw field list
+ * into a typed event, turn an event into a record, and encode an event as XADD fields.
+ * Pure: no I/O. Every rejection is a {@link CorruptEntryError} naming the problem.
+ */
+import { createHash } from 'node:crypto';
+import { CorruptEntryError } from '../errors.js';
+import type { ContentType, StoredRecord } from '../model/record.js';
+import { TOMBSTONE_HASH } from '../model/record.js';
+import { streamIdMs } from './stream-id.js';
+import { DEFAULT_MAX_ITEM_BYTES, decompressBounded, encodeData, hasZstdMagic } from './zstd.js';
+
+/** The clock and type a CDC entry's `meta` JSON carries; absent fields stay undefined. */
+export interface CdcMeta {
+  readonly contentType?: ContentType;
+  readonly version?: number;
+  readonly updatedAt?: number;
+  readonly traceParent?: string;
+  /** Our own addition: the node that made the write (a Rust peer never sets it). */
+  readonly origin?: string;
+}
+
+/** A parsed PUT entry. */
+export interface CdcPut {
+  readonly op: 'PUT';
+  readonly key: string;
+  /** The sha256 hex the entry carried, verified; undefined when the entry had no hash. */
+  readonly hash: string | undefined;
+  /** sha256 hex of `content` (verified `hash`, or computed). */
+  readonly contentHash: string;
+  /** Decompressed content. */
+  readonly content: Buffer;
+  /** Whether `data` was a zstd frame. */
+  readonly compressed: boolean;
+  readonly meta: CdcMeta | undefined;
+}
+
+/** A parsed DEL entry. */
+export interface CdcDel {
+  readonly op: 'DEL';
+  readonly key: string;
+  readonly meta: CdcMeta | undefined;
+}
+
+export type CdcEvent = CdcPut | CdcDel;
+
+/** Options for {@link parseCdcEntry}. */
+export interface ParseOptions {
+  /** Bound on the (decompressed) content size. @default 64 MiB */
+  readonly maxItemBytes?: number;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const MAX_KEY_BYTES = 64 * 1024;
+const MAX_META_BYTES = 64 * 1024;
+
+function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function decodeUtf8(bytes: Uint8Array, what: 'key' | 'meta'): string {
+  try {
+    return utf8.decode(bytes);
+  } catch (cause) {
+    throw new CorruptEntryError(
+      what === 'key' ? 'bad_key' : 'bad_meta',
+      `${what} is not valid UTF-8`,
+      {
+        cause,
+      },
+    );
+  }
+}
+
+function opOf(raw: Buffer): 'PUT' | 'DEL' {
+  switch (raw.toString('latin1')) {
+    case 'PUT':
+    case 'put':
+      return 'PUT';
+    case 'DEL':
+    case 'DELETE':
+    case 'delete':
+    case 'del':
+      return 'DEL';
+    default:
+      throw new CorruptEntryError(
+        'unknown_op',
+        `unknown op ${JSON.stringify(raw.subarray(0, 32).toString('latin1'))}`,
+      );
+  }
+}
+
+function optionalNonNegativeInt(value: unknown, field: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new CorruptEntryError('bad_meta', `meta.${field} must be a non-negative integer`);
+  }
+  return value;
+}
+
+function optionalString(value: unknown, field: string): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string')
+    throw new CorruptEntryError('bad_meta', `meta.${field} must be a string`);
+  return value;
+}
+
+/** Parses the `meta` JSON; unknown fields are ignored. */
+export function parseMeta(raw: Buffer): CdcMeta {
+  if (raw.length > MAX_META_BYTES) throw new CorruptEntryError('bad_meta', 'meta is too large');
+  let json: unknown;
+  try {
+    json = JSON.parse(decodeUtf8(raw, 'meta'));
+  } catch (cause) {
+    if (cause instanceof CorruptEntryError) throw cause;
+    throw new CorruptEntryError('bad_meta', 'meta is not valid JSON', { cause });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new CorruptEntryError('bad_meta', 'meta is not a JSON object');
+  }
+  const m = json as Record<string, unknown>;
+  const contentType = optionalString(m['content_type'], 'content_type');
+  if (contentType !== undefined && contentType !== 'json' && contentType !== 'binary') {
+    throw new CorruptEntryError(
+      'bad_meta',
+      `meta.content_type ${JSON.stringify(contentType)} is not json or binary`,
+    );
+  }
+  const meta: {
+    contentType?: ContentType;
+    version?: number;
+    updatedAt?: number;
+    traceParent?: string;
+    origin?: string;
+  } = {};
+  if (contentType !== undefined) meta.contentType = contentType;
+  const version = optionalNonNegativeInt(m['version'], 'version');
+  if (version !== undefined) meta.version = version;
+  const updatedAt = optionalNonNegativeInt(m['updated_at'], 'updated_at');
+  if (updatedAt !== undefined) meta.updatedAt = updatedAt;
+  const traceParent = optionalString(m['trace_parent'], 'trace_parent');
+  if (traceParent !== undefined) meta.traceParent = traceParent;
+  const origin = optionalString(m['origin'], 'origin');
+  if (origin !== undefined && origin.length > 0) meta.origin = origin;
+  return meta;
+}
+
+/**
+ * Parses one stream entry given as the flat `[name, value, name, value, …]` list XREAD returns.
+ * Field order does not matter; unknown fields are ignored; the first of a repeated field counts.
+ *
+ * @throws {CorruptEntryError} for anything that is not a valid PUT or DEL.
+ */
+export function parseCdcEntry(fields: readonly Buffer[], options: ParseOptions = {}): CdcEvent {
+  const maxItemBytes = options.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
+  if (fields.length === 0) throw new CorruptEntryError('empty', 'entry has no fields');
+  if (fields.length % 2 !== 0)
+    throw new CorruptEntryError('bad_field', 'entry has an odd number of field items');
+  let op: Buffer | undefined;
+  let key: Buffer | undefined;
+  let hash: Buffer | undefined;
+  let data: Buffer | undefined;
+  let metaRaw: Buffer | undefined;
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const value = fields[i + 1]!;
+    if (name.length > 8) continue;
+    switch (name.toString('latin1')) {
+      case 'op':
+        op ??= value;
+        break;
+      case 'key':
+        key ??= value;
+        break;
+      case 'hash':
+        hash ??= value;
+        break;
+      case 'data':
+        data ??= value;
+        break;
+      case 'meta':
+        metaRaw ??= value;
+        break;
+    }
+  }
+  if (op === undefined) throw new CorruptEntryError('missing_op', 'entry has no op field');
+  const kind = opOf(op);
+  if (key === undefined || key.length === 0)
+    throw new CorruptEntryError('missing_key', 'entry has no key');
+  if (key.length > MAX_KEY_BYTES) throw new CorruptEntryError('bad_key', 'key is too long');
+  const keyText = decodeUtf8(key, 'key');
+  const meta = metaRaw === undefined ? undefined : parseMeta(metaRaw);
+
+  if (kind === 'DEL') return { op: 'DEL', key: keyText, meta };
+
+  if (data === undefined)
+    throw new CorruptEntryError('missing_data', `PUT ${keyText} has no data field`);
+  if (data.length > maxItemBytes) {
+    throw new CorruptEntryError(
+      'too_large',
+      `data is ${data.length} bytes, over the ${maxItemBytes}-byte limit`,
+    );
+  }
+  const compressed = hasZstdMagic(data);
+  const content = compressed ? decompressBounded(data, maxItemBytes) : data;
+  const contentHash = sha256Hex(content);
+  let hashText: string | undefined;
+  if (hash !== undefined) {
+    hashText = hash.toString('latin1').toLowerCase();
+    if (hashText !== contentHash) {
+      throw new CorruptEntryError('hash_mismatch', `hash of ${keyText} does not match its content`);
+    }
+  }
+  return { op: 'PUT', key: keyText, hash: hashText, contentHash, content, compressed, meta };
+}
+
+function looksLikeJson(content: Buffer): boolean {
+  if (content.length === 0) return false;
+  try {
+    JSON.parse(utf8.decode(content));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The record an event stands for (SPEC §2): missing `origin` is the peer's node id; a missing clock
+ * (every Rust DEL, a PUT without meta) takes the entry id's milliseconds as `updatedAt` and version 0,
+ * so every node reading the entry assigns it the same clock.
+ */
+export function eventToRecord(event: CdcEvent, entryId: string, peerId: string): StoredRecord {
+  const meta = event.meta;
+  const updatedAt = meta?.updatedAt ?? streamIdMs(entryId);
+  const version = meta?.version ?? 0;
+  const origin = meta?.origin ?? peerId;
+  const traceParent = meta?.traceParent;
+  if (event.op === 'DEL') {
+    return {
+      key: event.key,
+      content: EMPTY,
+      contentHash: TOMBSTONE_HASH,
+      contentType: meta?.contentType ?? 'binary',
+      updatedAt,
+      version,
+      origin,
+      deleted: true,
+      ...(traceParent !== undefined ? { traceParent } : {}),
+    };
+  }
+  return {
+    key: event.key,
+    content: event.content,
+    contentHash: event.contentHash,
+    contentType: meta?.contentType ?? (looksLikeJson(event.content) ? 'json' : 'binary'),
+    updatedAt,
+    version,
+    origin,
+    deleted: false,
+    ...(traceParent !== undefined ? { traceParent } : {}),
+  };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** JSON text of a record's `meta` field, keys in the Rust sync-engine's order plus our `origin`. */
+export function encodeMeta(record: StoredRecord): string {
+  if (record.deleted) {
+    return `{"version":${record.version},"updated_at":${record.updatedAt},"origin":${JSON.stringify(record.origin)}}`;
+  }
+  const trace =
+    record.traceParent !== undefined ? `,"trace_parent":${JSON.stringify(record.traceParent)}` : '';
+  return (
+    `{"content_type":${JSON.stringify(record.contentType)},"version":${record.version},` +
+    `"updated_at":${record.updatedAt}${trace},"origin":${JSON.stringify(record.origin)}}`
+  );
+}
+
+/**
+ * The XADD field list of a record, as SyncStore writes it: `op PUT key hash data meta` or
+ * `op DEL key meta`.
+ */
+export function encodeCdcEntry(record: StoredRecord): Buffer[] {
+  if (record.deleted) {
+    return [
+      Buffer.from('op'),
+      Buffer.from('DEL'),
+      Buffer.from('key'),
+      Buffer.from(record.key, 'utf8'),
+      Buffer.from('meta'),
+      Buffer.from(encodeMeta(record), 'utf8'),
+    ];
+  }
+  return [
+    Buffer.from('op'),
+    Buffer.from('PUT'),
+    Buffer.from('key'),
+    Buffer.from(record.key, 'utf8'),
+    Buffer.from('hash'),
+    Buffer.from(record.contentHash, 'latin1'),
+    Buffer.from('data'),
+    encodeData(record.content).data,
+    Buffer.from('meta'),
+    Buffer.from(encodeMeta(record), 'utf8'),
+  ];
+}

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { encodeCdcEntry, eventToRecord, parseCdcEntry } from '../../src/codec/cdc.js';
+import { decompressBounded, encodeData, ZSTD_MAGIC } from '../../src/codec/zstd.js';
+import { CorruptEntryError } from '../../src/errors.js';
+import { createHash } from 'node:crypto';
+import type { StoredRecord } from '../../src/model/record.js';
+import { validVectors } from '../helpers/vectors.js';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+const keyArb = fc.string({ minLength: 1, maxLength: 80, unit: 'grapheme' });
+const contentArb = fc.oneof(
+  fc.uint8Array({ maxLength: 2048 }).map((a) => Buffer.from(a)),
+  fc.json().map((j) => Buffer.from(j)),
+  fc.string({ maxLength: 3000 }).map((s) => Buffer.from(s.repeat(3))),
+);
+
+const recordArb: fc.Arbitrary<StoredRecord> = fc
+  .record({
+    key: keyArb,
+    content: contentArb,
+    deleted: fc.boolean(),
+    updatedAt: fc.integer({ min: 0, max: 2 ** 47 }),
+    version: fc.nat(),
+    origin: fc.string({ minLength: 1, maxLength: 30 }),
+    json: fc.boolean(),
+    trace: fc.option(fc.string({ maxLength: 60 }), { nil: undefined }),
+  })
+  .map((r) => ({
+    key: r.key,
+    content: r.deleted ? Buffer.alloc(0) : r.content,
+    contentHash: r.deleted ? '' : sha(r.content),
+    contentType: r.json && !r.deleted ? 'json' : 'binary',
+    updatedAt: r.updatedAt,
+    version: r.version,
+    origin: r.origin,
+    deleted: r.deleted,
+    ...(r.trace !== undefined && !r.deleted ? { traceParent: r.trace } : {}),
+  }));
+
+function throwsOnlyTyped(fn: () => unknown): void {
+  try {
+    fn();
+  } catch (err) {
+    if (!(err instanceof CorruptEntryError)) throw err;
+  }
+}
+
+describe('codec properties', () => {
+  it('encode → parse → record round-trips every record', () => {
+    fc.assert(
+      fc.property(recordArb, (record) => {
+        const parsed = eventToRecord(parseCdcEntry(encodeCdcEntry(record)), '1-0', 'someone-else');
+        assert.deepEqual(
+          { ...parsed, content: parsed.content.toString('hex') },
+          { ...record, content: record.content.toString('hex') },
+        );
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('compresses exactly when it helps and the content is ≥ 64 bytes', () => {
+    fc.assert(
+      fc.property(contentArb, (content) => {
+        const { data, compressed } = encodeData(content);
+        if (compressed) {
+          assert.ok(content.length >= 64 && data.length < content.length);
+          assert.ok(decompressBounded(data, content.length).equals(content));
+        } else assert.equal(data, content);
+      }),
+    );
+  });
+
+  it('arbitrary field lists never throw anything but CorruptEntryError', () => {
+    const name = fc.constantFrom('op', 'key', 'hash', 'data', 'meta', 'x', '');
+    const value = fc.oneof(
+      fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)),
+      fc
+        .constantFrom('PUT', 'DEL', 'put', 'delete', '{}', '{"version":-1}', 'null', '[1]')
+        .map((s) => Buffer.from(s)),
+      fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.concat([ZSTD_MAGIC, Buffer.from(a)])),
+    );
+    fc.assert(
+      fc.property(fc.array(fc.tuple(name, value), { maxLength: 8 }), (pairs) => {
+        throwsOnlyTyped(() => parseCdcEntry(pairs.flatMap(([n, v]) => [Buffer.from(n), v])));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('corrupt zstd frames never crash: any byte flipped or cut in a valid frame', () => {
+    const frames = validVectors
+      .map((v) => {
+        const i = v.fields.findIndex((f, j) => j % 2 === 0 && f.toString() === 'data');
+        return v.fields[i + 1]!;
+      })
+      .filter((d) => d !== undefined && d[0] === 0x28);
+    assert.ok(frames.length > 0);
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...frames),
+        fc.nat(),
+        fc.integer({ min: 0, max: 255 }),
+        fc.boolean(),
+        (frame, at, byte, cut) => {
+          const mutated = Buffer.from(frame);
+          const i = at % mutated.length;
+          if (cut) throwsOnlyTyped(() => decompressBounded(mutated.subarray(0, i), 1 << 20));
+          else {
+            mutated[i] = byte;
+            throwsOnlyTyped(() => decompressBounded(mutated, 1 << 20));
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+});
