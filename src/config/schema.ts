@@ -1,0 +1,414 @@
+/**
+ * The YAML config file's shape, as zod schemas. Every option carries its documentation in
+ * {@link configDocs}, from which docs/CONFIG.md is generated, so the docs cannot drift.
+ *
+ * This validates shapes, types and ranges; rules that span fields (batch-size order, duplicate
+ * peers, URLs, TLS files) live in `resolve.ts`, which also turns the result into `Resolved*`.
+ */
+import { z } from 'zod';
+import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
+import type { DurationUnit } from './units.js';
+
+/** Documentation of one option: what docs/CONFIG.md prints in its row. */
+export interface OptionDoc {
+  readonly kind: 'option';
+  /** How the value is written, e.g. `integer`, `duration`. */
+  readonly type: string;
+  /** The default as it would be written in YAML; `required` or `none` when there is none. */
+  readonly default: string;
+  readonly description: string;
+}
+
+/** Documentation of a section (a mapping of options). */
+export interface SectionDoc {
+  readonly kind: 'section';
+  readonly description: string;
+}
+
+/** The documentation attached to a schema node. */
+export type SchemaDoc = OptionDoc | SectionDoc;
+
+/** Documentation of every option and section of {@link configSchema}, keyed by schema node. */
+export const configDocs = z.registry<SchemaDoc>();
+
+/** Largest `max_item_bytes`: Redis's default `proto-max-bulk-len`. */
+export const MAX_ITEM_BYTES_LIMIT = 512 * 1024 * 1024;
+
+const NODE_ID = /^[^\s\p{Cc}]+$/u;
+
+function option<S extends z.ZodType>(
+  schema: S,
+  type: string,
+  defaultValue: string,
+  description: string,
+): S {
+  configDocs.add(schema, { kind: 'option', type, default: defaultValue, description });
+  return schema;
+}
+
+function section<S extends z.ZodType>(schema: S, description: string): S {
+  configDocs.add(schema, { kind: 'section', description });
+  return schema;
+}
+
+function yamlValue(value: string | number | boolean): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+function bool(defaultValue: boolean, description: string) {
+  return option(z.boolean().default(defaultValue), 'boolean', yamlValue(defaultValue), description);
+}
+
+function int(defaultValue: number, description: string, range: { min?: number; max?: number }) {
+  let schema = z.number().int();
+  if (range.min !== undefined) schema = schema.min(range.min);
+  if (range.max !== undefined) schema = schema.max(range.max);
+  return option(schema.default(defaultValue), 'integer', yamlValue(defaultValue), description);
+}
+
+function str(defaultValue: string, description: string, minLength = 0) {
+  return option(
+    z.string().min(minLength).default(defaultValue),
+    'string',
+    yamlValue(defaultValue),
+    description,
+  );
+}
+
+function optionalStr(description: string) {
+  return option(z.string().min(1).optional(), 'string', 'none', description);
+}
+
+function nodeId(description: string) {
+  return option(
+    z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(NODE_ID, { error: 'expected a node id without whitespace or control characters' }),
+    'string',
+    'required',
+    description,
+  );
+}
+
+/**
+ * A duration: `"250ms"`, `"5s"`, `"2m"`, `"1h"`, `"7d"` (or compounds such as `"1h30m"`), or a bare
+ * number counted in `bareUnit`. Resolves to whole milliseconds.
+ */
+function duration(
+  defaultValue: string | number,
+  bareUnit: DurationUnit,
+  description: string,
+  minMs = 1,
+) {
+  const unitName = bareUnit === 's' ? 'seconds' : 'milliseconds';
+  const schema = z
+    .unknown()
+    .transform((value, ctx): number => {
+      const ms = parseDuration(value, bareUnit);
+      if (ms === undefined) {
+        ctx.issues.push({
+          code: 'custom',
+          message: `expected a duration such as "5s", "250ms", "2m", "1h", "7d", or a number of ${unitName}`,
+          input: value,
+        });
+        return z.NEVER;
+      }
+      if (ms < minMs) {
+        ctx.issues.push({
+          code: 'custom',
+          message: `expected a duration of at least ${formatDuration(minMs)}`,
+          input: value,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .prefault(defaultValue);
+  return option(
+    schema,
+    `duration (bare number: ${unitName})`,
+    yamlValue(defaultValue),
+    description,
+  );
+}
+
+/** A byte size: an integer, or `"512KB"` (1000-based), `"64MiB"` (1024-based), `"100B"`. */
+function size(defaultValue: string | number, description: string, min: number, max: number) {
+  const schema = z
+    .unknown()
+    .transform((value, ctx): number => {
+      const bytes = parseSize(value);
+      if (bytes === undefined) {
+        ctx.issues.push({
+          code: 'custom',
+          message: 'expected a byte size such as 1048576, "512KB" or "64MiB"',
+          input: value,
+        });
+        return z.NEVER;
+      }
+      if (bytes < min || bytes > max) {
+        ctx.issues.push({
+          code: 'custom',
+          message:
+            max === Number.MAX_SAFE_INTEGER
+              ? `expected a byte size of at least ${formatSize(min)}`
+              : `expected a byte size from ${formatSize(min)} to ${formatSize(max)}`,
+          input: value,
+        });
+        return z.NEVER;
+      }
+      return bytes;
+    })
+    .prefault(defaultValue);
+  return option(schema, 'byte size', yamlValue(defaultValue), description);
+}
+
+function tlsSchema(what: string) {
+  return section(
+    z
+      .strictObject({
+        ca_file: optionalStr(
+          'PEM file of the CA(s) that sign the server certificate; the system CAs when absent.',
+        ),
+        cert_file: optionalStr('PEM client certificate, for mutual TLS (needs `key_file`).'),
+        key_file: optionalStr('PEM client private key, for mutual TLS (needs `cert_file`).'),
+        reject_unauthorized: bool(
+          true,
+          'Verify the server certificate. Turn off only for testing: it allows interception.',
+        ),
+        servername: optionalStr(
+          'Server name for SNI and certificate verification, when it differs from the URL host.',
+        ),
+      })
+      .optional(),
+    `TLS for ${what}, used with a \`rediss://\` URL (which turns TLS on even without this ` +
+      'section). Relative file paths are resolved against the directory of the config file.',
+  );
+}
+
+const hotPathSchema = section(
+  z
+    .strictObject({
+      enabled: bool(true, "Tail every peer's CDC stream (`cdc`)."),
+      batch_size: int(100, 'Entries per XREAD (the initial size when adaptive).', { min: 1 }),
+      block_timeout: duration('5s', 's', 'How long one XREAD BLOCK waits for new entries.'),
+      adaptive_batch_size: bool(
+        false,
+        'Size batches by AIMD between `min_batch_size` and `max_batch_size`.',
+      ),
+      min_batch_size: int(50, 'Smallest batch size (AIMD); at most `batch_size`.', { min: 1 }),
+      max_batch_size: int(1000, 'Largest batch size (AIMD); at least `batch_size`.', { min: 1 }),
+      rate_limit_enabled: bool(false, 'Limit the apply rate (prevents a thundering herd).'),
+      rate_limit_per_sec: option(
+        z.number().positive().default(10_000),
+        'number',
+        '10000',
+        'Sustained events per second when rate limiting.',
+      ),
+      rate_limit_burst: int(1000, 'Events allowed in a burst above the sustained rate.', {
+        min: 1,
+      }),
+    })
+    .prefault({}),
+  "The hot path: tailing peers' CDC streams.",
+);
+
+const coldPathSchema = section(
+  z
+    .strictObject({
+      enabled: bool(true, 'Run Merkle anti-entropy repairs.'),
+      interval_sec: duration(60, 's', 'Time between repair cycles.'),
+      max_items_per_cycle: int(1000, 'Records repaired per peer per cycle, at most.', { min: 1 }),
+      backoff_base_sec: duration(5, 's', 'First backoff after a failed cycle with a peer.'),
+      backoff_max_sec: duration(300, 's', 'Longest backoff; at least `backoff_base_sec`.'),
+    })
+    .prefault({}),
+  'The cold path: periodic Merkle comparison and repair with each peer.',
+);
+
+const peerHealthSchema = section(
+  z
+    .strictObject({
+      enabled: bool(true, 'Ping idle peers.'),
+      ping_interval_sec: duration(30, 's', 'Time between pings of an idle peer.'),
+      idle_threshold_sec: duration(60, 's', 'Time without traffic after which a peer is idle.'),
+    })
+    .prefault({}),
+  'Health checks of idle peers.',
+);
+
+const sloSchema = section(
+  z
+    .strictObject({
+      max_stream_read_latency_ms: duration(100, 'ms', 'Warn when an XREAD takes longer.'),
+      max_peer_op_latency_ms: duration(500, 'ms', 'Warn when a peer operation takes longer.'),
+      max_batch_flush_latency_ms: duration(200, 'ms', 'Warn when applying a batch takes longer.'),
+      max_replication_lag_sec: duration(
+        30,
+        's',
+        "Warn when a peer's replication lag exceeds this.",
+      ),
+    })
+    .prefault({}),
+  'Service-level thresholds: exceeding one logs a warning and counts it.',
+);
+
+const peerSchema = section(
+  z.strictObject({
+    node_id: nodeId("The peer's `local_node_id`; unique among peers."),
+    redis_url: option(
+      z.string().min(1),
+      'URL',
+      'required',
+      "The peer's Redis: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.",
+    ),
+    redis_prefix: str('', "Key prefix of the peer's store."),
+    priority: int(0, 'Sync order: lower syncs first.', {}),
+    circuit_failure_threshold: int(5, 'Consecutive failures before the circuit opens.', {
+      min: 1,
+    }),
+    circuit_reset_timeout_sec: duration(30, 's', 'Time an open circuit waits before a retry.'),
+    tls: tlsSchema('this peer'),
+  }),
+  'The nodes this node replicates from (a list).',
+);
+
+const cursorSchema = section(
+  z
+    .strictObject({
+      sqlite_path: str(
+        'replication_cursors.db',
+        'SQLite file of the per-peer stream cursors (relative to the working directory).',
+        1,
+      ),
+      wal_mode: bool(true, 'Use SQLite WAL mode.'),
+    })
+    .prefault({}),
+  'Where the per-peer stream cursors are persisted.',
+);
+
+const replicationSchema = section(
+  z.strictObject({
+    local_node_id: nodeId("This node's unique identifier, e.g. `uk.node.london-1`."),
+    settings: section(
+      z
+        .strictObject({
+          hot_path: hotPathSchema,
+          cold_path: coldPathSchema,
+          peer_health: peerHealthSchema,
+          slo: sloSchema,
+        })
+        .prefault({}),
+      'Engine settings.',
+    ),
+    peers: option(
+      z.array(peerSchema).default([]),
+      'list',
+      '[]',
+      'The peers; see `replication.peers[]`.',
+    ),
+    cursor: cursorSchema,
+  }),
+  'The replication engine, exactly as in the Rust replication-engine.',
+);
+
+const localSchema = section(
+  z
+    .strictObject({
+      redis_url: option(
+        z.string().min(1).default('redis://127.0.0.1:6379'),
+        'URL',
+        '"redis://127.0.0.1:6379"',
+        "This node's Redis: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.",
+      ),
+      redis_prefix: str('', "Key prefix of this node's store."),
+      tls: tlsSchema("this node's Redis"),
+    })
+    .prefault({}),
+  "This node's own Redis, where its store lives.",
+);
+
+const storeSchema = section(
+  z
+    .strictObject({
+      cdc_maxlen: int(100_000, 'Approximate length the `cdc` stream is trimmed to (MAXLEN ~).', {
+        min: 1,
+      }),
+      tombstone_ttl: duration(
+        '7d',
+        's',
+        'How long a tombstone is kept before it is purged; longer than `cold_path.interval_sec`.',
+      ),
+      relay: bool(
+        false,
+        'Re-emit replicated writes to the local `cdc` stream (chains, partial meshes).',
+      ),
+      max_item_bytes: size(
+        '64MiB',
+        'Largest document, after decompression; larger entries are rejected.',
+        1,
+        MAX_ITEM_BYTES_LIMIT,
+      ),
+      conflict_log: bool(
+        false,
+        'Record every conflict (key, both clocks, winner) in a capped stream.',
+      ),
+      max_memory_bytes: size(
+        0,
+        'Pause replication while Redis `used_memory` is above this; 0 disables.',
+        0,
+        Number.MAX_SAFE_INTEGER,
+      ),
+    })
+    .prefault({}),
+  'The node-local store.',
+);
+
+const httpSchema = section(
+  z
+    .strictObject({
+      enabled: bool(true, 'Serve `/metrics`, `/health`, `/ready` and the admin API.'),
+      host: str('127.0.0.1', 'Address to bind.', 1),
+      port: int(9090, 'Port to bind (0: any free port).', { min: 0, max: 65535 }),
+      token: option(
+        z.string().optional(),
+        'string',
+        'none',
+        'Token the admin write endpoints require; without one they only answer when `host` is loopback.',
+      ),
+    })
+    .prefault({}),
+  'The HTTP server: metrics, health and the admin API.',
+);
+
+/** The whole config file. */
+export const configSchema = z.strictObject({
+  replication: replicationSchema,
+  local: localSchema,
+  store: storeSchema,
+  http: httpSchema,
+});
+
+/** A config as written by hand or built in code (YAML snake_case; durations as strings or numbers). */
+export type ConfigOptions = z.input<typeof configSchema>;
+
+/** One entry of `replication.peers`, as written. */
+export type PeerOptions = z.input<typeof peerSchema>;
+
+/** What {@link configSchema} produces: complete, durations in milliseconds, still snake_case. */
+export type ParsedConfig = z.output<typeof configSchema>;
+
+/** The schema inside any default, prefault and optional wrappers. */
+export function unwrapSchema(schema: z.ZodType): z.ZodType {
+  let inner = schema;
+  while (
+    inner instanceof z.ZodDefault ||
+    inner instanceof z.ZodPrefault ||
+    inner instanceof z.ZodOptional
+  ) {
+    inner = inner.def.innerType as z.ZodType;
+  }
+  return inner;
+}
