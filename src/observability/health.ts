@@ -1,0 +1,174 @@
+/**
+ * The engine's health report: the JSON `/health` serves (snake_case on the wire) and the
+ * human-readable rendering `replication-engine status` prints.
+ */
+import { redactSecrets } from './redact.js';
+
+/** Engine lifecycle state, as the wire format spells it. */
+export type EngineStateName =
+  'created' | 'connecting' | 'running' | 'shutting_down' | 'stopped' | 'failed';
+
+/** A peer's circuit breaker state. */
+export type CircuitStateName = 'closed' | 'half_open' | 'open';
+
+/** The outcome of the last cold-path cycle against one peer. */
+export interface RepairSummary {
+  /** When it finished, ms since the epoch. */
+  readonly finished_at_ms: number;
+  readonly duration_ms: number;
+  /** `ok`: ran to the end; `error`: failed (see `error`); `skipped`: not run (see `error`). */
+  readonly outcome: 'ok' | 'error' | 'skipped';
+  /** Merkle roots were equal: nothing to do. */
+  readonly in_sync: boolean;
+  readonly divergent_keys: number;
+  readonly items_fetched: number;
+  readonly items_applied: number;
+  /** Why it failed or was skipped, credentials redacted. */
+  readonly error: string | null;
+}
+
+/** The health of one peer. */
+export interface PeerHealth {
+  readonly node_id: string;
+  /** The peer's Redis URL with any password replaced by `***`. */
+  readonly url: string;
+  readonly connected: boolean;
+  readonly circuit_state: CircuitStateName;
+  /** Cursor lag behind the stream head, in ms; null before the first read. */
+  readonly lag_ms: number | null;
+  /** Estimated events behind the stream head; null before the first read. */
+  readonly lag_events: number | null;
+  /** Reading a backlog with XRANGE rather than tailing with XREAD BLOCK. */
+  readonly catching_up: boolean;
+  /** Paused by an operator (admin API or library call). */
+  readonly paused: boolean;
+  /** The persisted cursor (a stream id); null if nothing was read yet. */
+  readonly cursor: string | null;
+  /** Since the last event read from the peer; null if none yet. */
+  readonly last_event_ms_ago: number | null;
+  /** Since the last successful Redis call to the peer; null if none yet. */
+  readonly last_success_ms_ago: number | null;
+  /** Failures since the last success (what the circuit breaker counts). */
+  readonly consecutive_errors: number;
+  /** The last error seen with this peer, credentials redacted; null if none. */
+  readonly last_error: string | null;
+  readonly last_repair: RepairSummary | null;
+}
+
+/** The health of one engine: the body of `/health`. */
+export interface EngineHealth {
+  /** Running, with no peer failing: `/health` answers 200, else 503. */
+  readonly healthy: boolean;
+  /** Running and serving (started, cursors loaded): `/ready` answers 200, else 503. */
+  readonly ready: boolean;
+  readonly state: EngineStateName;
+  /** This node's id (`local_node_id`). */
+  readonly node_id: string;
+  /** Package version of the engine. */
+  readonly version: string;
+  /** Since `start()`, in ms; 0 before. */
+  readonly uptime_ms: number;
+  /** When this report was made, ms since the epoch. */
+  readonly timestamp_ms: number;
+  readonly peers_connected: number;
+  readonly peers_total: number;
+  readonly peers: readonly PeerHealth[];
+  /** The last engine-level error (e.g. why it failed), credentials redacted; null if none. */
+  readonly last_error: string | null;
+}
+
+/** `h` as JSON, every string passed through {@link redactSecrets} (defence in depth). */
+export function healthToJson(h: EngineHealth, space?: number): string {
+  return JSON.stringify(
+    h,
+    (_key, value: unknown) => (typeof value === 'string' ? redactSecrets(value) : value),
+    space,
+  );
+}
+
+/** A duration for people: `850ms`, `12.3s`, `4m 05s`, `2h 03m`, `3d 04h`. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '-';
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const pad = (n: number): string => String(Math.floor(n)).padStart(2, '0');
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${pad(s % 60)}s`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return `${h}h ${pad(m % 60)}m`;
+  return `${Math.floor(h / 24)}d ${pad(h % 24)}h`;
+}
+
+const yesNo = (b: boolean): string => (b ? 'yes' : 'no');
+
+function lagText(p: PeerHealth): string {
+  if (p.lag_ms === null && p.lag_events === null) return '-';
+  const ms = p.lag_ms === null ? '-' : formatDuration(p.lag_ms);
+  const events = p.lag_events === null ? '-' : String(p.lag_events);
+  return `${ms} / ${events} ev`;
+}
+
+function repairText(r: RepairSummary | null, now: number): string {
+  if (r === null) return '-';
+  const ago = `${formatDuration(now - r.finished_at_ms)} ago`;
+  if (r.outcome !== 'ok') return `${r.outcome} ${ago}`;
+  if (r.in_sync) return `in sync ${ago}`;
+  return `${r.items_applied}/${r.divergent_keys} fixed ${ago}`;
+}
+
+function table(rows: readonly (readonly string[])[]): string[] {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
+  }
+  return rows.map((row) =>
+    row
+      .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
+/**
+ * `h` for a person: a summary line, then one table row per peer (id, connected, circuit, lag,
+ * catching up, paused, last repair), then the errors. Credentials are redacted.
+ */
+export function formatHealth(h: EngineHealth): string {
+  const now = h.timestamp_ms;
+  const lines = [
+    `node ${h.node_id}  state ${h.state}  healthy ${yesNo(h.healthy)}  ready ${yesNo(h.ready)}` +
+      `  uptime ${formatDuration(h.uptime_ms)}  version ${h.version}`,
+    `peers: ${h.peers_connected}/${h.peers_total} connected`,
+  ];
+  if (h.peers.length > 0) {
+    lines.push('');
+    const rows = [
+      ['PEER', 'CONNECTED', 'CIRCUIT', 'LAG', 'CATCHING UP', 'PAUSED', 'LAST EVENT', 'LAST REPAIR'],
+      ...h.peers.map((p) => [
+        p.node_id,
+        yesNo(p.connected),
+        p.circuit_state.replace('_', '-'),
+        lagText(p),
+        yesNo(p.catching_up),
+        yesNo(p.paused),
+        p.last_event_ms_ago === null ? '-' : `${formatDuration(p.last_event_ms_ago)} ago`,
+        repairText(p.last_repair, now),
+      ]),
+    ];
+    lines.push(...table(rows).map((l) => `  ${l}`));
+  }
+  const errors: string[] = [];
+  if (h.last_error !== null) errors.push(`  engine: ${h.last_error}`);
+  for (const p of h.peers) {
+    if (p.last_error !== null) {
+      const count = p.consecutive_errors > 0 ? ` (${p.consecutive_errors} in a row)` : '';
+      errors.push(`  ${p.node_id}${count}: ${p.last_error}`);
+    }
+    if (p.last_repair?.error) errors.push(`  ${p.node_id} repair: ${p.last_repair.error}`);
+  }
+  if (errors.length > 0) lines.push('', 'errors:', ...errors);
+  return redactSecrets(lines.join('\n'));
+}

@@ -1,0 +1,5 @@
+export * from './health.js';
+export * from './http.js';
+export * from './logger.js';
+export * from './metric-definitions.js';
+export * from './metrics.js';

@@ -1,0 +1,614 @@
+/**
+ * The metadata of every Prometheus metric the engine exposes: name, type, labels, meaning.
+ * `createMetrics` builds the prom-client objects from it and docs/METRICS.md is generated from it,
+ * so the code and the documentation cannot drift apart.
+ */
+
+/** A Prometheus metric type, as prom-client names it. */
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+/** Where a metric name comes from. */
+export type MetricOrigin = 'readme' | 'rust' | 'ours';
+
+/**
+ * A metric computed at scrape time from another one, so that two names the seed uses for one fact
+ * can never disagree. Its own `inc`/`set`/`observe` calls are overwritten at the next scrape.
+ */
+export interface DerivedFrom {
+  /** The metric it is computed from. */
+  readonly from: string;
+  /** Use only the `_count` series of a source histogram. */
+  readonly sample?: 'count';
+  /** Use only the source series with these label values. */
+  readonly where?: Readonly<Record<string, string>>;
+  /** Multiply every source value by this. @default 1 */
+  readonly scale?: number;
+  /** Count the source series whose value is non-zero instead of summing them. */
+  readonly countNonZero?: boolean;
+}
+
+/** One metric. */
+export interface MetricDefinition {
+  readonly name: string;
+  readonly type: MetricType;
+  readonly labels: readonly string[];
+  /** One line, for `# HELP` and the doc. */
+  readonly help: string;
+  readonly section: string;
+  readonly origin: MetricOrigin;
+  readonly buckets?: readonly number[];
+  readonly derived?: DerivedFrom;
+}
+
+/** Latency of Redis calls and local work, 0.5 ms to 10 s (an XREAD may block for seconds). */
+export const LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+] as const;
+/** End-to-end replication latency, 1 ms to 60 s. */
+export const APPLY_LATENCY_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+] as const;
+/** A cold-path repair cycle, 10 ms to 10 min. */
+export const REPAIR_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600] as const;
+/** Events per flushed batch. */
+export const BATCH_SIZE_BUCKETS = [
+  1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+] as const;
+/** Latency of an SLO violation, in milliseconds. */
+export const SLO_MS_BUCKETS = [
+  50, 100, 200, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
+] as const;
+
+/** Every metric, grouped by section; the order is the doc's. */
+export const METRIC_DEFINITIONS = [
+  // Hot path
+  {
+    name: 'replication_cdc_events_read_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: "CDC events read from the peer's stream that parsed and verified (rejected entries excluded)",
+    section: 'Hot path',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_cdc_events_applied_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Events applied to the local store (they won last-writer-wins)',
+    section: 'Hot path',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_cdc_events_deduped_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Events that changed nothing: the local record was already current or newer',
+    section: 'Hot path',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_conflicts_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Replicated records that lost last-writer-wins against a different local record',
+    section: 'Hot path',
+    origin: 'ours',
+  },
+  {
+    name: 'replication_dead_lettered_total',
+    type: 'counter',
+    labels: ['peer_id', 'reason'],
+    help: 'Stream entries that failed to parse, decompress or verify, copied to dlq:<peer> (reason: why)',
+    section: 'Hot path',
+    origin: 'ours',
+  },
+  {
+    name: 'replication_apply_latency_seconds',
+    type: 'histogram',
+    labels: ['peer_id'],
+    help: "Apply time minus the event's updated_at: the end-to-end replication latency",
+    section: 'Hot path',
+    origin: 'ours',
+    buckets: APPLY_LATENCY_BUCKETS,
+  },
+  {
+    name: 'replication_event_processing_duration_seconds',
+    type: 'histogram',
+    labels: ['peer_id'],
+    help: 'Time to parse, verify and decompress one stream entry',
+    section: 'Hot path',
+    origin: 'rust',
+    buckets: LATENCY_BUCKETS,
+  },
+  {
+    name: 'replication_lag_ms',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: "Cursor lag behind the peer's stream head, in milliseconds of stream id time",
+    section: 'Hot path',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_lag_seconds',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: 'replication_lag_ms in seconds',
+    section: 'Hot path',
+    origin: 'rust',
+    derived: { from: 'replication_lag_ms', scale: 0.001 },
+  },
+  {
+    name: 'replication_lag_events',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: "Estimated events between the cursor and the peer's stream head",
+    section: 'Hot path',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_adaptive_batch_size',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: 'Current XREAD COUNT of the peer tailer (AIMD-adjusted when adaptive_batch_size is on)',
+    section: 'Hot path',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_backpressure_pauses_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Times the tailer paused because the local store refused writes (shouldAcceptWrites false)',
+    section: 'Hot path',
+    origin: 'readme',
+  },
+  // Batches
+  {
+    name: 'replication_batch_flush_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Batch flushes to the local store',
+    section: 'Batches',
+    origin: 'readme',
+    derived: { from: 'replication_batch_flush_duration_seconds', sample: 'count' },
+  },
+  {
+    name: 'replication_batch_flush_duration_seconds',
+    type: 'histogram',
+    labels: ['peer_id'],
+    help: 'Time to apply one batch to the local store and persist its cursor',
+    section: 'Batches',
+    origin: 'readme',
+    buckets: LATENCY_BUCKETS,
+  },
+  {
+    name: 'replication_batch_size',
+    type: 'histogram',
+    labels: ['peer_id'],
+    help: 'Events per flushed batch, after coalescing',
+    section: 'Batches',
+    origin: 'rust',
+    buckets: BATCH_SIZE_BUCKETS,
+  },
+  {
+    name: 'replication_batch_events_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Events handed to batch flushes, after coalescing',
+    section: 'Batches',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_batch_deduped_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Events coalesced away within a batch: superseded by a later event for the same key',
+    section: 'Batches',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_batch_submitted_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Puts applied by batch flushes',
+    section: 'Batches',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_batch_deleted_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Tombstones applied by batch flushes',
+    section: 'Batches',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_batch_skipped_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: "Events skipped without an apply attempt (the node's own origin coming back)",
+    section: 'Batches',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_batch_errors_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Events a batch flush failed to apply (the batch is retried)',
+    section: 'Batches',
+    origin: 'rust',
+  },
+  // Streams
+  {
+    name: 'replication_stream_reads_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: "XREAD / XRANGE calls on the peer's stream",
+    section: 'Streams',
+    origin: 'rust',
+    derived: { from: 'replication_stream_read_duration_seconds', sample: 'count' },
+  },
+  {
+    name: 'replication_stream_read_duration_seconds',
+    type: 'histogram',
+    labels: ['peer_id'],
+    help: 'Duration of one XREAD / XRANGE call, blocking time included',
+    section: 'Streams',
+    origin: 'rust',
+    buckets: LATENCY_BUCKETS,
+  },
+  {
+    name: 'replication_stream_events_read_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Stream entries returned by XREAD / XRANGE, including ones later rejected or skipped',
+    section: 'Streams',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_stream_gaps_total',
+    type: 'counter',
+    labels: ['peer_id', 'kind'],
+    help: 'Gaps found between the cursor and the stream (kind: trimmed|recreated); each starts a repair',
+    section: 'Streams',
+    origin: 'ours',
+  },
+  {
+    name: 'replication_stream_trimmed_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Cursors found older than the oldest stream entry',
+    section: 'Streams',
+    origin: 'rust',
+    derived: { from: 'replication_stream_gaps_total', where: { kind: 'trimmed' } },
+  },
+  // Cold path
+  {
+    name: 'replication_repair_cycles_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Merkle repair cycles run against the peer',
+    section: 'Cold path',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_repair_cycle_duration_seconds',
+    type: 'histogram',
+    labels: ['peer_id'],
+    help: 'Duration of one repair cycle against the peer',
+    section: 'Cold path',
+    origin: 'rust',
+    buckets: REPAIR_BUCKETS,
+  },
+  {
+    name: 'replication_repair_skipped_total',
+    type: 'counter',
+    labels: ['peer_id', 'reason'],
+    help: 'Repair cycles skipped (reason: catching_up|backoff|disconnected|circuit_open|paused)',
+    section: 'Cold path',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_repair_errors_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Repair cycles that failed (the peer is backed off)',
+    section: 'Cold path',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_repair_peers_checked_total',
+    type: 'counter',
+    labels: [],
+    help: 'Peers whose Merkle root was compared with ours, over all peers',
+    section: 'Cold path',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_repair_peers_in_sync_total',
+    type: 'counter',
+    labels: [],
+    help: 'Root comparisons that found the peer in sync, over all peers',
+    section: 'Cold path',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_merkle_divergence_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: "Repair cycles whose Merkle root differed from the peer's",
+    section: 'Cold path',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_merkle_divergences_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Divergent Merkle branches (buckets) found while drilling down',
+    section: 'Cold path',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_repair_divergent_keys',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: 'Keys found divergent in the last repair cycle against the peer',
+    section: 'Cold path',
+    origin: 'ours',
+  },
+  {
+    name: 'replication_repair_items_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Divergent keys found by repair cycles (candidates for repair)',
+    section: 'Cold path',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_repair_items_fetched_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Records fetched from the peer by repair cycles',
+    section: 'Cold path',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_repair_items_submitted_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Records applied to the local store by repair cycles (they won last-writer-wins)',
+    section: 'Cold path',
+    origin: 'readme',
+  },
+  // Peers
+  {
+    name: 'replication_peer_connected',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: '1 if the peer is connected, 0 if not',
+    section: 'Peers',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_connected_peers',
+    type: 'gauge',
+    labels: [],
+    help: 'Peers currently connected',
+    section: 'Peers',
+    origin: 'rust',
+    derived: { from: 'replication_peer_connected', countNonZero: true },
+  },
+  {
+    name: 'replication_peer_state',
+    type: 'gauge',
+    labels: ['peer_id', 'state'],
+    help: 'Connection state, one series per state, 1 for the current one (state: disconnected|connecting|connected)',
+    section: 'Peers',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_peer_connections_total',
+    type: 'counter',
+    labels: ['peer_id', 'status'],
+    help: 'Connection attempts (status: success|failure)',
+    section: 'Peers',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_peer_operation_duration_seconds',
+    type: 'histogram',
+    labels: ['peer_id', 'operation'],
+    help: 'Latency of Redis calls to the peer (operation: xrange|xinfo|merkle_root|merkle_children|fetch|ping)',
+    section: 'Peers',
+    origin: 'rust',
+    buckets: LATENCY_BUCKETS,
+  },
+  {
+    name: 'replication_peer_latency_seconds',
+    type: 'histogram',
+    labels: ['peer_id'],
+    help: 'Latency of Redis calls to the peer, all operations',
+    section: 'Peers',
+    origin: 'readme',
+    buckets: LATENCY_BUCKETS,
+    derived: { from: 'replication_peer_operation_duration_seconds' },
+  },
+  {
+    name: 'replication_peer_pings_total',
+    type: 'counter',
+    labels: ['peer_id', 'status'],
+    help: 'Health pings of an idle peer (status: success|failure)',
+    section: 'Peers',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_peer_ping_latency_seconds',
+    type: 'histogram',
+    labels: ['peer_id'],
+    help: 'Round trip of a successful health ping',
+    section: 'Peers',
+    origin: 'rust',
+    buckets: LATENCY_BUCKETS,
+  },
+  // Circuit breaker
+  {
+    name: 'replication_peer_circuit_state',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: "The peer's circuit breaker: 0=closed, 1=half-open, 2=open",
+    section: 'Circuit breaker',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_circuit_state',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: "The peer's circuit breaker: 0=closed, 1=half-open, 2=open",
+    section: 'Circuit breaker',
+    origin: 'rust',
+    derived: { from: 'replication_peer_circuit_state' },
+  },
+  {
+    name: 'replication_peer_circuit_transitions_total',
+    type: 'counter',
+    labels: ['peer_id', 'state'],
+    help: 'Circuit breaker transitions, by the state entered (state: closed|half_open|open)',
+    section: 'Circuit breaker',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_circuit_calls_total',
+    type: 'counter',
+    labels: ['peer_id', 'outcome'],
+    help: 'Calls through the circuit breaker (outcome: success|failure)',
+    section: 'Circuit breaker',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_circuit_rejections_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Calls refused because the circuit was open',
+    section: 'Circuit breaker',
+    origin: 'rust',
+  },
+  // Cursors
+  {
+    name: 'replication_cursor_persists_total',
+    type: 'counter',
+    labels: ['peer_id', 'status'],
+    help: "Writes of the peer's cursor to SQLite (status: success|failure)",
+    section: 'Cursors',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_cursor_flushes_total',
+    type: 'counter',
+    labels: [],
+    help: 'SQLite transactions that wrote cursors',
+    section: 'Cursors',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_cursor_flushed_count',
+    type: 'counter',
+    labels: [],
+    help: 'Cursors written by those transactions',
+    section: 'Cursors',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_cursor_flush_errors_total',
+    type: 'counter',
+    labels: [],
+    help: 'Cursor transactions that failed',
+    section: 'Cursors',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_cursor_retries_total',
+    type: 'counter',
+    labels: ['operation'],
+    help: 'SQLite operations retried after SQLITE_BUSY / SQLITE_LOCKED (operation: get|set|flush)',
+    section: 'Cursors',
+    origin: 'rust',
+  },
+  // SLOs
+  {
+    name: 'replication_slo_violations_total',
+    type: 'counter',
+    labels: ['peer_id', 'slo_type'],
+    help: 'Operations over their settings.slo bound (slo_type: stream_read|peer_op|batch_flush|lag)',
+    section: 'SLOs',
+    origin: 'rust',
+  },
+  {
+    name: 'replication_slo_violation_latency_ms',
+    type: 'histogram',
+    labels: ['peer_id', 'slo_type'],
+    help: 'Latency or lag observed by each SLO violation, in milliseconds',
+    section: 'SLOs',
+    origin: 'rust',
+    buckets: SLO_MS_BUCKETS,
+  },
+  {
+    name: 'replication_lag_slo_ms',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: 'Replication lag compared with settings.slo.max_replication_lag_sec, in milliseconds',
+    section: 'SLOs',
+    origin: 'rust',
+    derived: { from: 'replication_lag_ms' },
+  },
+  {
+    name: 'replication_lag_slo_violation',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: '1 while the lag exceeds settings.slo.max_replication_lag_sec, else 0',
+    section: 'SLOs',
+    origin: 'rust',
+  },
+  // Engine
+  {
+    name: 'replication_engine_state',
+    type: 'gauge',
+    labels: [],
+    help: 'Engine state: 0=stopped (or created), 1=starting, 2=running, 3=stopping, 4=failed',
+    section: 'Engine',
+    origin: 'readme',
+  },
+  {
+    name: 'replication_errors_total',
+    type: 'counter',
+    labels: ['peer_id', 'error_type'],
+    help: 'Errors by ReplicationError code, lower-cased (peer_id empty when no peer is involved)',
+    section: 'Engine',
+    origin: 'rust',
+  },
+] as const satisfies readonly MetricDefinition[];
+
+const ORIGIN_TEXT: Record<MetricOrigin, string> = {
+  readme: 'seed README',
+  rust: 'seed source',
+  ours: 'ours',
+};
+
+/** The Markdown table of `definitions` (one header row per section), as docs/METRICS.md holds it. */
+export function renderMetricsTable(
+  definitions: readonly MetricDefinition[] = METRIC_DEFINITIONS,
+): string {
+  const rows = ['| Metric | Type | Labels | Source | Meaning |', '| --- | --- | --- | --- | --- |'];
+  let section = '';
+  for (const def of definitions) {
+    if (def.section !== section) {
+      section = def.section;
+      rows.push(`| **${section}** | | | | |`);
+    }
+    const labels = def.labels.map((l) => `\`${l}\``).join(', ');
+    const derived = def.derived ? ` Derived from \`${def.derived.from}\` at scrape time.` : '';
+    const meaning = `${def.help}.${derived}`.replaceAll('|', '\\|');
+    rows.push(
+      `| \`${def.name}\` | ${def.type} | ${labels} | ${ORIGIN_TEXT[def.origin]} | ${meaning} |`,
+    );
+  }
+  return rows.join('\n');
+}
