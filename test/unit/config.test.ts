@@ -243,6 +243,16 @@ describe('durations and sizes', () => {
     );
   });
 
+  it('rejects a tombstone_ttl that does not outlive a repair cycle', () => {
+    const error = failure(
+      yaml(['replication:', '  local_node_id: n1', 'store:', '  tombstone_ttl: 1m']),
+    );
+    assert.match(
+      error.message,
+      /^node\.yaml:4:3 store\.tombstone_ttl: expected more than replication\.settings\.cold_path\.interval_sec.*found 1m$/,
+    );
+  });
+
   it('rejects a size out of range', () => {
     const error = failure(
       yaml(['replication:', '  local_node_id: n1', 'store:', '  max_item_bytes: 1GiB']),
@@ -280,6 +290,21 @@ describe('environment interpolation', () => {
     assert.equal(config.http.port, 9191);
     assert.equal(config.http.token, undefined);
     assert.equal(config.http.enabled, false);
+  });
+
+  it('treats an unquoted value that interpolates to nothing as absent', () => {
+    const config = parse(
+      yaml([
+        'replication:',
+        '  local_node_id: n1',
+        'http:',
+        '  port: ${HTTP_PORT:-}',
+        '  host: ${HOST}',
+      ]),
+      { HOST: '' },
+    );
+    assert.equal(config.http.port, 9090);
+    assert.equal(config.http.host, '127.0.0.1');
   });
 
   it('keeps a quoted interpolated value a string', () => {
