@@ -1,5 +1,15 @@
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 
+/** A stream entry that could not be parsed, decompressed or verified, with why. */
+export interface DeadLetter {
+  /** Its id in the peer's stream. */
+  readonly id: string;
+  /** Its raw fields, flat `[name, value, …]`. */
+  readonly fields: readonly Buffer[];
+  readonly reason: string;
+  readonly message: string;
+}
+
 /** What applying one replicated record did to the local store. */
 export type ApplyOutcome =
   /** The record won and was written. */
@@ -47,4 +57,9 @@ export interface LocalStore {
   merkleChildren(path: string): Promise<MerkleNode[]>;
   /** The leaves of a bucket: every record version in it, tombstones included. */
   merkleLeaves(bucket: string): Promise<RecordVersion[]>;
+  /**
+   * Keeps corrupt entries from `peerId` in a capped local dead-letter stream (`dlq:<peer>`), so
+   * nothing vanishes unexplained. Optional: without it they are only counted and logged.
+   */
+  quarantine?(peerId: string, entries: readonly DeadLetter[]): Promise<void>;
 }

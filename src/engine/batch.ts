@@ -1,0 +1,111 @@
+/**
+ * Turning raw stream entries into a batch to apply: parse, skip our own events, quarantine the
+ * corrupt, coalesce per key (SPEC §4). Pure.
+ */
+import { eventToRecord, parseCdcEntry } from '../codec/cdc.js';
+import { CorruptEntryError, type CorruptReason } from '../errors.js';
+import { compareVersions, type StoredRecord } from '../model/record.js';
+
+/** One stream entry as XREAD / XRANGE return it. */
+export interface RawEntry {
+  readonly id: string;
+  /** Flat `[name, value, …]`. */
+  readonly fields: readonly Buffer[];
+}
+
+/** An entry that failed to parse, decompress or verify. */
+export interface QuarantinedEntry {
+  readonly id: string;
+  readonly fields: readonly Buffer[];
+  readonly reason: CorruptReason;
+  readonly message: string;
+}
+
+/** A decoded batch, ready to apply. */
+export interface DecodedBatch {
+  /** One record per key: the LWW maximum of the batch's events for it. */
+  readonly records: StoredRecord[];
+  readonly quarantined: QuarantinedEntry[];
+  /** Entries read (all kinds). */
+  readonly read: number;
+  /** Events skipped because they originated here. */
+  readonly ownOrigin: number;
+  /** Events dropped by per-key coalescing (a later event for the same key won). */
+  readonly coalesced: number;
+  /** Id of the last entry: the cursor once this batch is applied. */
+  readonly lastId: string;
+}
+
+/** Decodes entries read from `peerId`'s stream; never throws for a bad entry. */
+export function decodeBatch(
+  entries: readonly RawEntry[],
+  peerId: string,
+  localNodeId: string,
+  maxItemBytes: number,
+): DecodedBatch {
+  const byKey = new Map<string, StoredRecord>();
+  const quarantined: QuarantinedEntry[] = [];
+  let ownOrigin = 0;
+  let coalesced = 0;
+  for (const entry of entries) {
+    let record: StoredRecord;
+    try {
+      record = eventToRecord(parseCdcEntry(entry.fields, { maxItemBytes }), entry.id, peerId);
+    } catch (err) {
+      if (!(err instanceof CorruptEntryError)) throw err;
+      quarantined.push({
+        id: entry.id,
+        fields: entry.fields,
+        reason: err.reason,
+        message: err.message,
+      });
+      continue;
+    }
+    if (record.origin === localNodeId) {
+      ownOrigin += 1;
+      continue;
+    }
+    const current = byKey.get(record.key);
+    if (current !== undefined) {
+      coalesced += 1;
+      if (compareVersions(record, current) <= 0) continue;
+    }
+    byKey.set(record.key, record);
+  }
+  const last = entries[entries.length - 1];
+  return {
+    records: [...byKey.values()],
+    quarantined,
+    read: entries.length,
+    ownOrigin,
+    coalesced,
+    lastId: last === undefined ? '' : last.id,
+  };
+}
+
+/** Reads the entries out of an XREAD / XRANGE reply (RESP2 or RESP3 shapes). */
+export function entriesFromReply(reply: unknown): RawEntry[] {
+  if (reply === null || reply === undefined) return [];
+  let list: unknown = reply;
+  // XREAD: RESP3 map {stream: entries}, or RESP2 [[stream, entries]]; XRANGE: entries directly.
+  if (reply instanceof Map) list = [...reply.values()][0];
+  else if (!Array.isArray(reply) && typeof reply === 'object') list = Object.values(reply)[0];
+  else if (
+    Array.isArray(reply) &&
+    reply.length > 0 &&
+    Array.isArray(reply[0]) &&
+    reply[0].length === 2 &&
+    Array.isArray(reply[0][1]) &&
+    Array.isArray(reply[0][1][0])
+  ) {
+    list = (reply[0] as unknown[])[1];
+  }
+  if (!Array.isArray(list)) return [];
+  const out: RawEntry[] = [];
+  for (const item of list as unknown[]) {
+    if (!Array.isArray(item) || item.length < 2) continue;
+    const fields = Array.isArray(item[1]) ? (item[1] as Buffer[]) : [];
+    out.push({ id: String(item[0]), fields });
+  }
+  return out;
+}

@@ -1,0 +1,445 @@
+/**
+ * ReplicationEngine: replicates a mesh of peers into a LocalStore (SPEC §4). Wires peers, hot
+ * path tailers, the cold path and the cursor store; owns the lifecycle, health and hot reload.
+ */
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import type { ResolvedConfig, ResolvedPeer } from '../config/types.js';
+import { IllegalStateError, ReplicationError } from '../errors.js';
+import type { StoredRecord } from '../model/record.js';
+import type { EngineHealth, EngineStateName, PeerHealth } from '../observability/health.js';
+import { createLogger, peerLogger, type Logger } from '../observability/logger.js';
+import { ENGINE_STATE_VALUE, createMetrics, type Metrics } from '../observability/metrics.js';
+import type { ApplyResult, LocalStore } from '../store/local-store.js';
+import { ColdPath, type RepairOptions, type RepairReport } from './cold-path.js';
+import { CursorStore } from './cursor-store.js';
+import { PeerLink, describeError } from './peer-link.js';
+import type { GapKind } from './stream-gap.js';
+import { Tailer } from './tailer.js';
+
+/** Lifecycle states: Created → Connecting → Running → ShuttingDown → Stopped (or Failed). */
+export type EngineState = EngineStateName;
+
+const TRANSITIONS: Readonly<Record<EngineState, readonly EngineState[]>> = {
+  created: ['connecting', 'stopped'],
+  connecting: ['running', 'failed', 'shutting_down'],
+  running: ['shutting_down', 'failed'],
+  shutting_down: ['stopped', 'failed'],
+  stopped: [],
+  failed: ['shutting_down', 'stopped'],
+};
+
+/** A gap found in a peer's stream. */
+export interface GapEvent {
+  readonly peerId: string;
+  readonly kind: GapKind;
+  readonly detail: string;
+  readonly resetTo: string;
+}
+
+/** A replicated record that lost against a different, concurrent local record. */
+export interface ConflictEvent {
+  readonly peerId: string;
+  readonly key: string;
+  readonly incoming: StoredRecord;
+  readonly local: ApplyResult['previous'];
+}
+
+/** The engine's typed events. */
+export interface EngineEvents {
+  state: [to: EngineState, from: EngineState];
+  peerUp: [peerId: string];
+  peerDown: [peerId: string, reason: string];
+  gap: [event: GapEvent];
+  conflict: [event: ConflictEvent];
+  repair: [report: RepairReport];
+}
+
+/** Optional collaborators; defaults are created when absent. */
+export interface EngineDependencies {
+  readonly metrics?: Metrics;
+  readonly logger?: Logger;
+}
+
+interface PeerRuntime {
+  readonly config: ResolvedPeer;
+  readonly link: PeerLink;
+  readonly tailer: Tailer;
+}
+
+const VERSION = readVersion();
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(
+      readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as {
+      version?: string;
+    };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** The fields of a peer whose change needs new connections. */
+function peerIdentity(peer: ResolvedPeer): string {
+  return JSON.stringify([
+    peer.redisUrl,
+    peer.redisPrefix,
+    peer.circuitFailureThreshold,
+    peer.circuitResetTimeoutMs,
+    peer.tls?.ca?.toString('base64') ?? null,
+    peer.tls?.cert?.toString('base64') ?? null,
+    peer.tls?.key?.toString('base64') ?? null,
+    peer.tls?.rejectUnauthorized ?? null,
+    peer.tls?.servername ?? null,
+  ]);
+}
+
+/**
+ * Replicates every configured peer into a {@link LocalStore}: the hot path tails each peer's CDC
+ * stream, the cold path repairs by Merkle comparison. Typed events report state changes, peers up
+ * and down, gaps, conflicts and repairs.
+ */
+export class ReplicationEngine extends EventEmitter<EngineEvents> {
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  #config: ResolvedConfig;
+  #state: EngineState = 'created';
+  readonly #store: LocalStore;
+  #cursors: CursorStore | undefined;
+  readonly #peers = new Map<string, PeerRuntime>();
+  #cold: ColdPath | undefined;
+  #startedAt = 0;
+  #lastError: string | undefined;
+  #stopping: Promise<void> | undefined;
+  #reload: Promise<void> = Promise.resolve();
+
+  constructor(config: ResolvedConfig, store: LocalStore, deps: EngineDependencies = {}) {
+    super();
+    this.#config = config;
+    this.#store = store;
+    this.metrics = deps.metrics ?? createMetrics();
+    this.logger = deps.logger ?? createLogger({ level: 'info' });
+    this.metrics.engineState.set(ENGINE_STATE_VALUE.created);
+  }
+
+  /** The current lifecycle state. */
+  get state(): EngineState {
+    return this.#state;
+  }
+
+  /** The configuration the engine runs on now. */
+  get config(): ResolvedConfig {
+    return this.#config;
+  }
+
+  /** This node's id. */
+  get nodeId(): string {
+    return this.#config.replication.localNodeId;
+  }
+
+  /**
+   * Opens the cursor store and starts every peer in the background; resolves once Running, even
+   * with no peer reachable (peers are retried forever).
+   * @throws {IllegalStateError} unless the engine is Created.
+   * @throws {CursorStoreError} when the cursor database cannot be opened (the engine is then Failed).
+   */
+  async start(): Promise<void> {
+    if (this.#state !== 'created')
+      throw new IllegalStateError(`cannot start an engine that is ${this.#state}`);
+    this.#transition('connecting');
+    this.#startedAt = Date.now();
+    try {
+      const cursor = this.#config.replication.cursor;
+      this.#cursors = CursorStore.open(cursor.sqlitePath, { walMode: cursor.walMode });
+      this.#cold = new ColdPath({
+        localNodeId: this.nodeId,
+        settings: () => this.#config.replication.coldPath,
+        store: this.#store,
+        metrics: this.metrics,
+        logger: this.logger,
+        peer: (peerId) => {
+          const runtime = this.#peers.get(peerId);
+          return runtime === undefined
+            ? undefined
+            : {
+                link: runtime.link,
+                config: runtime.config,
+                catchingUp: () => runtime.tailer.status().catchingUp,
+              };
+        },
+        peers: () => [...this.#peers.values()].map((p) => p.config),
+        onReport: (report) => this.emit('repair', report),
+      });
+      for (const peer of this.#config.replication.peers) this.#addPeer(peer);
+      if (this.#config.replication.coldPath.enabled) this.#cold.start();
+      this.#transition('running');
+      this.logger.info({ peers: this.#peers.size }, 'replication engine running');
+    } catch (error) {
+      this.#lastError = describeError(error);
+      this.logger.error({ err: this.#lastError }, 'replication engine failed to start');
+      this.#transition('failed');
+      await this.#teardown();
+      throw error;
+    }
+  }
+
+  /**
+   * Drains and stops: the batch in flight on each peer is applied and its cursor committed,
+   * connections close. Bounded by `timeoutMs`; calling it again returns the same promise.
+   */
+  stop(timeoutMs = 10_000): Promise<void> {
+    this.#stopping ??= this.#stop(timeoutMs);
+    return this.#stopping;
+  }
+
+  async #stop(timeoutMs: number): Promise<void> {
+    if (this.#state === 'created') {
+      this.#transition('stopped');
+      return;
+    }
+    if (this.#state !== 'stopped') this.#transition('shutting_down');
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    const drained = this.#teardown().then(() => 'done' as const);
+    const outcome = await Promise.race([drained, deadline]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.logger.warn({ timeout_ms: timeoutMs }, 'shutdown timed out; closing connections');
+      for (const runtime of this.#peers.values()) void runtime.link.close();
+    }
+    this.#peers.clear();
+    try {
+      this.#cursors?.close();
+    } catch (error) {
+      this.logger.warn({ err: describeError(error) }, 'closing the cursor store failed');
+    }
+    this.#transition('stopped');
+    this.logger.info('replication engine stopped');
+  }
+
+  /** Stops everything; every step runs even if one fails. */
+  async #teardown(): Promise<void> {
+    const steps: Promise<unknown>[] = [];
+    if (this.#cold !== undefined) steps.push(this.#cold.stop());
+    for (const runtime of this.#peers.values()) {
+      steps.push(runtime.tailer.stop().finally(() => runtime.link.close()));
+    }
+    const results = await Promise.allSettled(steps);
+    for (const result of results) {
+      if (result.status === 'rejected')
+        this.logger.warn({ err: describeError(result.reason) }, 'shutdown step failed');
+    }
+  }
+
+  /**
+   * Applies a new configuration live: peers added, removed or changed (only changed peers
+   * reconnect), settings changed. The local node id and cursor path cannot change at runtime.
+   * @throws {ReplicationError} `RELOAD_REJECTED` for a change that needs a restart.
+   */
+  updateConfig(next: ResolvedConfig): Promise<void> {
+    const run = this.#reload.then(() => this.#updateConfig(next));
+    this.#reload = run.catch(() => undefined);
+    return run;
+  }
+
+  async #updateConfig(next: ResolvedConfig): Promise<void> {
+    const current = this.#config;
+    if (next.replication.localNodeId !== current.replication.localNodeId) {
+      throw new ReplicationError(
+        'RELOAD_REJECTED',
+        'local_node_id cannot change without a restart',
+      );
+    }
+    if (next.replication.cursor.sqlitePath !== current.replication.cursor.sqlitePath) {
+      throw new ReplicationError(
+        'RELOAD_REJECTED',
+        'cursor.sqlite_path cannot change without a restart',
+      );
+    }
+    this.#config = next;
+    if (this.#state !== 'running') return;
+    const wanted = new Map(next.replication.peers.map((p) => [p.nodeId, p]));
+    const removed: string[] = [];
+    const changed: ResolvedPeer[] = [];
+    const added: ResolvedPeer[] = [];
+    for (const [id, runtime] of this.#peers) {
+      const peer = wanted.get(id);
+      if (peer === undefined) removed.push(id);
+      else if (peerIdentity(peer) !== peerIdentity(runtime.config)) changed.push(peer);
+      else this.#peers.set(id, { ...runtime, config: peer });
+    }
+    for (const [id, peer] of wanted) if (!this.#peers.has(id)) added.push(peer);
+    await Promise.all(
+      [...removed, ...changed.map((p) => p.nodeId)].map((id) =>
+        this.#removePeer(id, removed.includes(id)),
+      ),
+    );
+    for (const peer of [...changed, ...added]) this.#addPeer(peer);
+    if (next.replication.coldPath.enabled) this.#cold?.start();
+    else await this.#cold?.stop();
+    this.logger.info(
+      { added: added.map((p) => p.nodeId), removed, changed: changed.map((p) => p.nodeId) },
+      'configuration reloaded',
+    );
+  }
+
+  /** Stops reading from a peer (the batch in flight still lands). */
+  pause(peerId: string): void {
+    this.#runtime(peerId).tailer.pause();
+    this.logger.info({ peer_id: peerId }, 'peer paused');
+  }
+
+  /** Resumes reading from a paused peer. */
+  resume(peerId: string): void {
+    this.#runtime(peerId).tailer.resume();
+    this.logger.info({ peer_id: peerId }, 'peer resumed');
+  }
+
+  /** Forgets a peer's cursor (its stream is read again from the start) and repairs it at once. */
+  async resync(peerId: string): Promise<void> {
+    await this.#runtime(peerId).tailer.resync();
+    this.logger.info({ peer_id: peerId }, 'peer resync: cursor reset, repair requested');
+    this.requestRepair(peerId, 'resync');
+  }
+
+  /**
+   * Runs one cold-path repair with a peer now; with `dryRun`, only reports what would change.
+   * @throws {ReplicationError} `UNKNOWN_PEER`, or the peer's failure.
+   */
+  async repair(peerId: string, options: RepairOptions = {}): Promise<RepairReport> {
+    this.#runtime(peerId);
+    if (this.#cold === undefined) throw new IllegalStateError(`cannot repair while ${this.#state}`);
+    return this.#cold.repair(peerId, options);
+  }
+
+  /** Asks the cold path to repair `peerId` as soon as possible (gap, resync). */
+  requestRepair(peerId: string, reason: string): void {
+    this.#cold?.request(peerId, reason);
+  }
+
+  /** The seed's HealthCheck, with per-peer lag and catch-up filled in. */
+  health(): EngineHealth {
+    const now = Date.now();
+    const peers: PeerHealth[] = [...this.#peers.values()].map(({ config, link, tailer }) => {
+      const status = tailer.status();
+      const circuit = link.breaker.state;
+      return {
+        node_id: config.nodeId,
+        url: config.displayUrl,
+        connected: link.connected,
+        circuit_state: circuit === 'half-open' ? 'half_open' : circuit,
+        lag_ms: status.lagMs,
+        lag_events: status.lagEvents,
+        catching_up: status.catchingUp,
+        paused: status.paused,
+        cursor: status.cursor,
+        last_event_ms_ago: status.lastEventAt === null ? null : now - status.lastEventAt,
+        last_success_ms_ago: link.lastSuccessAt === 0 ? null : now - link.lastSuccessAt,
+        consecutive_errors: link.breaker.failures,
+        last_error: status.lastError ?? link.lastError ?? null,
+        last_repair: this.#cold?.lastRepair(config.nodeId) ?? null,
+      };
+    });
+    const connected = peers.filter((p) => p.connected).length;
+    const running = this.#state === 'running';
+    return {
+      healthy: running && peers.every((p) => p.connected && p.circuit_state !== 'open'),
+      ready: running,
+      state: this.#state,
+      node_id: this.nodeId,
+      version: VERSION,
+      uptime_ms: this.#startedAt === 0 ? 0 : now - this.#startedAt,
+      timestamp_ms: now,
+      peers_connected: connected,
+      peers_total: peers.length,
+      peers,
+      last_error: this.#lastError ?? null,
+    };
+  }
+
+  #runtime(peerId: string): PeerRuntime {
+    const runtime = this.#peers.get(peerId);
+    if (runtime === undefined)
+      throw new ReplicationError('UNKNOWN_PEER', `no peer with id ${JSON.stringify(peerId)}`);
+    return runtime;
+  }
+
+  #addPeer(peer: ResolvedPeer): void {
+    const cursors = this.#cursors;
+    if (cursors === undefined) throw new IllegalStateError('cursor store is not open');
+    const log = peerLogger(this.logger, peer.nodeId);
+    const link = new PeerLink(
+      peer,
+      this.metrics,
+      log,
+      {
+        peerHealth: () => this.#config.replication.peerHealth,
+        slo: () => this.#config.replication.slo,
+      },
+      {
+        onUp: (id) => this.emit('peerUp', id),
+        onDown: (id, reason) => this.emit('peerDown', id, reason),
+      },
+    );
+    const tailer = new Tailer(link, {
+      localNodeId: this.nodeId,
+      hotPath: () => this.#config.replication.hotPath,
+      slo: () => this.#config.replication.slo,
+      maxItemBytes: this.#config.store.maxItemBytes,
+      store: this.#store,
+      cursors,
+      metrics: this.metrics,
+      logger: log,
+      onGap: (peerId, verdict) => {
+        this.emit('gap', {
+          peerId,
+          kind: verdict.kind,
+          detail: verdict.detail,
+          resetTo: verdict.resetTo,
+        });
+        this.requestRepair(peerId, `stream gap (${verdict.kind})`);
+      },
+      onConflicts: (peerId, conflicts) => {
+        for (const { record, result } of conflicts) {
+          this.emit('conflict', {
+            peerId,
+            key: record.key,
+            incoming: record,
+            local: result.previous,
+          });
+        }
+      },
+    });
+    this.#peers.set(peer.nodeId, { config: peer, link, tailer });
+    link.start();
+    if (this.#config.replication.hotPath.enabled) tailer.start();
+    this.logger.info({ peer_id: peer.nodeId, url: peer.displayUrl }, 'peer added');
+  }
+
+  async #removePeer(peerId: string, forget: boolean): Promise<void> {
+    const runtime = this.#peers.get(peerId);
+    if (runtime === undefined) return;
+    this.#peers.delete(peerId);
+    await runtime.tailer.stop();
+    await runtime.link.close();
+    if (forget) {
+      await this.metrics.removePeer(peerId);
+      this.logger.info({ peer_id: peerId }, 'peer removed');
+    }
+  }
+
+  #transition(to: EngineState): void {
+    const from = this.#state;
+    if (from === to) return;
+    if (!TRANSITIONS[from].includes(to))
+      throw new IllegalStateError(`illegal transition ${from} → ${to}`);
+    this.#state = to;
+    this.metrics.engineState.set(ENGINE_STATE_VALUE[to]);
+    this.emit('state', to, from);
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * One peer's connections (SPEC §4): a blocking connection for XREAD and a query connection for
+ * everything else, each reconnecting forever in the background; a circuit breaker; idle pings.
+ */
+import type { ResolvedPeer, ResolvedPeerHealth, ResolvedSlo } from '../config/types.js';
+import { PeerUnavailableError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { Backoff, sleep } from './backoff.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import {
+  createRedisConnection,
+  destroyQuietly,
+  closeQuietly,
+  type RedisConnection,
+} from './redis-connection.js';
+
+/** Callbacks a link reports through. */
+export interface PeerLinkEvents {
+  readonly onUp: (peerId: string) => void;
+  readonly onDown: (peerId: string, reason: string) => void;
+}
+
+/** Settings a link reads live (hot reload changes them without reconnecting). */
+export interface PeerLinkSettings {
+  readonly peerHealth: () => ResolvedPeerHealth;
+  readonly slo: () => ResolvedSlo;
+}
+
+type Role = 'reader' | 'query';
+
+/** Error text safe to log or expose: no URL, no credentials. */
+export function describeError(error: unknown): string {
+  const text = error instanceof Error ? error.message || error.name : String(error);
+  return text.replace(/\b(rediss?:\/\/)[^@\s/]*@/gi, '$1***@').slice(0, 300);
+}
+
+/** The connections and health of one peer. */
+export class PeerLink {
+  readonly id: string;
+  readonly breaker: CircuitBreaker;
+  /** ms epoch of the last successful operation on either connection. */
+  lastSuccessAt = 0;
+  lastError: string | undefined;
+  #reader: RedisConnection;
+  #query: RedisConnection;
+  #up = false;
+  #closed = false;
+  readonly #abort = new AbortController();
+  readonly #log: Logger;
+  #pingTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly peer: ResolvedPeer,
+    private readonly metrics: Metrics,
+    logger: Logger,
+    private readonly settings: PeerLinkSettings,
+    private readonly events: PeerLinkEvents,
+  ) {
+    this.id = peer.nodeId;
+    this.#log = logger;
+    this.breaker = new CircuitBreaker({
+      failureThreshold: peer.circuitFailureThreshold,
+      resetTimeoutMs: peer.circuitResetTimeoutMs,
+      onTransition: (from, to) => {
+        this.metrics.peerCircuitTransitionsTotal.inc({ peer_id: this.id, state: to });
+        this.metrics.peerCircuitState.set({ peer_id: this.id }, this.breaker.stateCode());
+        const level = to === 'open' ? 'warn' : 'info';
+        this.#log[level]({ from, to }, `circuit ${from} → ${to}`);
+      },
+    });
+    this.metrics.peerCircuitState.set({ peer_id: this.id }, 0);
+    this.metrics.peerConnected.set({ peer_id: this.id }, 0);
+    this.#reader = this.#create('reader');
+    this.#query = this.#create('query');
+  }
+
+  /** The connection for blocking stream reads. */
+  get reader(): RedisConnection {
+    return this.#reader;
+  }
+
+  /** The connection for queries (XINFO, Merkle reads, records, pings). */
+  get query(): RedisConnection {
+    return this.#query;
+  }
+
+  /** True when both connections are ready. */
+  get connected(): boolean {
+    return this.#reader.isReady && this.#query.isReady;
+  }
+
+  /** Starts connecting both connections in the background, forever, and the idle pinger. */
+  start(): void {
+    void this.#connectLoop('reader');
+    void this.#connectLoop('query');
+    this.#schedulePing();
+  }
+
+  /** Waits until both connections are ready; false if the link closes or `signal` aborts first. */
+  async waitReady(signal: AbortSignal): Promise<boolean> {
+    while (!this.#closed && !signal.aborted) {
+      if (this.connected) return true;
+      await sleep(50, signal);
+    }
+    return false;
+  }
+
+  /**
+   * Runs one peer operation through the circuit breaker, timing it, feeding the breaker, and
+   * turning failures into {@link PeerUnavailableError}.
+   */
+  async run<T>(
+    operation: string,
+    fn: (client: RedisConnection) => Promise<T>,
+    role: Role = 'query',
+  ): Promise<T> {
+    if (!this.breaker.canAttempt()) {
+      this.metrics.circuitRejectionsTotal.inc({ peer_id: this.id });
+      throw new PeerUnavailableError(
+        this.id,
+        this.breaker.state === 'open'
+          ? `circuit open (retry in ${this.breaker.msUntilHalfOpen()} ms)`
+          : 'circuit half-open: a trial call is in flight',
+      );
+    }
+    const started = performance.now();
+    try {
+      const result = await fn(role === 'reader' ? this.#reader : this.#query);
+      const ms = performance.now() - started;
+      this.metrics.peerOperationDurationSeconds.observe({ peer_id: this.id, operation }, ms / 1000);
+      this.metrics.circuitCallsTotal.inc({ peer_id: this.id, outcome: 'success' });
+      this.breaker.recordSuccess();
+      this.lastSuccessAt = Date.now();
+      const slo = this.settings.slo().maxPeerOpLatencyMs;
+      if (operation !== 'xread' && ms > slo) {
+        this.metrics.sloViolationsTotal.inc({ peer_id: this.id, slo_type: 'peer_op' });
+        this.#log.warn(
+          { operation, ms: Math.round(ms), slo_ms: slo },
+          'peer operation exceeded its SLO',
+        );
+      }
+      return result;
+    } catch (error) {
+      this.metrics.circuitCallsTotal.inc({ peer_id: this.id, outcome: 'failure' });
+      this.metrics.errorsTotal.inc({ peer_id: this.id, error_type: operation });
+      this.breaker.recordFailure();
+      this.lastError = describeError(error);
+      throw new PeerUnavailableError(this.id, `${operation} failed: ${this.lastError}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /**
+   * Replaces the reader connection (after a read hung past its deadline: a black-holed socket
+   * never errors by itself).
+   */
+  resetReader(): void {
+    if (this.#closed) return;
+    const old = this.#reader;
+    this.#reader = this.#create('reader');
+    destroyQuietly(old);
+    void this.#connectLoop('reader');
+  }
+
+  /** Closes both connections (pending blocking reads reject at once). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#abort.abort();
+    if (this.#pingTimer !== undefined) clearTimeout(this.#pingTimer);
+    destroyQuietly(this.#reader);
+    await closeQuietly(this.#query, 500);
+    this.#setUp(false, 'closed');
+  }
+
+  #create(role: Role): RedisConnection {
+    let lastLogged = '';
+    const client = createRedisConnection({
+      url: this.peer.redisUrl,
+      tls: this.peer.tls,
+      name: `replication-engine-${role}`,
+      onError: (error) => {
+        const text = describeError(error);
+        // Reconnect attempts repeat the same error: log each distinct one once.
+        if (text !== lastLogged) {
+          lastLogged = text;
+          this.#log.warn({ role, err: text }, 'peer connection error');
+        }
+        this.lastError = text;
+        this.#refresh('connection error');
+      },
+      onReady: () => {
+        lastLogged = '';
+        this.metrics.peerConnectionsTotal.inc({ peer_id: this.id, status: 'success' });
+        this.#refresh('ready');
+      },
+      onEnd: () => this.#refresh('connection closed'),
+    });
+    return client;
+  }
+
+  async #connectLoop(role: Role): Promise<void> {
+    const backoff = new Backoff({ baseMs: 100, maxMs: 5000 });
+    while (!this.#closed) {
+      const client = role === 'reader' ? this.#reader : this.#query;
+      if (client.isOpen) return; // connecting or connected; the client reconnects on its own
+      try {
+        await client.connect();
+        return;
+      } catch (error) {
+        this.metrics.peerConnectionsTotal.inc({ peer_id: this.id, status: 'failure' });
+        this.lastError = describeError(error);
+        this.#refresh('connect failed');
+        await sleep(backoff.next(), this.#abort.signal);
+      }
+    }
+  }
+
+  #refresh(reason: string): void {
+    this.#setUp(this.connected, reason);
+  }
+
+  #setUp(up: boolean, reason: string): void {
+    if (up === this.#up) return;
+    this.#up = up;
+    this.metrics.peerConnected.set({ peer_id: this.id }, up ? 1 : 0);
+    if (up) {
+      this.lastSuccessAt = Date.now();
+      this.#log.info('peer connected');
+      this.events.onUp(this.id);
+    } else if (!this.#closed) {
+      this.#log.warn({ reason }, 'peer disconnected');
+      this.events.onDown(this.id, reason);
+    }
+  }
+
+  #schedulePing(): void {
+    if (this.#closed) return;
+    const health = this.settings.peerHealth();
+    const interval = Math.max(100, health.pingIntervalMs);
+    this.#pingTimer = setTimeout(() => {
+      void this.#pingIfIdle().finally(() => this.#schedulePing());
+    }, interval);
+    this.#pingTimer.unref();
+  }
+
+  async #pingIfIdle(): Promise<void> {
+    const health = this.settings.peerHealth();
+    if (!health.enabled || this.#closed || !this.#query.isReady) return;
+    if (Date.now() - this.lastSuccessAt < health.idleThresholdMs) return;
+    const started = performance.now();
+    try {
+      await this.run('ping', (c) => c.ping());
+      this.metrics.peerPingsTotal.inc({ peer_id: this.id, status: 'success' });
+      this.metrics.peerPingLatencySeconds.observe(
+        { peer_id: this.id },
+        (performance.now() - started) / 1000,
+      );
+    } catch {
+      this.metrics.peerPingsTotal.inc({ peer_id: this.id, status: 'failure' });
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Redis connections to peers (and the local node): reconnect forever with capped, jittered
+ * exponential backoff, fail fast while disconnected, replies as Buffers.
+ */
+import { createClient, RESP_TYPES } from '@redis/client';
+import type { ResolvedTls } from '../config/types.js';
+
+/** The client type this package uses (RESP3). */
+export type RedisConnection = ReturnType<typeof createRedisConnection>;
+
+/** Reply type mapping that reads every bulk string as a Buffer. */
+export const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
+
+/** Options for {@link createRedisConnection}. */
+export interface RedisConnectionOptions {
+  readonly url: string;
+  readonly tls?: ResolvedTls | undefined;
+  /** Shown as CLIENT SETNAME, so operators can see who is connected. */
+  readonly name?: string;
+  /** @default 100 */
+  readonly reconnectBaseMs?: number;
+  /** @default 5000 */
+  readonly reconnectMaxMs?: number;
+  /** @default 5000 */
+  readonly connectTimeoutMs?: number;
+  /** Called on every connection error (the client keeps retrying on its own). */
+  readonly onError?: (error: Error) => void;
+  readonly onReady?: () => void;
+  readonly onEnd?: () => void;
+}
+
+/** Capped exponential backoff with full jitter in [delay/2, delay]. */
+export function reconnectDelay(retries: number, baseMs: number, maxMs: number): number {
+  const delay = Math.min(maxMs, baseMs * 2 ** Math.min(retries, 20));
+  return Math.round(delay / 2 + (Math.random() * delay) / 2);
+}
+
+/**
+ * Creates (does not connect) a client that reconnects forever and rejects commands at once while
+ * disconnected (no offline queue), so callers see failures and can back off.
+ */
+export function createRedisConnection(options: RedisConnectionOptions) {
+  const base = options.reconnectBaseMs ?? 100;
+  const max = options.reconnectMaxMs ?? 5000;
+  const url = new URL(options.url);
+  const tls = url.protocol === 'rediss:';
+  const socket = {
+    connectTimeout: options.connectTimeoutMs ?? 5000,
+    reconnectStrategy: (retries: number) => reconnectDelay(retries, base, max),
+    ...(tls
+      ? {
+          tls: true as const,
+          rejectUnauthorized: options.tls?.rejectUnauthorized ?? true,
+          ...(options.tls?.ca !== undefined ? { ca: options.tls.ca } : {}),
+          ...(options.tls?.cert !== undefined ? { cert: options.tls.cert } : {}),
+          ...(options.tls?.key !== undefined ? { key: options.tls.key } : {}),
+          ...(options.tls?.servername !== undefined ? { servername: options.tls.servername } : {}),
+        }
+      : {}),
+  };
+  const client = createClient({
+    url: options.url,
+    socket,
+    disableOfflineQueue: true,
+    ...(options.name !== undefined ? { name: options.name } : {}),
+  });
+  client.on('error', (error: Error) => options.onError?.(error));
+  if (options.onReady !== undefined) client.on('ready', options.onReady);
+  if (options.onEnd !== undefined) client.on('end', options.onEnd);
+  return client;
+}
+
+/** Destroys a client without waiting for pending replies; never throws. */
+export function destroyQuietly(client: RedisConnection): void {
+  try {
+    if (client.isOpen) client.destroy();
+  } catch {
+    // already closed
+  }
+}
+
+/** Closes a client gracefully (QUIT-like), falling back to destroy after `timeoutMs`. */
+export async function closeQuietly(client: RedisConnection, timeoutMs = 1000): Promise<void> {
+  if (!client.isOpen) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.close(),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+  } catch {
+    // fall through to destroy
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    destroyQuietly(client);
+  }
+}

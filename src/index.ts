@@ -1,0 +1,34 @@
+/**
+ * replication-engine: active-active replication of documents across a mesh of Redis-backed
+ * nodes. Re-exports only.
+ */
+export * from './errors.js';
+export * from './model/record.js';
+export type * from './store/local-store.js';
+export { SyncStore } from './store/sync-store.js';
+export type {
+  SyncStoreOptions,
+  SyncStoreConnectOptions,
+  PutOptions,
+  WriteResult,
+} from './store/sync-store.js';
+export { MerkleReader } from './store/merkle-reader.js';
+export { parseCdcEntry, eventToRecord, encodeCdcEntry } from './codec/cdc.js';
+export type { CdcEvent, CdcPut, CdcDel, CdcMeta } from './codec/cdc.js';
+export { compareStreamIds, parseStreamId, lagMs } from './codec/stream-id.js';
+export { ReplicationEngine } from './engine/engine.js';
+export type {
+  EngineState,
+  EngineEvents,
+  GapEvent,
+  ConflictEvent,
+  EngineDependencies,
+} from './engine/engine.js';
+export type { RepairOptions, RepairReport, RepairChange } from './engine/cold-path.js';
+export { loadConfigFile, parseConfig, resolveConfig, defaultConfig } from './config/index.js';
+export type * from './config/types.js';
+export { createMetrics } from './observability/metrics.js';
+export type { Metrics } from './observability/metrics.js';
+export { createLogger } from './observability/logger.js';
+export type { Logger } from './observability/logger.js';
+export type { EngineHealth, PeerHealth } from './observability/health.js';
