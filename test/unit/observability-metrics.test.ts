@@ -142,7 +142,6 @@ describe('metrics', () => {
     m.peerConnected.set({ peer_id: 'c' }, 1);
     m.batchFlushDurationSeconds.observe({ peer_id: 'a' }, 0.01);
     m.batchFlushDurationSeconds.observe({ peer_id: 'a' }, 0.02);
-    m.streamReadDurationSeconds.observe({ peer_id: 'a' }, 1);
     m.streamGapsTotal.inc({ peer_id: 'a', kind: 'trimmed' }, 2);
     m.streamGapsTotal.inc({ peer_id: 'a', kind: 'recreated' });
     m.peerOperationDurationSeconds.observe({ peer_id: 'a', operation: 'fetch' }, 0.003);
@@ -157,7 +156,6 @@ describe('metrics', () => {
     assert.equal(await valueOf(r, 'replication_circuit_state', { peer_id: 'zz' }), undefined);
     assert.equal(await valueOf(r, 'replication_connected_peers', {}), 2);
     assert.equal(await valueOf(r, 'replication_batch_flush_total', { peer_id: 'a' }), 2);
-    assert.equal(await valueOf(r, 'replication_stream_reads_total', { peer_id: 'a' }), 1);
     assert.equal(await valueOf(r, 'replication_stream_trimmed_total', { peer_id: 'a' }), 2);
     const latency = 'replication_peer_latency_seconds';
     assert.equal(await valueOf(r, latency, { peer_id: 'a' }, `${latency}_count`), 2);
