@@ -1,0 +1,115 @@
+/**
+ * Applying replicated records: the arguments of the `apply` script, chunked into calls that are all
+ * issued before any is awaited (one pipeline), and the per-record results.
+ */
+import type { RedisArgument } from '@redis/client';
+import { encodeData } from '../codec/zstd.js';
+import type { RecordVersion, StoredRecord } from '../model/record.js';
+import type { StoreKeys } from './keys.js';
+import type { ApplyOutcome, ApplyResult } from './local-store.js';
+import { SCRIPTS } from './lua-script.js';
+import { bucketOf } from './merkle-hash.js';
+import type { CommandSender } from './redis-io.js';
+
+/** How one apply call behaves. */
+export interface ApplyOptions {
+  readonly keys: StoreKeys;
+  /** Re-emit applied records to the local CDC stream with their origin and clock. */
+  readonly relay: boolean;
+  /** Record conflicts in the `conflicts` stream. */
+  readonly conflictLog: boolean;
+  /** A tombstone older than this (ms) with no local record is stale (it was purged here). */
+  readonly purgeHorizon: number;
+  readonly cdcMaxlen: number;
+  readonly conflictMaxlen: number;
+  /** Records per script call. */
+  readonly chunkSize: number;
+}
+
+const OUTCOMES: readonly ApplyOutcome[] = ['applied', 'duplicate', 'stale', 'conflict'];
+const BASE_STRIDE = 10;
+const RELAY_STRIDE = 13;
+
+/** Applies `records` by LWW through the `apply` script; results in input order. */
+export async function applyRecords(
+  client: CommandSender,
+  records: readonly StoredRecord[],
+  options: ApplyOptions,
+): Promise<ApplyResult[]> {
+  if (records.length === 0) return [];
+  const calls: Promise<unknown[]>[] = [];
+  for (let start = 0; start < records.length; start += options.chunkSize) {
+    calls.push(applyChunk(client, records.slice(start, start + options.chunkSize), options));
+  }
+  const replies = await Promise.all(calls);
+  const results: ApplyResult[] = [];
+  let index = 0;
+  for (const reply of replies) {
+    for (let i = 0; i + 5 < reply.length; i += 6) {
+      const record = records[index++]!;
+      results.push(toResult(record.key, reply, i));
+    }
+  }
+  return results;
+}
+
+function applyChunk(
+  client: CommandSender,
+  chunk: readonly StoredRecord[],
+  options: ApplyOptions,
+): Promise<unknown[]> {
+  const { keys, relay } = options;
+  const stride = relay ? RELAY_STRIDE : BASE_STRIDE;
+  const redisKeys: string[] = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts];
+  const args: RedisArgument[] = [
+    String(chunk.length),
+    String(stride),
+    relay ? '1' : '0',
+    options.conflictLog ? '1' : '0',
+    String(options.purgeHorizon),
+    String(options.cdcMaxlen),
+    String(options.conflictMaxlen),
+  ];
+  for (const r of chunk) {
+    const bucket = bucketOf(r.key);
+    redisKeys.push(keys.item(r.key), keys.bucket(bucket));
+    const tp = r.traceParent ?? '';
+    // A tombstone is normalised (no content, no hash, binary) so every node stores it identically.
+    const content = r.deleted ? '' : r.content;
+    args.push(
+      r.key,
+      bucket,
+      String(r.updatedAt),
+      String(r.version),
+      r.origin,
+      r.deleted ? '1' : '0',
+      r.deleted ? '' : r.contentHash,
+      content,
+      r.deleted ? 'binary' : r.contentType,
+      tp,
+    );
+    if (relay) {
+      args.push(
+        r.deleted ? '' : encodeData(r.content).data,
+        JSON.stringify(r.origin),
+        tp === '' ? '' : JSON.stringify(tp),
+      );
+    }
+  }
+  return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);
+}
+
+function toResult(key: string, reply: readonly unknown[], i: number): ApplyResult {
+  const outcome = OUTCOMES[Number(reply[i]) - 1] ?? 'stale';
+  const ts = String(reply[i + 1]);
+  if (ts === '') return { key, outcome };
+  const previous: RecordVersion = {
+    key,
+    updatedAt: Number(ts),
+    version: Number(reply[i + 2]),
+    origin: String(reply[i + 3]),
+    deleted: reply[i + 4] === '1',
+    contentHash: String(reply[i + 5]),
+  };
+  return { key, outcome, previous };
+}

@@ -1,0 +1,136 @@
+/**
+ * Validation and normalisation of what applications and the engine hand to the store, so bad input
+ * fails early with a clear {@link StoreError} instead of reaching a Lua script.
+ */
+import { createHash } from 'node:crypto';
+import { StoreError } from '../errors.js';
+import type { ContentType, StoredRecord } from '../model/record.js';
+
+/** What `SyncStore.put` accepts as content. */
+export type PutContent =
+  Buffer | Uint8Array | string | Record<string, unknown> | readonly unknown[];
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** sha256 hex of `bytes`. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Checks a record key: a non-empty, well-formed (no lone surrogate) string. @throws {StoreError} */
+export function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string') throw new StoreError(`key must be a string, got ${typeof key}`);
+  if (key.length === 0) throw new StoreError('key must not be empty');
+  if (Buffer.from(key, 'utf8').toString('utf8') !== key) {
+    throw new StoreError(`key ${JSON.stringify(key)} is not well-formed unicode (lone surrogate)`);
+  }
+}
+
+function checkContentType(contentType: unknown): asserts contentType is ContentType | undefined {
+  if (contentType !== undefined && contentType !== 'json' && contentType !== 'binary') {
+    throw new StoreError(
+      `contentType must be 'json' or 'binary', got ${JSON.stringify(contentType)}`,
+    );
+  }
+}
+
+function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * The bytes and content type of `put` content: a Buffer or Uint8Array is stored as is (`binary`
+ * unless `contentType` says otherwise); a string as utf-8 (`json` when it parses as JSON, `binary`
+ * otherwise, unless `contentType` says); a plain object or array as its JSON text (`json`).
+ *
+ * @throws {StoreError} for any other value, or a content larger than `maxBytes`.
+ */
+export function normalizeContent(
+  content: unknown,
+  contentType: unknown,
+  maxBytes: number,
+): { bytes: Buffer; contentType: ContentType } {
+  checkContentType(contentType);
+  let result: { bytes: Buffer; contentType: ContentType };
+  if (Buffer.isBuffer(content)) {
+    result = { bytes: content, contentType: contentType ?? 'binary' };
+  } else if (content instanceof Uint8Array) {
+    const bytes = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+    result = { bytes, contentType: contentType ?? 'binary' };
+  } else if (typeof content === 'string') {
+    result = {
+      bytes: Buffer.from(content, 'utf8'),
+      contentType: contentType ?? jsonOrBinary(content),
+    };
+  } else if (
+    content !== null &&
+    typeof content === 'object' &&
+    (Array.isArray(content) || isPlainObject(content))
+  ) {
+    let text: string;
+    try {
+      text = JSON.stringify(content);
+    } catch (cause) {
+      throw new StoreError('content object cannot be serialised as JSON', { cause });
+    }
+    result = { bytes: Buffer.from(text, 'utf8'), contentType: contentType ?? 'json' };
+  } else {
+    const what =
+      content === null
+        ? 'null'
+        : typeof content === 'object'
+          ? 'a non-plain object'
+          : typeof content;
+    throw new StoreError(
+      `content must be a Buffer, a string, or a plain object or array (JSON), got ${what}`,
+    );
+  }
+  if (result.bytes.length > maxBytes) {
+    throw new StoreError(
+      `content of ${result.bytes.length} bytes exceeds max_item_bytes (${maxBytes})`,
+    );
+  }
+  return result;
+}
+
+function jsonOrBinary(text: string): ContentType {
+  try {
+    JSON.parse(text);
+    return 'json';
+  } catch {
+    return 'binary';
+  }
+}
+
+/** Checks a W3C traceparent option: absent, or a non-empty string. @throws {StoreError} */
+export function checkTraceParent(tp: unknown): asserts tp is string | undefined {
+  if (tp !== undefined && (typeof tp !== 'string' || tp.length === 0)) {
+    throw new StoreError('traceParent must be a non-empty string when given');
+  }
+}
+
+/** Checks a replicated record before it reaches the apply script. @throws {StoreError} */
+export function checkRecord(record: StoredRecord, index: number): void {
+  const where = `record ${index}`;
+  if (record === null || typeof record !== 'object')
+    throw new StoreError(`${where} is not a record`);
+  checkKey(record.key);
+  const at = `${where} (${JSON.stringify(record.key)})`;
+  if (!Number.isSafeInteger(record.updatedAt) || record.updatedAt < 0) {
+    throw new StoreError(`${at}: updatedAt must be a non-negative integer`);
+  }
+  if (!Number.isSafeInteger(record.version) || record.version < 0) {
+    throw new StoreError(`${at}: version must be a non-negative integer`);
+  }
+  if (typeof record.origin !== 'string') throw new StoreError(`${at}: origin must be a string`);
+  if (typeof record.deleted !== 'boolean') throw new StoreError(`${at}: deleted must be a boolean`);
+  checkTraceParent(record.traceParent);
+  if (!record.deleted) {
+    if (!Buffer.isBuffer(record.content)) throw new StoreError(`${at}: content must be a Buffer`);
+    if (!HEX64.test(record.contentHash)) {
+      throw new StoreError(`${at}: contentHash must be 64 lowercase hex digits`);
+    }
+    checkContentType(record.contentType);
+  }
+}

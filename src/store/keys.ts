@@ -1,0 +1,42 @@
+/**
+ * The Redis key names of a store (docs/PROTOCOL.md §Keys), every one under the node's prefix.
+ */
+
+/** Names of the Redis keys one store uses. */
+export interface StoreKeys {
+  readonly prefix: string;
+  /** Hash of one record. */
+  item(key: string): string;
+  /** Hash `key → version tuple` of one Merkle bucket. */
+  bucket(bucket: string): string;
+  /** Stream of change events (CDC), byte-compatible with the Rust sync-engine. */
+  readonly cdc: string;
+  /** Sorted set of tombstoned keys, score = updatedAt. */
+  readonly tombstones: string;
+  /** Set of bucket ids whose hash is out of date. */
+  readonly dirty: string;
+  /** Set of bucket ids a refresh has taken from `dirty` and not yet committed. */
+  readonly claimed: string;
+  /** Hash `path → hex hash` of the Merkle tree's computed nodes (`root` for the root). */
+  readonly nodes: string;
+  /** Lock serialising refreshes across processes. */
+  readonly lock: string;
+  /** Capped stream of LWW conflicts (when the conflict log is on). */
+  readonly conflicts: string;
+}
+
+/** The key names under `prefix`. */
+export function storeKeys(prefix: string): StoreKeys {
+  return {
+    prefix,
+    item: (key) => `${prefix}item:${key}`,
+    bucket: (bucket) => `${prefix}merkle:bucket:${bucket}`,
+    cdc: `${prefix}cdc`,
+    tombstones: `${prefix}tombstones`,
+    dirty: `${prefix}merkle:dirty`,
+    claimed: `${prefix}merkle:claimed`,
+    nodes: `${prefix}merkle:nodes`,
+    lock: `${prefix}merkle:lock`,
+    conflicts: `${prefix}conflicts`,
+  };
+}

@@ -1,0 +1,70 @@
+/**
+ * Redis Lua scripts loaded from the `.lua` files next to this module (copied to dist by the build),
+ * run with EVALSHA and loaded on demand when the server answers NOSCRIPT.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { RedisArgument } from '@redis/client';
+import { StoreError } from '../errors.js';
+import { AS_STRINGS, type CommandSender } from './redis-io.js';
+
+/** One Lua script, identified by its SHA-1. */
+export class LuaScript {
+  readonly sha: string;
+
+  constructor(
+    readonly name: string,
+    readonly source: string,
+  ) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  /** Loads `scripts/<name>.lua` relative to this module. */
+  static load(name: string): LuaScript {
+    const url = new URL(`./scripts/${name}.lua`, import.meta.url);
+    return new LuaScript(name, readFileSync(url, 'utf8'));
+  }
+
+  /**
+   * Runs the script (EVALSHA, then SCRIPT LOAD and again on NOSCRIPT).
+   *
+   * @throws {StoreError} when the script fails, with the Redis error as `cause`.
+   */
+  async run<T>(
+    client: CommandSender,
+    keys: readonly RedisArgument[],
+    args: readonly RedisArgument[],
+  ): Promise<T> {
+    const command = ['EVALSHA', this.sha, String(keys.length), ...keys, ...args];
+    try {
+      return await client.sendCommand<T>(command, AS_STRINGS);
+    } catch (error) {
+      if (!isNoScript(error)) throw this.wrap(error);
+    }
+    try {
+      await client.sendCommand(['SCRIPT', 'LOAD', this.source]);
+      return await client.sendCommand<T>(command, AS_STRINGS);
+    } catch (error) {
+      throw this.wrap(error);
+    }
+  }
+
+  private wrap(error: unknown): StoreError {
+    const detail = error instanceof Error ? error.message : String(error);
+    return new StoreError(`script ${this.name} failed: ${detail}`, { cause: error });
+  }
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+/** Every script the store runs, loaded once per process. */
+export const SCRIPTS = {
+  write: LuaScript.load('write'),
+  apply: LuaScript.load('apply'),
+  claim: LuaScript.load('claim'),
+  commit: LuaScript.load('commit'),
+  unlock: LuaScript.load('unlock'),
+  purge: LuaScript.load('purge'),
+} as const;

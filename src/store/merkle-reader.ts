@@ -1,0 +1,177 @@
+/**
+ * Read-only access to any store's Merkle tree and records (this node's or a peer's), with plain
+ * reads only (HGET, HMGET, HGETALL): it works under a read-only ACL and never changes anything.
+ * It does not bring the tree up to date; the store's owner does that (`SyncStore.refreshMerkle`).
+ */
+import { StoreError } from '../errors.js';
+import type { RecordVersion, StoredRecord } from '../model/record.js';
+import type { MerkleNode } from './local-store.js';
+import {
+  childPaths,
+  compareKeysUtf8,
+  isBucketPath,
+  isMerklePath,
+  nodeField,
+  parseVersionTuple,
+  ZERO_HASH,
+} from './merkle-hash.js';
+import { storeKeys, type StoreKeys } from './keys.js';
+import { parseRecordFields, RECORD_FIELDS } from './record-fields.js';
+import { AS_BUFFERS, AS_STRINGS, asString, type CommandSender } from './redis-io.js';
+
+/** Reads the Merkle tree and records of the store under `prefix` through `client`. */
+export class MerkleReader {
+  /** The store's key names. */
+  readonly keys: StoreKeys;
+
+  constructor(
+    private readonly client: CommandSender,
+    prefix = '',
+  ) {
+    this.keys = storeKeys(prefix);
+  }
+
+  /** The root hash as last computed by the store's owner; 64 zeros for an empty store. */
+  async root(): Promise<string> {
+    const value = await this.client.sendCommand(['HGET', this.keys.nodes, 'root'], AS_STRINGS);
+    return asString(value) ?? ZERO_HASH;
+  }
+
+  /**
+   * The non-empty children of an interior node (`''` is the root), in order 0..f; `[]` for a
+   * bucket path.
+   *
+   * @throws {StoreError} for a path that is not lowercase hex of at most 4 digits.
+   */
+  async children(path: string): Promise<MerkleNode[]> {
+    const [nodes] = await this.childrenMany([path]);
+    return nodes!;
+  }
+
+  /** {@link children} of many paths in one round trip. */
+  async childrenMany(paths: readonly string[]): Promise<MerkleNode[][]> {
+    for (const path of paths) checkPath(path);
+    const interior = paths.filter((p) => !isBucketPath(p));
+    const fields = interior.flatMap((p) => childPaths(p));
+    const values =
+      fields.length === 0
+        ? []
+        : await this.client.sendCommand<unknown[]>(
+            ['HMGET', this.keys.nodes, ...fields],
+            AS_STRINGS,
+          );
+    const byField = new Map<string, string>();
+    fields.forEach((field, i) => {
+      const hash = asString(values[i]);
+      if (hash !== undefined && hash !== ZERO_HASH) byField.set(field, hash);
+    });
+    return paths.map((path) =>
+      isBucketPath(path)
+        ? []
+        : childPaths(path).flatMap((child) => {
+            const hash = byField.get(child);
+            return hash === undefined ? [] : [{ path: child, hash }];
+          }),
+    );
+  }
+
+  /** The hashes of the given tree nodes (`''` is the root) in one round trip; zeros when absent. */
+  async nodeHashes(paths: readonly string[]): Promise<string[]> {
+    for (const path of paths) checkPath(path);
+    if (paths.length === 0) return [];
+    const values = await this.client.sendCommand<unknown[]>(
+      ['HMGET', this.keys.nodes, ...paths.map(nodeField)],
+      AS_STRINGS,
+    );
+    return paths.map((_, i) => asString(values[i]) ?? ZERO_HASH);
+  }
+
+  /**
+   * Every record version in a bucket (tombstones included), sorted by key (utf-8 byte order).
+   *
+   * @throws {StoreError} for a path that is not a 4-digit lowercase hex bucket.
+   */
+  async leaves(bucket: string): Promise<RecordVersion[]> {
+    const [leaves] = await this.leavesMany([bucket]);
+    return leaves!;
+  }
+
+  /** {@link leaves} of many buckets, pipelined in one round trip. */
+  async leavesMany(buckets: readonly string[]): Promise<RecordVersion[][]> {
+    for (const bucket of buckets) {
+      if (!isBucketPath(bucket))
+        throw new StoreError(`not a Merkle bucket path: ${JSON.stringify(bucket)}`);
+    }
+    const replies = await Promise.all(
+      buckets.map((b) =>
+        this.client.sendCommand<unknown>(['HGETALL', this.keys.bucket(b)], AS_STRINGS),
+      ),
+    );
+    return replies.map(parseBucket);
+  }
+
+  /** One record (tombstones included), or undefined when the store has none for `key`. */
+  async getRecord(key: string): Promise<StoredRecord | undefined> {
+    const [record] = await this.readRecords([key]);
+    return record;
+  }
+
+  /**
+   * The records of `keys` (tombstones included) in one pipeline, in the order of `keys`; absent
+   * keys are left out.
+   */
+  async getRecords(keys: readonly string[]): Promise<StoredRecord[]> {
+    const records = await this.readRecords(keys);
+    return records.filter((r): r is StoredRecord => r !== undefined);
+  }
+
+  /** The records of `keys` aligned with `keys` (undefined where absent), in one pipeline. */
+  async readRecords(keys: readonly string[]): Promise<(StoredRecord | undefined)[]> {
+    const replies = await Promise.all(
+      keys.map((key) =>
+        this.client.sendCommand<unknown[]>(
+          ['HMGET', this.keys.item(key), ...RECORD_FIELDS],
+          AS_BUFFERS,
+        ),
+      ),
+    );
+    return replies.map((values, i) => parseRecordFields(keys[i]!, values));
+  }
+}
+
+function checkPath(path: string): void {
+  if (typeof path !== 'string' || !isMerklePath(path)) {
+    throw new StoreError(
+      `not a Merkle path (lowercase hex, at most 4 digits): ${JSON.stringify(path)}`,
+    );
+  }
+}
+
+/** Parses an HGETALL reply (a flat array in RESP2, an object or Map otherwise) of a bucket. */
+export function parseBucket(reply: unknown): RecordVersion[] {
+  const pairs: [string, string][] = [];
+  if (Array.isArray(reply)) {
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      const k = asString(reply[i]);
+      const v = asString(reply[i + 1]);
+      if (k !== undefined && v !== undefined) pairs.push([k, v]);
+    }
+  } else if (reply instanceof Map) {
+    for (const [k, v] of reply as Map<unknown, unknown>) {
+      const ks = asString(k);
+      const vs = asString(v);
+      if (ks !== undefined && vs !== undefined) pairs.push([ks, vs]);
+    }
+  } else if (reply !== null && typeof reply === 'object') {
+    for (const [k, v] of Object.entries(reply)) {
+      const vs = asString(v);
+      if (vs !== undefined) pairs.push([k, vs]);
+    }
+  }
+  const leaves: RecordVersion[] = [];
+  for (const [key, tuple] of pairs) {
+    const leaf = parseVersionTuple(key, tuple);
+    if (leaf !== undefined) leaves.push(leaf);
+  }
+  return leaves.sort((a, b) => compareKeysUtf8(a.key, b.key));
+}

@@ -1,0 +1,154 @@
+/**
+ * Brings a store's Merkle tree up to date, lazily and incrementally: only the buckets written since
+ * the last computation (the dirty set) and their ancestors are recomputed, in a handful of round
+ * trips per batch of buckets, never a SCAN. See docs/PROTOCOL.md §Merkle refresh.
+ */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bucketHash, childPaths, DEPTH, interiorHash, nodeField } from './merkle-hash.js';
+import { parseBucket } from './merkle-reader.js';
+import type { StoreKeys } from './keys.js';
+import { SCRIPTS } from './lua-script.js';
+import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
+
+/** Tuning of {@link MerkleRefresher}. */
+export interface MerkleRefreshOptions {
+  /** Buckets claimed per round. @default 8192 */
+  readonly claimBatch?: number;
+  /** Expiry of the cross-process refresh lock (a crashed holder frees it after this). @default 30_000 */
+  readonly lockTtlMs?: number;
+  /** How long to wait for another process's refresh before proceeding anyway. @default 30_000 */
+  readonly lockWaitMs?: number;
+}
+
+/** What one refresh did. */
+export interface RefreshStats {
+  /** Buckets recomputed. */
+  readonly buckets: number;
+  /** Tree nodes (buckets, interior nodes and root) written. */
+  readonly nodes: number;
+  /** Claim/commit rounds. */
+  readonly rounds: number;
+  readonly elapsedMs: number;
+}
+
+/** Recomputes the dirty part of one store's Merkle tree. */
+export class MerkleRefresher {
+  private readonly claimBatch: number;
+  private readonly lockTtlMs: number;
+  private readonly lockWaitMs: number;
+
+  constructor(
+    private readonly client: CommandSender,
+    private readonly keys: StoreKeys,
+    options: MerkleRefreshOptions = {},
+  ) {
+    this.claimBatch = options.claimBatch ?? 8192;
+    this.lockTtlMs = options.lockTtlMs ?? 30_000;
+    this.lockWaitMs = options.lockWaitMs ?? 30_000;
+  }
+
+  /** Recomputes every dirty bucket and its ancestors, looping until nothing is dirty. */
+  async refresh(): Promise<RefreshStats> {
+    const started = performance.now();
+    const pending = await this.client.sendCommand(
+      ['EXISTS', this.keys.dirty, this.keys.claimed],
+      AS_STRINGS,
+    );
+    if (Number(pending) === 0) return { buckets: 0, nodes: 0, rounds: 0, elapsedMs: 0 };
+
+    const token = await this.lock();
+    let buckets = 0;
+    let nodes = 0;
+    let rounds = 0;
+    try {
+      for (;;) {
+        const round = await this.round();
+        if (round.buckets === 0) break;
+        buckets += round.buckets;
+        nodes += round.nodes;
+        rounds += 1;
+      }
+    } finally {
+      if (token !== undefined) await SCRIPTS.unlock.run(this.client, [this.keys.lock], [token]);
+    }
+    return { buckets, nodes, rounds, elapsedMs: performance.now() - started };
+  }
+
+  /** Takes the lock, waiting up to `lockWaitMs` for another holder; undefined if it never came. */
+  private async lock(): Promise<string | undefined> {
+    const token = randomUUID();
+    const deadline = Date.now() + this.lockWaitMs;
+    let delay = 5;
+    for (;;) {
+      const ok = await this.client.sendCommand(
+        ['SET', this.keys.lock, token, 'NX', 'PX', String(this.lockTtlMs)],
+        AS_STRINGS,
+      );
+      if (ok !== null) return token;
+      if (Date.now() >= deadline) return undefined;
+      await sleep(delay);
+      delay = Math.min(delay * 2, 100);
+    }
+  }
+
+  /** One claim → compute → commit round; 0 buckets when nothing was dirty. */
+  private async round(): Promise<{ buckets: number; nodes: number }> {
+    const claimed = await SCRIPTS.claim.run<unknown[]>(
+      this.client,
+      [this.keys.dirty, this.keys.claimed],
+      [String(this.claimBatch), this.keys.bucket('')],
+    );
+    if (claimed.length === 0) return { buckets: 0, nodes: 0 };
+
+    // Level DEPTH (buckets), then each level up to the root: path → hex hash.
+    const computed = new Map<string, string>();
+    let level = new Set<string>();
+    for (let i = 0; i + 1 < claimed.length; i += 2) {
+      const bucket = asString(claimed[i])!;
+      computed.set(bucket, bucketHash(parseBucket(claimed[i + 1])));
+      level.add(bucket);
+    }
+    const bucketCount = level.size;
+
+    // Every ancestor of a claimed bucket, level by level; their children not recomputed here are
+    // read in one HMGET.
+    const ancestorsByDepth: string[][] = [];
+    for (let depth = DEPTH - 1; depth >= 0; depth--) {
+      const parents = new Set<string>();
+      for (const path of level) parents.add(path.slice(0, depth));
+      ancestorsByDepth.push([...parents]);
+      level = parents;
+    }
+    const toRead: string[] = [];
+    const below = new Set(computed.keys());
+    for (const parents of ancestorsByDepth) {
+      for (const parent of parents) {
+        for (const child of childPaths(parent)) if (!below.has(child)) toRead.push(child);
+      }
+      for (const parent of parents) below.add(parent);
+    }
+    const stored = new Map<string, string>();
+    if (toRead.length > 0) {
+      const values = await this.client.sendCommand<unknown[]>(
+        ['HMGET', this.keys.nodes, ...toRead],
+        AS_STRINGS,
+      );
+      toRead.forEach((path, i) => {
+        const hash = asString(values[i]);
+        if (hash !== undefined) stored.set(path, hash);
+      });
+    }
+    for (const parents of ancestorsByDepth) {
+      for (const parent of parents) {
+        const children = childPaths(parent).map((c) => computed.get(c) ?? stored.get(c));
+        computed.set(parent, interiorHash(children));
+      }
+    }
+
+    const args: string[] = [];
+    for (const [path, hash] of computed) args.push(nodeField(path), hash);
+    await SCRIPTS.commit.run(this.client, [this.keys.nodes, this.keys.claimed], args);
+    return { buckets: bucketCount, nodes: computed.size };
+  }
+}

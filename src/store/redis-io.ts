@@ -1,0 +1,29 @@
+/**
+ * The small slice of a Redis client the store and the reader use, so any `@redis/client` client
+ * (plain, type-mapped, or a test double of the same shape) fits.
+ */
+import { RESP_TYPES } from '@redis/client';
+import type { RedisArgument, TypeMapping } from '@redis/client';
+
+/** A client that can send a raw command; `@redis/client`'s `RedisClientType` satisfies it. */
+export interface CommandSender {
+  sendCommand<T = unknown>(
+    args: readonly RedisArgument[],
+    options?: { typeMapping?: TypeMapping },
+  ): Promise<T>;
+}
+
+/** Per-command options that make bulk strings come back as Buffers (binary-safe content). */
+export const AS_BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const;
+
+/** Per-command options that make bulk strings come back as utf-8 strings. */
+export const AS_STRINGS = { typeMapping: {} } as const;
+
+/** A bulk reply as a string (a Buffer decoded as utf-8), or undefined for a nil. */
+export function asString(value: unknown): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  if (typeof value === 'string') return value;
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (typeof value === 'number') return String(value);
+  return undefined;
+}

@@ -1,0 +1,133 @@
+-- Applies replicated records by last-writer-wins, in one atomic call per chunk. The order is the
+-- total order of docs/PROTOCOL.md: (updatedAt, version) numerically, then origin, then content hash
+-- by byte order, then a tombstone above a put. All key types are checked before the first write.
+--
+-- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, then per record i: item, bucket
+-- ARGV: 1 n, 2 stride, 3 relay '0'|'1', 4 conflict log '0'|'1', 5 purge horizon (ms: a tombstone
+--       older than this with no local record is stale), 6 CDC MAXLEN, 7 conflicts MAXLEN,
+--       then per record (stride fields): key, bucket id, updatedAt, version, origin, deleted,
+--       content hash, content, content type, traceparent ('' = none)
+--       [+ when relaying: CDC data, origin as JSON, traceparent as JSON ('' = none)]
+-- Returns per record: outcome (1 applied, 2 duplicate, 3 stale, 4 conflict), then the previous
+-- version's updatedAt, version, origin, deleted, hash ('' when there was none).
+
+local n = tonumber(ARGV[1])
+local stride = tonumber(ARGV[2])
+local relay = ARGV[3] == '1'
+local log_conflicts = ARGV[4] == '1'
+local horizon = tonumber(ARGV[5])
+
+local function expect_type(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= want then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', expected a ' .. want)
+  end
+  return nil
+end
+
+-- Byte order (Lua's string '<' follows the server's collation locale, which need not be bytes).
+local function cmp_bytes(a, b)
+  if a == b then return 0 end
+  local la, lb = #a, #b
+  for i = 1, math.min(la, lb) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y and -1 or 1 end
+  end
+  return la < lb and -1 or 1
+end
+
+-- Compares version tuples { ts (number), v (number), origin, deleted, hash }.
+local function cmp(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] and -1 or 1 end
+  if a[2] ~= b[2] then return a[2] < b[2] and -1 or 1 end
+  local c = cmp_bytes(a[3], b[3])
+  if c ~= 0 then return c end
+  c = cmp_bytes(a[5], b[5])
+  if c ~= 0 then return c end
+  if a[4] == b[4] then return 0 end
+  return a[4] == '1' and 1 or -1
+end
+
+local err = expect_type(KEYS[1], 'set') or expect_type(KEYS[2], 'zset')
+if err then return err end
+if relay then err = expect_type(KEYS[3], 'stream') if err then return err end end
+if log_conflicts then err = expect_type(KEYS[4], 'stream') if err then return err end end
+
+-- Pass 1: read every previous clock (which also checks the item's type) and check bucket types.
+local prevs = {}
+for i = 1, n do
+  prevs[i] = redis.call('HMGET', KEYS[3 + 2 * i], 'ts', 'v', 'o', 'd', 'h')
+  err = expect_type(KEYS[4 + 2 * i], 'hash')
+  if err then return err end
+end
+
+-- Pass 2: decide and write. `latest` holds what this call wrote, for a key present twice.
+local latest = {}
+local out = {}
+for i = 1, n do
+  local base = 7 + (i - 1) * stride
+  local key, bucket = ARGV[base + 1], ARGV[base + 2]
+  local tss, vs, origin, deleted, hash = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5], ARGV[base + 6], ARGV[base + 7]
+  local incoming = { tonumber(tss), tonumber(vs), origin, deleted, hash }
+  local prev = latest[key]
+  if prev == nil then
+    local p = prevs[i]
+    if p[1] then prev = { tonumber(p[1]), tonumber(p[2]), p[3], p[4], p[5] } end
+  end
+
+  local outcome
+  if prev == nil then
+    if deleted == '1' and incoming[1] < horizon then outcome = 3 else outcome = 1 end
+  else
+    local c = cmp(incoming, prev)
+    if c > 0 then outcome = 1
+    elseif c == 0 then outcome = 2
+    elseif prev[2] > incoming[2] then outcome = 3
+    else outcome = 4 end
+  end
+
+  if outcome == 1 then
+    local item = KEYS[3 + 2 * i]
+    redis.call('HSET', item, 'c', ARGV[base + 8], 'h', hash, 't', ARGV[base + 9], 'ts', tss, 'v', vs,
+      'o', origin, 'd', deleted, 'tp', ARGV[base + 10])
+    redis.call('HSET', KEYS[4 + 2 * i], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
+    redis.call('SADD', KEYS[1], bucket)
+    if deleted == '1' then
+      redis.call('ZADD', KEYS[2], tss, key)
+    elseif prev ~= nil and prev[4] == '1' then
+      redis.call('ZREM', KEYS[2], key)
+    end
+    if relay then
+      if deleted == '1' then
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'op', 'DEL', 'key', key,
+          'meta', '{"version":' .. vs .. ',"updated_at":' .. tss .. ',"origin":' .. ARGV[base + 12] .. '}')
+      else
+        local tp = ''
+        if ARGV[base + 13] ~= '' then tp = ',"trace_parent":' .. ARGV[base + 13] end
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'op', 'PUT', 'key', key, 'hash', hash,
+          'data', ARGV[base + 11], 'meta', '{"content_type":"' .. ARGV[base + 9] .. '","version":' .. vs
+          .. ',"updated_at":' .. tss .. tp .. ',"origin":' .. ARGV[base + 12] .. '}')
+      end
+    end
+    latest[key] = incoming
+  end
+
+  if log_conflicts and prev ~= nil and (outcome == 4 or (outcome == 1 and prev[2] >= incoming[2])) then
+    local p = prevs[i]
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'key', key,
+      'local', string.format('%.0f', prev[1]) .. '|' .. string.format('%.0f', prev[2]) .. '|' .. prev[4] .. '|' .. prev[5] .. '|' .. prev[3],
+      'incoming', tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin,
+      'winner', outcome == 4 and 'local' or 'incoming')
+  end
+
+  local o = #out
+  out[o + 1] = outcome
+  if prev == nil then
+    out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = '', '', '', '', ''
+  else
+    out[o + 2] = string.format('%.0f', prev[1])
+    out[o + 3] = string.format('%.0f', prev[2])
+    out[o + 4], out[o + 5], out[o + 6] = prev[3], prev[4], prev[5]
+  end
+end
+return out

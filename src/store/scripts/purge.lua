@@ -1,0 +1,28 @@
+-- Purges expired tombstones: deletes each record that is still a tombstone older than the cutoff,
+-- removes it from its Merkle bucket, marks the bucket dirty and drops it from the tombstone index.
+-- A key that is no longer a tombstone (overwritten by a put) is only dropped from the index; a
+-- tombstone rewritten since (newer clock) gets its score corrected.
+--
+-- KEYS: 1 tombstones, 2 merkle:dirty, then per key i: item, bucket
+-- ARGV: 1 cutoff (ms, exclusive), then per key i: key, bucket id
+-- Returns: the number of records purged.
+
+local cutoff = tonumber(ARGV[1])
+local purged = 0
+for i = 1, (#ARGV - 1) / 2 do
+  local key, bucket = ARGV[2 * i], ARGV[2 * i + 1]
+  local item = KEYS[1 + 2 * i]
+  local rec = redis.call('HMGET', item, 'd', 'ts')
+  if rec[1] == '1' and tonumber(rec[2]) < cutoff then
+    redis.call('DEL', item)
+    redis.call('HDEL', KEYS[2 + 2 * i], key)
+    redis.call('SADD', KEYS[2], bucket)
+    redis.call('ZREM', KEYS[1], key)
+    purged = purged + 1
+  elseif rec[1] == '1' then
+    redis.call('ZADD', KEYS[1], rec[2], key)
+  else
+    redis.call('ZREM', KEYS[1], key)
+  end
+end
+return purged

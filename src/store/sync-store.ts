@@ -1,0 +1,384 @@
+/**
+ * The node-local store (SPEC §1): documents in Redis, written together with their CDC entry and
+ * Merkle leaf in one atomic script call, replicated records applied by last-writer-wins, and a
+ * Merkle tree brought up to date lazily. Layout: docs/PROTOCOL.md.
+ */
+import { createClient } from '@redis/client';
+import { StoreError } from '../errors.js';
+import type { RecordVersion, StoredRecord } from '../model/record.js';
+import type { ResolvedStore } from '../config/types.js';
+import { encodeData } from '../codec/zstd.js';
+import { applyRecords, type ApplyOptions } from './apply-batch.js';
+import {
+  checkKey,
+  checkRecord,
+  checkTraceParent,
+  normalizeContent,
+  sha256Hex,
+  type PutContent,
+} from './input.js';
+import { storeKeys, type StoreKeys } from './keys.js';
+import type { ApplyResult, LocalStore, MerkleNode } from './local-store.js';
+import { SCRIPTS } from './lua-script.js';
+import { bucketOf } from './merkle-hash.js';
+import { MerkleReader } from './merkle-reader.js';
+import { MerkleRefresher, type MerkleRefreshOptions, type RefreshStats } from './merkle-refresh.js';
+import { AS_BUFFERS, AS_STRINGS, asString, type CommandSender } from './redis-io.js';
+
+/** Store settings when none are given (SPEC §3, §5). */
+export const DEFAULT_STORE: ResolvedStore = Object.freeze({
+  cdcMaxlen: 100_000,
+  tombstoneTtlMs: 7 * 24 * 60 * 60 * 1000,
+  relay: false,
+  maxItemBytes: 64 * 1024 * 1024,
+  conflictLog: false,
+  maxMemoryBytes: 0,
+});
+
+/** Maximum length of the conflict log stream (approximate trimming). */
+export const CONFLICT_LOG_MAXLEN = 10_000;
+
+/** Options of a {@link SyncStore} over an existing client. */
+export interface SyncStoreOptions {
+  /** This node's id: the `origin` of its writes. */
+  readonly nodeId: string;
+  /** Prefix of every Redis key. @default '' */
+  readonly redisPrefix?: string;
+  /** Store settings; missing ones take {@link DEFAULT_STORE}'s. */
+  readonly store?: Partial<ResolvedStore>;
+  /** Milliseconds since the epoch; injectable for tests. @default Date.now */
+  readonly clock?: () => number;
+  /** Merkle refresh tuning. */
+  readonly merkle?: MerkleRefreshOptions;
+  /** Records per apply script call. @default 200 */
+  readonly applyChunkSize?: number;
+}
+
+/** Options of {@link SyncStore.connect}. */
+export interface SyncStoreConnectOptions extends SyncStoreOptions {
+  /** `redis://` or `rediss://` URL of this node's Redis. */
+  readonly redisUrl: string;
+  /** Connection errors after connect (the failing command also rejects). @default ignored */
+  readonly onError?: (error: unknown) => void;
+  /** Bound on each Redis command, from queueing to reply. @default 30_000 */
+  readonly commandTimeoutMs?: number;
+}
+
+/** Options of a local write. */
+export interface PutOptions {
+  /** Overrides the content type inferred from the content. */
+  readonly contentType?: 'json' | 'binary';
+  /** W3C traceparent, carried in the record and the CDC meta. */
+  readonly traceParent?: string;
+}
+
+/** What a local write stored and emitted. */
+export interface WriteResult {
+  /** The record written, with the clock the store gave it. */
+  readonly record: StoredRecord;
+  /** Id of the CDC stream entry. */
+  readonly streamId: string;
+}
+
+/** Outcome of {@link SyncStore.purgeTombstones}. */
+export interface PurgeResult {
+  /** Tombstones removed. */
+  readonly purged: number;
+}
+
+/** The Redis-backed {@link LocalStore}, plus local writes. */
+export class SyncStore implements LocalStore {
+  /** This node's id. */
+  readonly nodeId: string;
+  /** Key names of this store. */
+  readonly keys: StoreKeys;
+  /** Store settings in force. */
+  readonly settings: ResolvedStore;
+  /** Read-only access to this store's tree and records (no refresh). */
+  readonly reader: MerkleReader;
+
+  private readonly client: CommandSender;
+  private readonly clock: () => number;
+  private readonly refresher: MerkleRefresher;
+  private readonly applyChunkSize: number;
+  private owned: { close(): Promise<void> } | undefined;
+  private refreshing: Promise<RefreshStats> | undefined;
+  private refreshQueued: Promise<RefreshStats> | undefined;
+  private memory: { at: number; accept: Promise<boolean> } | undefined;
+  private closed = false;
+
+  /** A store over an existing client (which the caller keeps and closes). */
+  constructor(client: CommandSender, options: SyncStoreOptions) {
+    if (typeof options.nodeId !== 'string' || options.nodeId.length === 0) {
+      throw new StoreError('nodeId must be a non-empty string');
+    }
+    this.client = client;
+    this.nodeId = options.nodeId;
+    this.keys = storeKeys(options.redisPrefix ?? '');
+    this.settings = Object.freeze({ ...DEFAULT_STORE, ...definedOnly(options.store ?? {}) });
+    this.clock = options.clock ?? Date.now;
+    this.applyChunkSize = options.applyChunkSize ?? 200;
+    this.reader = new MerkleReader(client, this.keys.prefix);
+    this.refresher = new MerkleRefresher(client, this.keys, options.merkle);
+  }
+
+  /**
+   * Connects to `redisUrl` and returns a store that owns the connection ({@link close} closes it).
+   *
+   * @throws {StoreError} when Redis cannot be reached.
+   */
+  static async connect(options: SyncStoreConnectOptions): Promise<SyncStore> {
+    const client = createClient({
+      url: options.redisUrl,
+      commandOptions: { timeout: options.commandTimeoutMs ?? 30_000 },
+    });
+    client.on('error', options.onError ?? (() => undefined));
+    try {
+      await client.connect();
+    } catch (cause) {
+      throw new StoreError('cannot connect to the local Redis', { cause });
+    }
+    const store = new SyncStore(client, options);
+    store.owned = client;
+    return store;
+  }
+
+  /** Closes the connection if this store opened it. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const owned = this.owned;
+    this.owned = undefined;
+    await this.refreshing?.catch(() => undefined);
+    if (owned !== undefined) await owned.close();
+  }
+
+  /**
+   * Writes a document: one atomic script call stamps the hybrid clock, stores the record and its
+   * Merkle leaf and appends the CDC `PUT` entry.
+   *
+   * @throws {StoreError} on invalid input or a Redis failure (then nothing was written).
+   */
+  async put(key: string, content: PutContent, options: PutOptions = {}): Promise<WriteResult> {
+    checkKey(key);
+    checkTraceParent(options.traceParent);
+    const { bytes, contentType } = normalizeContent(
+      content,
+      options.contentType,
+      this.settings.maxItemBytes,
+    );
+    const contentHash = sha256Hex(bytes);
+    return this.write(key, false, bytes, contentHash, contentType, options.traceParent);
+  }
+
+  /**
+   * Deletes a document by writing a tombstone with the next clock, and appends the CDC `DEL` entry.
+   * Deleting an absent key also writes a tombstone (version 1), so the delete replicates and beats
+   * older writes of the key elsewhere.
+   *
+   * @throws {StoreError} on invalid input or a Redis failure (then nothing was written).
+   */
+  async delete(key: string, options: Pick<PutOptions, 'traceParent'> = {}): Promise<WriteResult> {
+    checkKey(key);
+    checkTraceParent(options.traceParent);
+    return this.write(key, true, Buffer.alloc(0), '', 'binary', options.traceParent);
+  }
+
+  private async write(
+    key: string,
+    deleted: boolean,
+    content: Buffer,
+    contentHash: string,
+    contentType: 'json' | 'binary',
+    traceParent: string | undefined,
+  ): Promise<WriteResult> {
+    const bucket = bucketOf(key);
+    const now = Math.floor(this.clock());
+    const data = deleted ? content : encodeData(content).data;
+    const [ts, v, streamId] = await SCRIPTS.write.run<[string, string, string]>(
+      this.client,
+      [
+        this.keys.item(key),
+        this.keys.bucket(bucket),
+        this.keys.dirty,
+        this.keys.tombstones,
+        this.keys.cdc,
+      ],
+      [
+        key,
+        bucket,
+        String(now),
+        this.nodeId,
+        JSON.stringify(this.nodeId),
+        deleted ? '1' : '0',
+        content,
+        contentHash,
+        contentType,
+        traceParent ?? '',
+        traceParent === undefined ? '' : JSON.stringify(traceParent),
+        data,
+        String(this.settings.cdcMaxlen),
+      ],
+    );
+    const record: StoredRecord = {
+      key,
+      content,
+      contentHash,
+      contentType,
+      version: Number(v),
+      updatedAt: Number(ts),
+      origin: this.nodeId,
+      deleted,
+      ...(traceParent === undefined ? {} : { traceParent }),
+    };
+    return { record, streamId };
+  }
+
+  /** The live document of `key`; undefined when absent or deleted. */
+  async get(key: string): Promise<StoredRecord | undefined> {
+    const record = await this.getRecord(key);
+    return record === undefined || record.deleted ? undefined : record;
+  }
+
+  /** The record of `key`, tombstones included; undefined when absent. */
+  async getRecord(key: string): Promise<StoredRecord | undefined> {
+    checkKey(key);
+    return this.reader.getRecord(key);
+  }
+
+  /** Records of `keys` (tombstones included) in one pipeline; absent keys are left out. */
+  async getRecords(keys: readonly string[]): Promise<StoredRecord[]> {
+    keys.forEach((key) => checkKey(key));
+    return this.reader.getRecords(keys);
+  }
+
+  /** True when the store holds `key` with this content hash (`''` matches a tombstone). */
+  async isCurrent(key: string, contentHash: string): Promise<boolean> {
+    checkKey(key);
+    const h = await this.client.sendCommand(['HGET', this.keys.item(key), 'h'], AS_STRINGS);
+    return asString(h) === contentHash;
+  }
+
+  /**
+   * Applies replicated records by LWW, in chunks of script calls issued together (pipelined).
+   * Never re-emits to the local CDC stream unless `store.relay` is on.
+   *
+   * @throws {StoreError} on a malformed record or a Redis failure.
+   */
+  async apply(records: readonly StoredRecord[]): Promise<ApplyResult[]> {
+    records.forEach((record, i) => checkRecord(record, i));
+    const options: ApplyOptions = {
+      keys: this.keys,
+      relay: this.settings.relay,
+      conflictLog: this.settings.conflictLog,
+      purgeHorizon: Math.floor(this.clock()) - this.settings.tombstoneTtlMs,
+      cdcMaxlen: this.settings.cdcMaxlen,
+      conflictMaxlen: CONFLICT_LOG_MAXLEN,
+      chunkSize: this.applyChunkSize,
+    };
+    return applyRecords(this.client, records, options);
+  }
+
+  /**
+   * Backpressure: false while Redis `used_memory` is above `store.maxMemoryBytes` (when set).
+   * The answer is cached for 100 ms.
+   */
+  async shouldAcceptWrites(): Promise<boolean> {
+    const limit = this.settings.maxMemoryBytes;
+    if (limit <= 0) return true;
+    const now = Date.now();
+    if (this.memory === undefined || now - this.memory.at >= 100) {
+      const accept = this.client
+        .sendCommand(['INFO', 'memory'], AS_STRINGS)
+        .then((info) => usedMemory(asString(info) ?? '') <= limit);
+      this.memory = { at: now, accept };
+      accept.catch(() => (this.memory = undefined));
+    }
+    return this.memory.accept;
+  }
+
+  /**
+   * Brings the Merkle tree up to date (dirty buckets and their ancestors). Concurrent calls share
+   * work: a call made while a refresh runs waits for one more pass, so it sees every write made
+   * before it.
+   */
+  refreshMerkle(): Promise<RefreshStats> {
+    if (this.refreshQueued !== undefined) return this.refreshQueued;
+    const previous = this.refreshing;
+    let next: Promise<RefreshStats>;
+    if (previous === undefined) {
+      next = this.refresher.refresh();
+    } else {
+      next = previous
+        .catch(() => undefined)
+        .then(() => {
+          this.refreshQueued = undefined;
+          return this.refresher.refresh();
+        });
+      this.refreshQueued = next;
+    }
+    this.refreshing = next;
+    next.then(
+      () => this.refreshDone(next),
+      () => this.refreshDone(next),
+    );
+    return next;
+  }
+
+  private refreshDone(run: Promise<RefreshStats>): void {
+    if (this.refreshing === run) this.refreshing = undefined;
+  }
+
+  /** The root hash after a refresh; 64 zeros for an empty store. */
+  async merkleRoot(): Promise<string> {
+    await this.refreshMerkle();
+    return this.reader.root();
+  }
+
+  /** The non-empty children of `path` (`''` = root) after a refresh; `[]` for a bucket. */
+  async merkleChildren(path: string): Promise<MerkleNode[]> {
+    await this.refreshMerkle();
+    return this.reader.children(path);
+  }
+
+  /** The record versions in `bucket`, sorted by key (always current; no refresh needed). */
+  async merkleLeaves(bucket: string): Promise<RecordVersion[]> {
+    return this.reader.leaves(bucket);
+  }
+
+  /**
+   * Removes tombstones older than `store.tombstoneTtlMs` (bounded batches until none is left):
+   * record, Merkle leaf and index entry; their buckets are marked dirty.
+   */
+  async purgeTombstones(now: number = this.clock()): Promise<PurgeResult> {
+    const cutoff = Math.floor(now) - this.settings.tombstoneTtlMs;
+    let purged = 0;
+    for (;;) {
+      const reply = await this.client.sendCommand<unknown[]>(
+        ['ZRANGEBYSCORE', this.keys.tombstones, '-inf', `(${cutoff}`, 'LIMIT', '0', '500'],
+        AS_BUFFERS,
+      );
+      const keys = reply.map((k) => asString(k)!);
+      if (keys.length === 0) return { purged };
+      const redisKeys = [this.keys.tombstones, this.keys.dirty];
+      const args = [String(cutoff)];
+      for (const key of keys) {
+        const bucket = bucketOf(key);
+        redisKeys.push(this.keys.item(key), this.keys.bucket(bucket));
+        args.push(key, bucket);
+      }
+      purged += Number(await SCRIPTS.purge.run(this.client, redisKeys, args));
+    }
+  }
+}
+
+function usedMemory(info: string): number {
+  const match = /^used_memory:(\d+)/m.exec(info);
+  return match === null ? 0 : Number(match[1]);
+}
+
+function definedOnly<T extends object>(partial: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(partial).filter(([, v]) => v !== undefined),
+  ) as Partial<T>;
+}

@@ -1,0 +1,656 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createClient, RESP_TYPES } from '@redis/client';
+import { StoreError } from '../../src/errors.js';
+import { decompressBounded, hasZstdMagic } from '../../src/codec/zstd.js';
+import { compareVersions, type StoredRecord } from '../../src/model/record.js';
+import { sha256Hex } from '../../src/store/input.js';
+import { bucketOf, computeRoot, ZERO_HASH } from '../../src/store/merkle-hash.js';
+import { MerkleReader } from '../../src/store/merkle-reader.js';
+import { SCRIPTS } from '../../src/store/lua-script.js';
+import { SyncStore, type SyncStoreOptions } from '../../src/store/sync-store.js';
+import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+
+let server: RedisServer;
+let raw: ReturnType<typeof createRawClient>;
+const stores: SyncStore[] = [];
+let prefixCounter = 0;
+const FIXED_NOW = 1_735_776_100_000;
+
+function createRawClient(url: string) {
+  return createClient({ url }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
+}
+
+function nextPrefix(): string {
+  prefixCounter += 1;
+  return `t${prefixCounter}:`;
+}
+
+async function newStore(options: Partial<SyncStoreOptions> = {}): Promise<SyncStore> {
+  const store = await SyncStore.connect({
+    redisUrl: server.url,
+    redisPrefix: options.redisPrefix ?? nextPrefix(),
+    nodeId: options.nodeId ?? 'node-a',
+    // A fixed "now" shortly after the records' clocks, so their tombstones are within the TTL.
+    clock: () => FIXED_NOW,
+    ...options,
+  });
+  stores.push(store);
+  return store;
+}
+
+function record(key: string, overrides: Partial<StoredRecord> = {}): StoredRecord {
+  const content =
+    overrides.content ?? Buffer.from(JSON.stringify({ key, n: overrides.version ?? 1 }));
+  return {
+    key,
+    content,
+    contentHash: sha256Hex(content),
+    contentType: 'json',
+    version: 1,
+    updatedAt: 1_735_776_000_000,
+    origin: 'node-b',
+    deleted: false,
+    ...overrides,
+  };
+}
+
+function tombstone(key: string, overrides: Partial<StoredRecord> = {}): StoredRecord {
+  return record(key, {
+    content: Buffer.alloc(0),
+    contentHash: '',
+    contentType: 'binary',
+    deleted: true,
+    ...overrides,
+  });
+}
+
+type Entry = { id: string; fields: Map<string, Buffer>; order: string[] };
+
+async function xrange(key: string): Promise<Entry[]> {
+  const reply = await raw.sendCommand<[Buffer, Buffer[]][]>(['XRANGE', key, '-', '+']);
+  return reply.map(([id, flat]) => {
+    const fields = new Map<string, Buffer>();
+    const order: string[] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      const name = flat[i]!.toString();
+      order.push(name);
+      fields.set(name, flat[i + 1]!);
+    }
+    return { id: id.toString(), fields, order };
+  });
+}
+
+before(async () => {
+  server = await startRedis();
+  raw = createRawClient(server.url);
+  await raw.connect();
+});
+
+after(async () => {
+  for (const store of stores) await store.close();
+  await raw.close();
+  await server.stop();
+});
+
+describe('SyncStore local operations', () => {
+  it('puts, gets, deletes and reports current hashes', async () => {
+    const store = await newStore();
+    const { record: written, streamId } = await store.put('uk.nhs.patient.1', { name: 'Alice' });
+    assert.match(streamId, /^\d+-\d+$/);
+    assert.equal(written.contentType, 'json');
+    assert.equal(written.version, 1);
+    assert.deepEqual(written.content, Buffer.from('{"name":"Alice"}'));
+    assert.deepEqual(await store.get('uk.nhs.patient.1'), written);
+    assert.ok(await store.isCurrent('uk.nhs.patient.1', written.contentHash));
+    assert.ok(!(await store.isCurrent('uk.nhs.patient.1', 'ff'.repeat(32))));
+    assert.ok(!(await store.isCurrent('absent', written.contentHash)));
+
+    const { record: tomb } = await store.delete('uk.nhs.patient.1');
+    assert.equal(tomb.deleted, true);
+    assert.equal(tomb.version, 2);
+    assert.ok(tomb.updatedAt > written.updatedAt);
+    assert.equal(await store.get('uk.nhs.patient.1'), undefined);
+    assert.deepEqual(await store.getRecord('uk.nhs.patient.1'), tomb);
+    assert.ok(await store.isCurrent('uk.nhs.patient.1', ''));
+
+    const { record: again } = await store.put('uk.nhs.patient.1', 'plain text', {
+      traceParent: '00-ab-cd-01',
+    });
+    assert.equal(again.version, 3);
+    assert.equal(again.contentType, 'binary');
+    assert.equal((await store.get('uk.nhs.patient.1'))?.traceParent, '00-ab-cd-01');
+    assert.equal(await raw.zScore(store.keys.tombstones, 'uk.nhs.patient.1'), null);
+  });
+
+  it('infers content types and honours an explicit one', async () => {
+    const store = await newStore();
+    assert.equal((await store.put('a', '{"x":1}')).record.contentType, 'json');
+    assert.equal((await store.put('b', Buffer.from([0, 1, 2]))).record.contentType, 'binary');
+    assert.equal(
+      (await store.put('c', Buffer.from('{}'), { contentType: 'json' })).record.contentType,
+      'json',
+    );
+    assert.equal((await store.put('d', [1, 2])).record.contentType, 'json');
+    const binary = Buffer.from([0xff, 0x00, 0xfe]);
+    await store.put('e', binary);
+    assert.deepEqual((await store.get('e'))?.content, binary);
+  });
+
+  it('deleting an absent key writes a replicable tombstone', async () => {
+    const store = await newStore();
+    const { record: tomb } = await store.delete('never.written');
+    assert.equal(tomb.version, 1);
+    assert.equal((await store.getRecord('never.written'))?.deleted, true);
+    assert.equal(await raw.zCard(store.keys.tombstones), 1);
+  });
+
+  it('rejects bad input with a StoreError and writes nothing', async () => {
+    const store = await newStore();
+    const bad: [string, () => Promise<unknown>][] = [
+      ['empty key', () => store.put('', 'x')],
+      ['non-string key', () => store.put(42 as unknown as string, 'x')],
+      ['lone surrogate', () => store.put('a\ud800', 'x')],
+      ['number content', () => store.put('k', 5 as unknown as string)],
+      ['undefined content', () => store.put('k', undefined as unknown as string)],
+      ['Date content', () => store.put('k', new Date() as unknown as string)],
+      ['bad content type', () => store.put('k', 'x', { contentType: 'xml' as 'json' })],
+      ['delete empty key', () => store.delete('')],
+    ];
+    for (const [what, call] of bad) {
+      await assert.rejects(call, StoreError, what);
+    }
+    await assert.rejects(() => store.put('', 'x'), /key must not be empty/);
+    await assert.rejects(
+      () => store.put('k', 5 as unknown as string),
+      /content must be a Buffer, a string, or a plain object/,
+    );
+    assert.equal(await raw.exists([store.keys.cdc, store.keys.dirty, store.keys.item('k')]), 0);
+  });
+
+  it('rejects content above max_item_bytes', async () => {
+    const store = await newStore({ store: { maxItemBytes: 10 } });
+    await assert.rejects(() => store.put('k', 'x'.repeat(11)), /exceeds max_item_bytes/);
+  });
+
+  it('reloads its scripts after SCRIPT FLUSH', async () => {
+    const store = await newStore();
+    await raw.sendCommand(['SCRIPT', 'FLUSH']);
+    await store.put('k', 'v');
+    await raw.sendCommand(['SCRIPT', 'FLUSH']);
+    assert.equal((await store.apply([record('r')]))[0]?.outcome, 'applied');
+  });
+});
+
+describe('SyncStore clocks', () => {
+  it('a put after seeing a newer remote record wins even when the local clock is behind', async () => {
+    let now = 1_000;
+    const store = await newStore({ clock: () => now });
+    const remote = record('k', { updatedAt: 5_000, version: 7, origin: 'node-z' });
+    assert.equal((await store.apply([remote]))[0]?.outcome, 'applied');
+    const { record: local } = await store.put('k', { mine: true });
+    assert.equal(local.updatedAt, 5_001);
+    assert.equal(local.version, 8);
+    assert.ok(compareVersions(local, remote) > 0);
+    now = 1_500;
+    const { record: next } = await store.delete('k');
+    assert.deepEqual([next.updatedAt, next.version], [5_002, 9]);
+    now = 10_000;
+    const { record: later } = await store.put('k', 'x');
+    assert.deepEqual([later.updatedAt, later.version], [10_000, 10]);
+  });
+});
+
+describe('SyncStore CDC stream', () => {
+  it('writes PUT and DEL entries in the Rust sync-engine layout', async () => {
+    const store = await newStore({ nodeId: 'node "a"' });
+    const small = await store.put('uk.nhs.patient.12345', { name: 'Alice' });
+    const bigContent = { notes: Array.from({ length: 20 }, () => 'allergy: penicillin') };
+    const big = await store.put('uk.nhs.patient.67890', bigContent, {
+      traceParent: '00-4bf9-00f0-01',
+    });
+    const del = await store.delete('uk.nhs.patient.12345');
+    const entries = await xrange(store.keys.cdc);
+    assert.equal(entries.length, 3);
+
+    const [e1, e2, e3] = entries as [Entry, Entry, Entry];
+    assert.equal(e1.id, small.streamId);
+    assert.deepEqual(e1.order, ['op', 'key', 'hash', 'data', 'meta']);
+    assert.equal(e1.fields.get('op')!.toString(), 'PUT');
+    assert.equal(e1.fields.get('key')!.toString(), 'uk.nhs.patient.12345');
+    assert.equal(
+      e1.fields.get('hash')!.toString(),
+      '3cba1e3cf23c8ce24b7e08171d823fbd9a4929aafd9f27516e30699d3a42026a',
+    );
+    assert.deepEqual(e1.fields.get('data'), Buffer.from('{"name":"Alice"}'));
+    assert.equal(
+      e1.fields.get('meta')!.toString(),
+      `{"content_type":"json","version":1,"updated_at":${small.record.updatedAt},"origin":"node \\"a\\""}`,
+    );
+    assert.equal(
+      (JSON.parse(e1.fields.get('meta')!.toString()) as { origin: string }).origin,
+      'node "a"',
+    );
+
+    const data = e2.fields.get('data')!;
+    assert.ok(hasZstdMagic(data), 'content ≥ 64 bytes is zstd-compressed');
+    assert.deepEqual(decompressBounded(data, 1 << 20), big.record.content);
+    assert.equal(e2.fields.get('hash')!.toString(), big.record.contentHash);
+    assert.equal(
+      e2.fields.get('meta')!.toString(),
+      `{"content_type":"json","version":1,"updated_at":${big.record.updatedAt},"trace_parent":"00-4bf9-00f0-01","origin":"node \\"a\\""}`,
+    );
+
+    assert.deepEqual(e3.order, ['op', 'key', 'meta']);
+    assert.equal(e3.fields.get('op')!.toString(), 'DEL');
+    assert.equal(
+      e3.fields.get('meta')!.toString(),
+      `{"version":2,"updated_at":${del.record.updatedAt},"origin":"node \\"a\\""}`,
+    );
+  });
+
+  it('trims the stream to about cdc_maxlen', async () => {
+    const store = await newStore({ store: { cdcMaxlen: 10 } });
+    for (let i = 0; i < 500; i++) await store.put(`k${i}`, 'v');
+    assert.ok((await raw.xLen(store.keys.cdc)) < 500);
+  });
+
+  it('does not re-emit applied records unless relay is on, and relays them with their origin', async () => {
+    const quiet = await newStore();
+    await quiet.apply([record('a'), tombstone('b')]);
+    assert.equal(await raw.exists(quiet.keys.cdc), 0);
+
+    const relay = await newStore({ store: { relay: true } });
+    const put = record('a', { origin: 'node-z', version: 4, traceParent: '00-t-01' });
+    const del = tombstone('b', { origin: 'node-y', version: 2, updatedAt: 1_735_776_000_500 });
+    const results = await relay.apply([put, del, put]);
+    assert.deepEqual(
+      results.map((r) => r.outcome),
+      ['applied', 'applied', 'duplicate'],
+    );
+    const entries = await xrange(relay.keys.cdc);
+    assert.equal(entries.length, 2);
+    const [p, d] = entries as [Entry, Entry];
+    assert.equal(p.fields.get('op')!.toString(), 'PUT');
+    assert.deepEqual(p.fields.get('data'), put.content);
+    assert.equal(
+      p.fields.get('meta')!.toString(),
+      `{"content_type":"json","version":4,"updated_at":${put.updatedAt},"trace_parent":"00-t-01","origin":"node-z"}`,
+    );
+    assert.equal(d.fields.get('op')!.toString(), 'DEL');
+    assert.equal(
+      d.fields.get('meta')!.toString(),
+      `{"version":2,"updated_at":${del.updatedAt},"origin":"node-y"}`,
+    );
+  });
+});
+
+describe('SyncStore atomicity', () => {
+  it('a put failing midway leaves no record, leaf or stream entry', async () => {
+    const store = await newStore();
+    const key = 'uk.atomic.1';
+    await raw.set(store.keys.bucket(bucketOf(key)), 'not a hash');
+    await assert.rejects(
+      () => store.put(key, { a: 1 }),
+      (e: unknown) => e instanceof StoreError && /WRONGTYPE/.test(e.message),
+    );
+    assert.equal(await raw.exists([store.keys.item(key), store.keys.cdc, store.keys.dirty]), 0);
+
+    await raw.del(store.keys.bucket(bucketOf(key)));
+    await raw.set(store.keys.cdc, 'not a stream');
+    await assert.rejects(() => store.put(key, { a: 1 }), StoreError);
+    await assert.rejects(() => store.delete(key), StoreError);
+    assert.equal(
+      await raw.exists([store.keys.item(key), store.keys.bucket(bucketOf(key)), store.keys.dirty]),
+      0,
+    );
+  });
+
+  it('an apply batch failing midway writes none of its records', async () => {
+    const store = await newStore();
+    const records = [record('x.1'), record('x.2'), record('x.3')];
+    await raw.set(store.keys.bucket(bucketOf('x.3')), 'oops');
+    await assert.rejects(() => store.apply(records), StoreError);
+    for (const r of records) {
+      assert.equal(await raw.exists(store.keys.item(r.key)), 0);
+      assert.equal(await raw.exists(store.keys.bucket(bucketOf(r.key))), r.key === 'x.3' ? 1 : 0);
+    }
+    assert.equal(await raw.exists(store.keys.dirty), 0);
+  });
+});
+
+describe('SyncStore apply', () => {
+  it('reports applied, duplicate, stale and conflict with the previous version', async () => {
+    const store = await newStore();
+    const base = record('k', { version: 2, updatedAt: 2_000, origin: 'node-b' });
+    assert.deepEqual(await store.apply([base]), [{ key: 'k', outcome: 'applied' }]);
+    const previous = {
+      key: 'k',
+      updatedAt: 2_000,
+      version: 2,
+      origin: 'node-b',
+      deleted: false,
+      contentHash: base.contentHash,
+    };
+    assert.deepEqual(await store.apply([base]), [{ key: 'k', outcome: 'duplicate', previous }]);
+    // Older and of lower version: the local record may descend from it.
+    const older = record('k', { version: 1, updatedAt: 1_000 });
+    assert.equal((await store.apply([older]))[0]?.outcome, 'stale');
+    // Loses (earlier clock) but has a higher version: concurrent.
+    const concurrent = record('k', { version: 3, updatedAt: 1_500, origin: 'node-c' });
+    assert.equal((await store.apply([concurrent]))[0]?.outcome, 'conflict');
+    // Same clock, lower origin: concurrent.
+    const sameClock = record('k', {
+      version: 2,
+      updatedAt: 2_000,
+      origin: 'node-a',
+      content: Buffer.from('other'),
+    });
+    assert.equal((await store.apply([sameClock]))[0]?.outcome, 'conflict');
+    // A newer tombstone wins.
+    const del = tombstone('k', { version: 3, updatedAt: 3_000 });
+    const [result] = await store.apply([del]);
+    assert.equal(result?.outcome, 'applied');
+    assert.deepEqual(result?.previous, previous);
+    assert.equal((await store.getRecord('k'))?.deleted, true);
+    assert.equal(await raw.zScore(store.keys.tombstones, 'k'), 3_000);
+    // Resurrected by a later put.
+    assert.equal(
+      (await store.apply([record('k', { version: 4, updatedAt: 4_000 })]))[0]?.outcome,
+      'applied',
+    );
+    assert.equal(await raw.zScore(store.keys.tombstones, 'k'), null);
+  });
+
+  it('resolves a key present several times in one batch by LWW', async () => {
+    const store = await newStore();
+    const v1 = record('k', { version: 1, updatedAt: 1_000 });
+    const v3 = record('k', { version: 3, updatedAt: 3_000 });
+    const v2 = record('k', { version: 2, updatedAt: 2_000 });
+    const results = await store.apply([v1, v3, v2, v3]);
+    assert.deepEqual(
+      results.map((r) => r.outcome),
+      ['applied', 'applied', 'stale', 'duplicate'],
+    );
+    assert.equal((await store.getRecord('k'))?.version, 3);
+  });
+
+  it('spreads large batches over several pipelined script calls, results in order', async () => {
+    const store = await newStore({ applyChunkSize: 7 });
+    const records = Array.from({ length: 100 }, (_, i) => record(`k.${i}`, { version: i + 1 }));
+    const results = await store.apply(records);
+    assert.deepEqual(
+      results.map((r) => r.key),
+      records.map((r) => r.key),
+    );
+    assert.ok(results.every((r) => r.outcome === 'applied'));
+    const back = await store.getRecords(records.map((r) => r.key));
+    assert.deepEqual(back, records);
+  });
+
+  it('rejects malformed records', async () => {
+    const store = await newStore();
+    await assert.rejects(
+      () => store.apply([record('k', { contentHash: 'nothex' })]),
+      /contentHash/,
+    );
+    await assert.rejects(() => store.apply([record('k', { version: 1.5 })]), /version/);
+    await assert.rejects(() => store.apply([record('', {})]), /key must not be empty/);
+  });
+
+  it('logs conflicts when the conflict log is on', async () => {
+    const store = await newStore({ store: { conflictLog: true } });
+    await store.apply([record('k', { version: 1, updatedAt: 2_000, origin: 'node-b' })]);
+    await store.apply([record('k', { version: 1, updatedAt: 1_000, origin: 'node-c' })]);
+    await store.apply([record('k', { version: 1, updatedAt: 3_000, origin: 'node-d' })]);
+    const entries = await xrange(store.keys.conflicts);
+    assert.equal(entries.length, 2);
+    const [lost, won] = entries as [Entry, Entry];
+    assert.deepEqual(lost.order, ['key', 'local', 'incoming', 'winner']);
+    assert.equal(lost.fields.get('winner')!.toString(), 'local');
+    assert.match(lost.fields.get('local')!.toString(), /^2000\|1\|0\|[0-9a-f]{64}\|node-b$/);
+    assert.match(lost.fields.get('incoming')!.toString(), /^1000\|1\|0\|[0-9a-f]{64}\|node-c$/);
+    assert.equal(won.fields.get('winner')!.toString(), 'incoming');
+  });
+});
+
+describe('SyncStore tombstone purge', () => {
+  it('purges tombstones past the TTL and does not let a peer resurrect them', async () => {
+    const ttl = 10_000;
+    let now = 1_000_000;
+    const store = await newStore({ clock: () => now, store: { tombstoneTtlMs: ttl } });
+    await store.put('gone', 'v');
+    await store.delete('gone');
+    await store.delete('kept.alive');
+    await store.put('kept.alive', 'back');
+    await store.put('live', 'v');
+    const liveOnly = await store.merkleLeaves(bucketOf('live'));
+
+    assert.deepEqual(await store.purgeTombstones(now + ttl - 1), { purged: 0 });
+    assert.equal((await store.getRecord('gone'))?.deleted, true);
+    now += ttl + 10;
+    assert.deepEqual(await store.purgeTombstones(), { purged: 1 });
+    assert.equal(await store.getRecord('gone'), undefined);
+    assert.equal(
+      (await store.merkleLeaves(bucketOf('gone'))).find((l) => l.key === 'gone'),
+      undefined,
+    );
+    assert.equal(await raw.zCard(store.keys.tombstones), 0);
+    assert.equal((await store.get('kept.alive'))?.content.toString(), 'back');
+    assert.deepEqual(await store.merkleLeaves(bucketOf('live')), liveOnly);
+    const remaining = await store.getRecords(['kept.alive', 'live']);
+    assert.equal(await store.merkleRoot(), computeRoot(remaining));
+
+    // A peer that has not purged yet sends the old tombstone: not resurrected.
+    const oldTomb = tombstone('gone', { updatedAt: 1_000_001, version: 2, origin: 'node-a' });
+    assert.equal((await store.apply([oldTomb]))[0]?.outcome, 'stale');
+    assert.equal(await store.getRecord('gone'), undefined);
+    // A recent tombstone of an absent key still applies.
+    assert.equal(
+      (await store.apply([tombstone('fresh', { updatedAt: now - 5 })]))[0]?.outcome,
+      'applied',
+    );
+  });
+
+  it('purges in bounded batches until done', async () => {
+    let now = 1_000_000;
+    const store = await newStore({ clock: () => now, store: { tombstoneTtlMs: 1 } });
+    await store.apply(
+      Array.from({ length: 1_200 }, (_, i) => tombstone(`t.${i}`, { updatedAt: now - 1 })),
+    );
+    now += 10;
+    assert.deepEqual(await store.purgeTombstones(), { purged: 1_200 });
+    assert.equal(await store.merkleRoot(), ZERO_HASH);
+  });
+});
+
+describe('SyncStore backpressure', () => {
+  it('refuses writes above max_memory_bytes and accepts them otherwise', async () => {
+    assert.equal(
+      await (await newStore({ store: { maxMemoryBytes: 1 } })).shouldAcceptWrites(),
+      false,
+    );
+    assert.equal(await (await newStore()).shouldAcceptWrites(), true);
+    assert.equal(
+      await (await newStore({ store: { maxMemoryBytes: 1e12 } })).shouldAcceptWrites(),
+      true,
+    );
+  });
+});
+
+describe('SyncStore Merkle tree', () => {
+  it('an empty store has a zero root and no children', async () => {
+    const store = await newStore();
+    assert.equal(await store.merkleRoot(), ZERO_HASH);
+    assert.deepEqual(await store.merkleChildren(''), []);
+    assert.deepEqual(await store.merkleLeaves('0000'), []);
+    await assert.rejects(() => store.merkleChildren('xyz'), StoreError);
+    await assert.rejects(() => store.merkleLeaves('abc'), StoreError);
+  });
+
+  it('two stores given the same records in different orders have the same root', async () => {
+    const a = await newStore();
+    const b = await newStore();
+    const records = Array.from({ length: 500 }, (_, i) =>
+      i % 7 === 0 ? tombstone(`uk.k.${i}`, { version: 2 }) : record(`uk.k.${i}`),
+    );
+    await a.apply(records);
+    for (let i = records.length - 1; i >= 0; i -= 50) {
+      await b.apply(records.slice(Math.max(0, i - 49), i + 1).reverse());
+      await b.refreshMerkle(); // interleave refreshes with writes
+    }
+    const rootA = await a.merkleRoot();
+    assert.equal(rootA, await b.merkleRoot());
+    assert.equal(rootA, computeRoot(records));
+  });
+
+  it('recomputes only what changed: 100k keys, then 1,000 changed', async () => {
+    const store = await newStore();
+    const n = 100_000;
+    const batch = 1_000;
+    const calls: Promise<unknown>[] = [];
+    for (let start = 0; start < n; start += batch) {
+      const records = Array.from({ length: batch }, (_, i) =>
+        record(`uk.nhs.patient.${start + i}`, { content: Buffer.from(`{"i":${start + i}}`) }),
+      );
+      calls.push(store.apply(records));
+      if (calls.length >= 8) await Promise.all(calls.splice(0));
+    }
+    await Promise.all(calls);
+    const first = await store.refreshMerkle();
+    assert.equal(
+      first.buckets,
+      (await raw.hLen(store.keys.nodes)) - countInterior(await raw.hKeys(store.keys.nodes)),
+    );
+    const root = await store.merkleRoot();
+
+    const changed = Array.from({ length: 1_000 }, (_, i) =>
+      record(`uk.nhs.patient.${i * 97}`, { version: 2, updatedAt: 1_735_776_000_001 }),
+    );
+    await store.apply(changed);
+    const second = await store.refreshMerkle();
+    assert.ok(
+      second.buckets <= 1_000 && second.buckets > 900,
+      `refreshed ${second.buckets} buckets`,
+    );
+    assert.equal(second.rounds, 1);
+    const newRoot = await store.merkleRoot();
+    assert.notEqual(newRoot, root);
+
+    // The incremental root equals a from-scratch computation over every leaf.
+    const buckets = allBuckets();
+    const leaves = [];
+    for (let i = 0; i < buckets.length; i += 4_096) {
+      leaves.push(...(await store.reader.leavesMany(buckets.slice(i, i + 4_096))).flat());
+    }
+    assert.equal(leaves.length, n);
+    assert.equal(newRoot, computeRoot(leaves));
+  });
+
+  it('drill-down by children and leaves finds exactly the one differing key', async () => {
+    const a = await newStore();
+    const b = await newStore();
+    const records = Array.from({ length: 3_000 }, (_, i) => record(`uk.drill.${i}`));
+    await a.apply(records);
+    await b.apply(records);
+    await b.apply([record('uk.drill.1234', { version: 2, updatedAt: 1_735_776_000_009 })]);
+    const rootA = await a.merkleRoot();
+    const rootB = await b.merkleRoot();
+    assert.notEqual(rootA, rootB);
+
+    const differing: string[] = [];
+    const walk = async (path: string): Promise<void> => {
+      if (path.length === 4) {
+        const [la, lb] = await Promise.all([a.merkleLeaves(path), b.merkleLeaves(path)]);
+        const byKey = new Map(la.map((l) => [l.key, l]));
+        for (const leaf of lb) {
+          const other = byKey.get(leaf.key);
+          if (other === undefined || compareVersions(other, leaf) !== 0) differing.push(leaf.key);
+        }
+        return;
+      }
+      const [ca, cb] = await Promise.all([a.merkleChildren(path), b.merkleChildren(path)]);
+      assert.ok(cb.length <= 16);
+      const hashes = new Map(ca.map((c) => [c.path, c.hash]));
+      for (const child of cb) if (hashes.get(child.path) !== child.hash) await walk(child.path);
+    };
+    await walk('');
+    assert.deepEqual(differing, ['uk.drill.1234']);
+  });
+
+  it('redoes the buckets a crashed refresh had claimed', async () => {
+    const store = await newStore();
+    const records = Array.from({ length: 200 }, (_, i) => record(`c.${i}`));
+    await store.apply(records);
+    // A refresh that claimed buckets and died before committing.
+    await SCRIPTS.claim.run(
+      raw,
+      [store.keys.dirty, store.keys.claimed],
+      ['50', store.keys.bucket('')],
+    );
+    assert.equal(await raw.sCard(store.keys.claimed), 50);
+    assert.equal(await store.merkleRoot(), computeRoot(records));
+    assert.equal(await raw.exists([store.keys.claimed, store.keys.dirty, store.keys.lock]), 0);
+  });
+
+  it('concurrent refreshes from two clients of one store agree', async () => {
+    const prefix = nextPrefix();
+    const a = await newStore({ redisPrefix: prefix });
+    const b = await newStore({ redisPrefix: prefix, nodeId: 'node-b' });
+    const records = Array.from({ length: 2_000 }, (_, i) => record(`cc.${i}`));
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < records.length; i += 100) {
+      writes.push(a.apply(records.slice(i, i + 100)), a.refreshMerkle(), b.refreshMerkle());
+    }
+    await Promise.all(writes);
+    const [ra, rb] = await Promise.all([a.merkleRoot(), b.merkleRoot()]);
+    assert.equal(ra, computeRoot(records));
+    assert.equal(rb, ra);
+  });
+
+  it('MerkleReader reads a store through a read-only ACL user', async () => {
+    const store = await newStore();
+    await store.apply([record('ro.1'), tombstone('ro.2')]);
+    const root = await store.merkleRoot();
+    await raw.sendCommand([
+      'ACL',
+      'SETUSER',
+      'reader',
+      'on',
+      '>secret',
+      '~*',
+      '-@all',
+      '+@read',
+      '+@connection',
+    ]);
+    const client = createClient({ url: server.url, username: 'reader', password: 'secret' });
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      const reader = new MerkleReader(client, store.keys.prefix);
+      assert.equal(await reader.root(), root);
+      const top = await reader.children('');
+      assert.ok(top.length >= 1);
+      const bucket = bucketOf('ro.1');
+      assert.deepEqual(
+        (await reader.leaves(bucket)).map((l) => l.key),
+        ['ro.1'],
+      );
+      assert.deepEqual(
+        await reader.getRecords(['ro.1', 'ro.2', 'absent']),
+        await store.getRecords(['ro.1', 'ro.2']),
+      );
+      await assert.rejects(() => client.set('x', 'y'));
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+function allBuckets(): string[] {
+  return Array.from({ length: 65_536 }, (_, i) => i.toString(16).padStart(4, '0'));
+}
+
+function countInterior(fields: readonly (string | Buffer)[]): number {
+  return fields.filter((f) => f.toString() === 'root' || f.toString().length < 4).length;
+}
