@@ -19,6 +19,8 @@ export interface StoreKeys {
   readonly claimed: string;
   /** Hash `path → hex hash` of the Merkle tree's computed nodes (`root` for the root). */
   readonly nodes: string;
+  /** Counter bumped by every refresh commit (lets a refresher trust its cached node hashes). */
+  readonly gen: string;
   /** Lock serialising refreshes across processes. */
   readonly lock: string;
   /** Capped stream of LWW conflicts (when the conflict log is on). */
@@ -36,6 +38,7 @@ export function storeKeys(prefix: string): StoreKeys {
     dirty: `${prefix}merkle:dirty`,
     claimed: `${prefix}merkle:claimed`,
     nodes: `${prefix}merkle:nodes`,
+    gen: `${prefix}merkle:gen`,
     lock: `${prefix}merkle:lock`,
     conflicts: `${prefix}conflicts`,
   };

@@ -2,7 +2,7 @@
  * The Merkle tree's pure core (docs/PROTOCOL.md §Merkle): bucket assignment, leaf, bucket and
  * interior hashes, and the bucket-entry tuple format. No I/O; the store and the reader build on it.
  */
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import type { RecordVersion } from '../model/record.js';
 
 /** Children per interior node (one hex digit per level). */
@@ -18,11 +18,10 @@ export const ZERO_HASH = '0'.repeat(64);
 export const ROOT_FIELD = 'root';
 
 const HEX = '0123456789abcdef';
-const ZERO_BYTES = Buffer.alloc(32);
 
 /** The bucket of a key: the first {@link DEPTH} hex digits of sha256(utf-8 key). */
 export function bucketOf(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('hex').slice(0, DEPTH);
+  return digest('sha256', key, 'hex').slice(0, DEPTH);
 }
 
 /** True for `''` (the root) and any lowercase hex path of at most {@link DEPTH} digits. */
@@ -48,7 +47,7 @@ export function childPaths(path: string): string[] {
 /** The leaf hash of one record version: sha256 of `key\0updatedAt\0version\0D|P\0contentHash\0origin`. */
 export function leafHash(v: RecordVersion): Buffer {
   const text = `${v.key}\0${v.updatedAt}\0${v.version}\0${v.deleted ? 'D' : 'P'}\0${v.contentHash}\0${v.origin}`;
-  return createHash('sha256').update(text, 'utf8').digest();
+  return digest('sha256', text, 'buffer');
 }
 
 /** Orders keys by the byte order of their utf-8 encoding (the order bucket hashes use). */
@@ -66,9 +65,9 @@ export function bucketHash(leaves: readonly RecordVersion[]): string {
   const sorted = leaves
     .map((leaf) => ({ bytes: Buffer.from(leaf.key, 'utf8'), leaf }))
     .sort((a, b) => Buffer.compare(a.bytes, b.bytes));
-  const hash = createHash('sha256');
-  for (const { leaf } of sorted) hash.update(leafHash(leaf));
-  return hash.digest('hex');
+  const concatenated = Buffer.allocUnsafe(32 * sorted.length);
+  sorted.forEach(({ leaf }, i) => leafHash(leaf).copy(concatenated, 32 * i));
+  return digest('sha256', concatenated, 'hex');
 }
 
 /**
@@ -79,13 +78,11 @@ export function interiorHash(children: readonly (string | undefined)[]): string 
   if (children.length !== FANOUT)
     throw new RangeError(`expected ${FANOUT} children, got ${children.length}`);
   if (children.every((c) => c === undefined || c === ZERO_HASH)) return ZERO_HASH;
-  const hash = createHash('sha256');
-  for (const child of children) {
-    hash.update(
-      child === undefined || child === ZERO_HASH ? ZERO_BYTES : Buffer.from(child, 'hex'),
-    );
-  }
-  return hash.digest('hex');
+  const concatenated = Buffer.alloc(32 * FANOUT);
+  children.forEach((child, i) => {
+    if (child !== undefined && child !== ZERO_HASH) concatenated.write(child, 32 * i, 32, 'hex');
+  });
+  return digest('sha256', concatenated, 'hex');
 }
 
 /** The bucket-entry value of a version: `updatedAt|version|deleted(0/1)|contentHash|origin`. */

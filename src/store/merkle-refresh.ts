@@ -5,7 +5,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bucketHash, childPaths, DEPTH, interiorHash, nodeField } from './merkle-hash.js';
+import {
+  bucketHash,
+  childPaths,
+  DEPTH,
+  interiorHash,
+  nodeField,
+  ZERO_HASH,
+} from './merkle-hash.js';
 import { parseBucket } from './merkle-reader.js';
 import type { StoreKeys } from './keys.js';
 import { SCRIPTS } from './lua-script.js';
@@ -37,6 +44,12 @@ export class MerkleRefresher {
   private readonly claimBatch: number;
   private readonly lockTtlMs: number;
   private readonly lockWaitMs: number;
+  /**
+   * Node hashes (path → hex, zeros included) as of generation {@link cacheGeneration}: valid while
+   * no other process has committed, so steady-state refreshes read no sibling hashes at all.
+   */
+  private readonly cache = new Map<string, string>();
+  private cacheGeneration: string | undefined;
 
   constructor(
     private readonly client: CommandSender,
@@ -63,7 +76,7 @@ export class MerkleRefresher {
     let rounds = 0;
     try {
       for (;;) {
-        const round = await this.round();
+        const round = await this.round(token !== undefined);
         if (round.buckets === 0) break;
         buckets += round.buckets;
         nodes += round.nodes;
@@ -93,15 +106,17 @@ export class MerkleRefresher {
   }
 
   /** One claim → compute → commit round; 0 buckets when nothing was dirty. */
-  private async round(): Promise<{ buckets: number; nodes: number }> {
-    const claimed = await SCRIPTS.claim.run<unknown[]>(
+  private async round(locked: boolean): Promise<{ buckets: number; nodes: number }> {
+    const [claimed, gen] = await SCRIPTS.claim.run<[unknown[], unknown]>(
       this.client,
-      [this.keys.dirty, this.keys.claimed],
+      [this.keys.dirty, this.keys.claimed, this.keys.gen],
       [String(this.claimBatch), this.keys.bucket('')],
     );
     if (claimed.length === 0) return { buckets: 0, nodes: 0 };
+    const generation = asString(gen) ?? '0';
+    // Another process committed since this one cached node hashes: forget them.
+    if (generation !== this.cacheGeneration) this.cache.clear();
 
-    // Level DEPTH (buckets), then each level up to the root: path → hex hash.
     const computed = new Map<string, string>();
     let level = new Set<string>();
     for (let i = 0; i + 1 < claimed.length; i += 2) {
@@ -111,8 +126,8 @@ export class MerkleRefresher {
     }
     const bucketCount = level.size;
 
-    // Every ancestor of a claimed bucket, level by level; their children not recomputed here are
-    // read in one HMGET.
+    // Every ancestor of a claimed bucket, deepest level first; the children they need that were
+    // neither recomputed nor cached are read in one HMGET.
     const ancestorsByDepth: string[][] = [];
     for (let depth = DEPTH - 1; depth >= 0; depth--) {
       const parents = new Set<string>();
@@ -124,31 +139,40 @@ export class MerkleRefresher {
     const below = new Set(computed.keys());
     for (const parents of ancestorsByDepth) {
       for (const parent of parents) {
-        for (const child of childPaths(parent)) if (!below.has(child)) toRead.push(child);
+        for (const child of childPaths(parent)) {
+          if (!below.has(child) && !this.cache.has(child)) toRead.push(child);
+        }
       }
       for (const parent of parents) below.add(parent);
     }
-    const stored = new Map<string, string>();
     if (toRead.length > 0) {
       const values = await this.client.sendCommand<unknown[]>(
         ['HMGET', this.keys.nodes, ...toRead],
         AS_STRINGS,
       );
-      toRead.forEach((path, i) => {
-        const hash = asString(values[i]);
-        if (hash !== undefined) stored.set(path, hash);
-      });
+      toRead.forEach((path, i) => this.cache.set(path, asString(values[i]) ?? ZERO_HASH));
     }
     for (const parents of ancestorsByDepth) {
       for (const parent of parents) {
-        const children = childPaths(parent).map((c) => computed.get(c) ?? stored.get(c));
+        const children = childPaths(parent).map((c) => computed.get(c) ?? this.cache.get(c));
         computed.set(parent, interiorHash(children));
       }
     }
 
-    const args: string[] = [];
+    const args: string[] = [generation];
     for (const [path, hash] of computed) args.push(nodeField(path), hash);
-    await SCRIPTS.commit.run(this.client, [this.keys.nodes, this.keys.claimed], args);
+    const [next, unchanged] = await SCRIPTS.commit.run<[unknown, unknown]>(
+      this.client,
+      [this.keys.nodes, this.keys.claimed, this.keys.gen],
+      args,
+    );
+    if (locked && Number(unchanged) === 1) {
+      for (const [path, hash] of computed) this.cache.set(path, hash);
+      this.cacheGeneration = asString(next);
+    } else {
+      this.cache.clear();
+      this.cacheGeneration = undefined;
+    }
     return { buckets: bucketCount, nodes: computed.size };
   }
 }

@@ -585,7 +585,7 @@ describe('SyncStore Merkle tree', () => {
     // A refresh that claimed buckets and died before committing.
     await SCRIPTS.claim.run(
       raw,
-      [store.keys.dirty, store.keys.claimed],
+      [store.keys.dirty, store.keys.claimed, store.keys.gen],
       ['50', store.keys.bucket('')],
     );
     assert.equal(await raw.sCard(store.keys.claimed), 50);
@@ -606,6 +606,24 @@ describe('SyncStore Merkle tree', () => {
     const [ra, rb] = await Promise.all([a.merkleRoot(), b.merkleRoot()]);
     assert.equal(ra, computeRoot(records));
     assert.equal(rb, ra);
+  });
+
+  it('a refresher does not trust its cached hashes after another process refreshed', async () => {
+    const prefix = nextPrefix();
+    const a = await newStore({ redisPrefix: prefix });
+    const b = await newStore({ redisPrefix: prefix, nodeId: 'node-b' });
+    const records: StoredRecord[] = [];
+    for (let round = 0; round < 6; round++) {
+      const batch = Array.from({ length: 300 }, (_, i) =>
+        record(`gen.${(round * 131 + i) % 700}`, { version: round + 1 }),
+      );
+      await (round % 2 === 0 ? a : b).apply(batch);
+      records.push(...batch);
+      await (round % 3 === 0 ? a : b).refreshMerkle();
+    }
+    const latest = new Map(records.map((r) => [r.key, r]));
+    assert.equal(await a.merkleRoot(), computeRoot([...latest.values()]));
+    assert.equal(await b.merkleRoot(), await a.merkleRoot());
   });
 
   it('MerkleReader reads a store through a read-only ACL user', async () => {

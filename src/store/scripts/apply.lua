@@ -63,6 +63,7 @@ end
 
 -- Pass 2: decide and write. `latest` holds what this call wrote, for a key present twice.
 local latest = {}
+local dirty = {}
 local out = {}
 for i = 1, n do
   local base = 7 + (i - 1) * stride
@@ -91,7 +92,7 @@ for i = 1, n do
     redis.call('HSET', item, 'c', ARGV[base + 8], 'h', hash, 't', ARGV[base + 9], 'ts', tss, 'v', vs,
       'o', origin, 'd', deleted, 'tp', ARGV[base + 10])
     redis.call('HSET', KEYS[4 + 2 * i], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
-    redis.call('SADD', KEYS[1], bucket)
+    dirty[#dirty + 1] = bucket
     if deleted == '1' then
       redis.call('ZADD', KEYS[2], tss, key)
     elseif prev ~= nil and prev[4] == '1' then
@@ -129,5 +130,8 @@ for i = 1, n do
     out[o + 3] = string.format('%.0f', prev[2])
     out[o + 4], out[o + 5], out[o + 6] = prev[3], prev[4], prev[5]
   end
+end
+for i = 1, #dirty, 1000 do
+  redis.call('SADD', KEYS[1], unpack(dirty, i, math.min(i + 999, #dirty)))
 end
 return out
