@@ -184,3 +184,29 @@ describe('computeRoot', () => {
     assert.equal(computeRoot([v]), hash);
   });
 });
+
+describe('docs/PROTOCOL.md worked example', () => {
+  it('matches the documented bucket, leaf, node and root hashes', () => {
+    const v: RecordVersion = {
+      key: 'uk.nhs.patient.12345',
+      updatedAt: 1_735_776_000_000,
+      version: 1,
+      origin: 'node-a',
+      contentHash: '3cba1e3cf23c8ce24b7e08171d823fbd9a4929aafd9f27516e30699d3a42026a',
+      deleted: false,
+    };
+    assert.equal(bucketOf(v.key), 'bd4f');
+    assert.equal(
+      leafHash(v).toString('hex'),
+      'f43e5ed7ac0229e9ae60f026a4d971d2e1f7cdf3fe4a6cc00fa69eec71186026',
+    );
+    assert.equal(
+      bucketHash([v]),
+      '144894225e667384e9cb93253ee798e471209d95d5b1bd5fa9656c0226aafb1d',
+    );
+    assert.equal(
+      computeRoot([v]),
+      'fd713e134d726832d5503d1e68ef2d720f89a8dc763b2ed59cedcfa1773ee633',
+    );
+  });
+});
