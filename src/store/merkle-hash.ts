@@ -40,9 +40,17 @@ export function nodeField(path: string): string {
 }
 
 /** The 16 child paths of an interior path, in order 0..f. */
-export function childPaths(path: string): string[] {
-  return Array.from(HEX, (digit) => path + digit);
+export function childPaths(path: string): readonly string[] {
+  let children = CHILD_PATHS.get(path);
+  if (children === undefined) {
+    children = Object.freeze(Array.from(HEX, (digit) => path + digit));
+    CHILD_PATHS.set(path, children);
+  }
+  return children;
 }
+
+// Interior paths are few (1 + 16 + 256 + 4,096), so their child lists are computed once.
+const CHILD_PATHS = new Map<string, readonly string[]>();
 
 /** The leaf hash of one record version: sha256 of `key\0updatedAt\0version\0D|P\0contentHash\0origin`. */
 export function leafHash(v: RecordVersion): Buffer {
@@ -53,7 +61,25 @@ export function leafHash(v: RecordVersion): Buffer {
 /** Orders keys by the byte order of their utf-8 encoding (the order bucket hashes use). */
 export function compareKeysUtf8(a: string, b: string): number {
   if (a === b) return 0;
+  if (isAscii(a) && isAscii(b)) return a < b ? -1 : 1;
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+const NON_ASCII = /[^\u0000-\u007f]/; // eslint-disable-line no-control-regex
+
+function isAscii(text: string): boolean {
+  return !NON_ASCII.test(text);
+}
+
+/** `leaves` sorted by utf-8 byte order of their keys (code-unit order equals it for ASCII keys). */
+export function sortByKeyUtf8<T extends { readonly key: string }>(leaves: readonly T[]): T[] {
+  if (leaves.every((leaf) => isAscii(leaf.key))) {
+    return [...leaves].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+  return leaves
+    .map((leaf) => ({ bytes: Buffer.from(leaf.key, 'utf8'), leaf }))
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
+    .map(({ leaf }) => leaf);
 }
 
 /**
@@ -62,11 +88,9 @@ export function compareKeysUtf8(a: string, b: string): number {
  */
 export function bucketHash(leaves: readonly RecordVersion[]): string {
   if (leaves.length === 0) return ZERO_HASH;
-  const sorted = leaves
-    .map((leaf) => ({ bytes: Buffer.from(leaf.key, 'utf8'), leaf }))
-    .sort((a, b) => Buffer.compare(a.bytes, b.bytes));
+  const sorted = sortByKeyUtf8(leaves);
   const concatenated = Buffer.allocUnsafe(32 * sorted.length);
-  sorted.forEach(({ leaf }, i) => leafHash(leaf).copy(concatenated, 32 * i));
+  sorted.forEach((leaf, i) => leafHash(leaf).copy(concatenated, 32 * i));
   return digest('sha256', concatenated, 'hex');
 }
 

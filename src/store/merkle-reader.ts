@@ -8,11 +8,11 @@ import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { MerkleNode } from './local-store.js';
 import {
   childPaths,
-  compareKeysUtf8,
   isBucketPath,
   isMerklePath,
   nodeField,
   parseVersionTuple,
+  sortByKeyUtf8,
   ZERO_HASH,
 } from './merkle-hash.js';
 import { storeKeys, type StoreKeys } from './keys.js';
@@ -147,8 +147,13 @@ function checkPath(path: string): void {
   }
 }
 
-/** Parses an HGETALL reply (a flat array in RESP2, an object or Map otherwise) of a bucket. */
+/** Parses an HGETALL reply of a bucket into its leaves, sorted by key (utf-8 byte order). */
 export function parseBucket(reply: unknown): RecordVersion[] {
+  return sortByKeyUtf8(parseBucketEntries(reply));
+}
+
+/** Parses an HGETALL reply (a flat array in RESP2, an object or Map otherwise) of a bucket. */
+export function parseBucketEntries(reply: unknown): RecordVersion[] {
   const pairs: [string, string][] = [];
   if (Array.isArray(reply)) {
     for (let i = 0; i + 1 < reply.length; i += 2) {
@@ -173,5 +178,5 @@ export function parseBucket(reply: unknown): RecordVersion[] {
     const leaf = parseVersionTuple(key, tuple);
     if (leaf !== undefined) leaves.push(leaf);
   }
-  return leaves.sort((a, b) => compareKeysUtf8(a.key, b.key));
+  return leaves;
 }

@@ -13,7 +13,7 @@ import {
   nodeField,
   ZERO_HASH,
 } from './merkle-hash.js';
-import { parseBucket } from './merkle-reader.js';
+import { parseBucketEntries } from './merkle-reader.js';
 import type { StoreKeys } from './keys.js';
 import { SCRIPTS } from './lua-script.js';
 import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
@@ -121,7 +121,7 @@ export class MerkleRefresher {
     let level = new Set<string>();
     for (let i = 0; i + 1 < claimed.length; i += 2) {
       const bucket = asString(claimed[i])!;
-      computed.set(bucket, bucketHash(parseBucket(claimed[i + 1])));
+      computed.set(bucket, bucketHash(parseBucketEntries(claimed[i + 1])));
       level.add(bucket);
     }
     const bucketCount = level.size;
