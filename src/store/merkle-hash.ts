@@ -65,7 +65,7 @@ export function compareKeysUtf8(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-const NON_ASCII = /[^\u0000-\u007f]/; // eslint-disable-line no-control-regex
+const NON_ASCII = /[\u0080-\uffff]/;
 
 function isAscii(text: string): boolean {
   return !NON_ASCII.test(text);
