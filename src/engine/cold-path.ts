@@ -6,18 +6,16 @@
  */
 import type { ResolvedColdPath, ResolvedPeer } from '../config/types.js';
 import { IllegalStateError } from '../errors.js';
-import { compareVersions, type RecordVersion } from '../model/record.js';
 import type { RepairSummary } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { LocalStore, MerkleNode } from '../store/local-store.js';
-import { DEPTH } from '../store/merkle-hash.js';
-import { MerkleReader } from '../store/merkle-reader.js';
+import type { LocalStore } from '../store/local-store.js';
 import { Backoff, sleep } from './backoff.js';
+import { runRepair, type RepairReport } from './merkle-repair.js';
 import { describeError, type PeerLink } from './peer-link.js';
 
-/** How many tree paths or keys go into one pipelined request. */
-const CHUNK = 512;
+export { divergentChildren, type RepairChange, type RepairReport } from './merkle-repair.js';
+
 /** How often this node's own tree is brought up to date, so peers comparing with it see fresh hashes. */
 const REFRESH_INTERVAL_MS = 1000;
 
@@ -29,41 +27,14 @@ export interface RepairOptions {
   readonly maxItems?: number;
 }
 
-/** One key a repair changes (or, dry, would change). */
-export interface RepairChange {
-  readonly key: string;
-  /** The local version, or null when the key is absent here. */
-  readonly local: RecordVersion | null;
-  readonly peer: RecordVersion;
-  /** `delete` when the peer's winning version is a tombstone, `put` otherwise. */
-  readonly action: 'put' | 'delete';
-}
-
-/** What one repair found and did. */
-export interface RepairReport {
-  readonly peerId: string;
-  readonly dryRun: boolean;
-  readonly inSync: boolean;
-  /** Tree nodes (interior and buckets) found divergent. */
-  readonly divergentBranches: number;
-  /** Keys whose versions differ between the two sides (either side newer). */
-  readonly divergentKeys: number;
-  /** Keys where the peer's version wins: the changes, within the budget. */
-  readonly changes: readonly RepairChange[];
-  /** Winning peer versions left for later cycles by `max_items_per_cycle`. */
-  readonly deferred: number;
-  readonly fetched: number;
-  readonly applied: number;
-  /** Round trips to the peer. */
-  readonly peerRoundTrips: number;
-  readonly durationMs: number;
-}
-
 /** What the cold path needs to know about one peer. */
 export interface ColdPeer {
   readonly link: PeerLink;
   readonly config: ResolvedPeer;
+  /** The peer's hot path is reading a backlog: scheduled cycles wait (requested ones do not). */
   readonly catchingUp: () => boolean;
+  /** An operator paused the peer: scheduled cycles wait (requested ones do not). */
+  readonly paused?: () => boolean;
 }
 
 /** Collaborators of the cold path. */
@@ -81,8 +52,11 @@ export interface ColdPathContext {
 interface PeerSchedule {
   nextDueAt: number;
   requested: string | undefined;
+  /** Set while the peer is backed off after failures; cleared by a successful repair. */
   failures: Backoff | undefined;
   last: RepairSummary | null;
+  /** Where the next budgeted cycle resumes in key order, so no winner is starved. */
+  resumeAfter: string | undefined;
 }
 
 /** Runs repair cycles with every peer on a schedule, and on request. */
@@ -99,7 +73,10 @@ export class ColdPath {
     this.#ctx = ctx;
   }
 
-  /** Starts the scheduled cycles and the local tree refresher; idempotent. */
+  /**
+   * Starts the loop and the local tree refresher; idempotent. Scheduled cycles run only while
+   * `cold_path.enabled`; requested repairs (gap, resync) always do.
+   */
   start(): void {
     if (this.#abort.signal.aborted) this.#abort = new AbortController();
     this.#loop ??= this.#run();
@@ -115,10 +92,11 @@ export class ColdPath {
     this.#refresher = undefined;
   }
 
-  /** Asks for a repair of `peerId` as soon as possible, even while its hot path catches up. */
+  /** Asks for a repair of `peerId` as soon as possible (even while its hot path catches up). */
   request(peerId: string, reason: string): void {
-    const entry = this.#entry(peerId);
-    entry.requested = reason;
+    this.#entry(peerId).requested = reason;
+    // A gap must never go unrepaired, even if nobody started the loop (scheduled cycles off).
+    if (this.#loop === undefined && !this.#abort.signal.aborted) this.start();
     this.#wake?.();
   }
 
@@ -128,15 +106,24 @@ export class ColdPath {
   }
 
   /**
-   * Runs one repair with `peerId` now (sharing one already running).
+   * Runs one repair with `peerId` now (sharing one already running with the same options).
+   * A failure is counted and backs the peer off, then rethrown.
    * @throws {IllegalStateError} for an unknown peer; the peer's failure otherwise.
    */
   repair(peerId: string, options: RepairOptions = {}): Promise<RepairReport> {
-    const dryRun = options.dryRun === true;
-    const key = `${peerId}:${dryRun}:${options.maxItems ?? ''}`;
+    return this.#shared(peerId, options.dryRun === true, options.maxItems, undefined);
+  }
+
+  #shared(
+    peerId: string,
+    dryRun: boolean,
+    maxItems: number | undefined,
+    reason: string | undefined,
+  ): Promise<RepairReport> {
+    const key = `${peerId}:${dryRun}:${maxItems ?? ''}`;
     const running = this.#running.get(key);
     if (running !== undefined) return running;
-    const run = this.#repair(peerId, dryRun, options.maxItems).finally(() =>
+    const run = this.#accounted(peerId, dryRun, maxItems, reason).finally(() =>
       this.#running.delete(key),
     );
     this.#running.set(key, run);
@@ -153,6 +140,7 @@ export class ColdPath {
         requested: undefined,
         failures: undefined,
         last: null,
+        resumeAfter: undefined,
       };
       this.#schedule.set(peerId, entry);
     }
@@ -178,22 +166,30 @@ export class ColdPath {
     const signal = this.#abort.signal;
     while (!signal.aborted) {
       const settings = this.#ctx.settings();
-      const now = Date.now();
       const peers = [...this.#ctx.peers()].sort((a, b) => a.priority - b.priority);
       for (const id of this.#schedule.keys()) {
         if (!peers.some((p) => p.nodeId === id)) this.#schedule.delete(id);
       }
-      let nextWake = now + settings.intervalMs;
       for (const config of peers) {
         if (signal.aborted) break;
         const entry = this.#entry(config.nodeId);
-        const requested = entry.requested !== undefined;
-        if (requested || (settings.enabled && entry.nextDueAt <= Date.now())) {
+        const now = Date.now();
+        // A request runs at once unless the peer is backed off; then it waits for the backoff.
+        const backedOff = entry.failures !== undefined && entry.nextDueAt > now;
+        const requested = entry.requested !== undefined && !backedOff;
+        if (requested || (settings.enabled && entry.nextDueAt <= now)) {
           await this.#scheduled(config.nodeId, entry, requested);
         }
-        if (requested || settings.enabled) nextWake = Math.min(nextWake, entry.nextDueAt);
       }
-      const delay = Math.max(50, nextWake - Date.now());
+      let nextWake = Date.now() + settings.intervalMs;
+      for (const config of peers) {
+        const entry = this.#schedule.get(config.nodeId);
+        if (entry !== undefined && (settings.enabled || entry.requested !== undefined)) {
+          nextWake = Math.min(nextWake, entry.nextDueAt);
+        }
+      }
+      // Wake at least every second, so settings changed by a hot reload apply promptly.
+      const delay = Math.min(1000, Math.max(50, nextWake - Date.now()));
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         timer.unref();
@@ -216,44 +212,63 @@ export class ColdPath {
     };
     if (peer === undefined) return;
     if (!peer.link.connected) return skip('disconnected', Math.min(settings.intervalMs, 1000));
+    if (peer.link.breaker.state === 'open') {
+      return skip('circuit_open', Math.max(100, peer.link.breaker.msUntilHalfOpen()));
+    }
+    if (!requested && peer.paused?.() === true) return skip('paused', settings.intervalMs);
     if (!requested && peer.catchingUp()) return skip('catching_up', settings.intervalMs);
     const reason = entry.requested;
     entry.requested = undefined;
-    const started = Date.now();
     try {
-      const report = await this.repair(peerId);
-      entry.failures = undefined;
+      const report = await this.#shared(peerId, false, undefined, reason ?? 'scheduled');
       // Budget left work behind: come back soon rather than after a full interval.
       entry.nextDueAt =
         Date.now() +
         (report.deferred > 0 ? Math.min(settings.intervalMs, 1000) : settings.intervalMs);
-      if (report.applied > 0 || report.deferred > 0 || reason !== undefined) {
-        ctx.logger.info(
-          {
-            peer_id: peerId,
-            reason: reason ?? 'scheduled',
-            divergent_keys: report.divergentKeys,
-            applied: report.applied,
-            deferred: report.deferred,
-            ms: report.durationMs,
-          },
-          'repair cycle',
-        );
-      }
+    } catch {
+      // Counted, logged and backed off by #accounted; a request survives the failure.
+      if (reason !== undefined && entry.requested === undefined) entry.requested = reason;
+    }
+  }
+
+  /** One repair, with its outcome recorded: metrics, health, backoff, the cycle's log line. */
+  async #accounted(
+    peerId: string,
+    dryRun: boolean,
+    maxItems: number | undefined,
+    reason: string | undefined,
+  ): Promise<RepairReport> {
+    const ctx = this.#ctx;
+    const started = performance.now();
+    const peer = ctx.peer(peerId);
+    if (peer === undefined) throw new IllegalStateError(`no peer ${JSON.stringify(peerId)}`);
+    const entry = this.#entry(peerId);
+    let report: RepairReport;
+    try {
+      report = await runRepair(
+        ctx.store,
+        { peerId, link: peer.link, redisPrefix: peer.config.redisPrefix },
+        {
+          dryRun,
+          budget: Math.max(0, maxItems ?? ctx.settings().maxItemsPerCycle),
+          resumeAfter: entry.resumeAfter,
+        },
+      );
     } catch (error) {
+      if (dryRun) throw error;
+      const settings = ctx.settings();
       entry.failures ??= new Backoff({
         baseMs: settings.backoffBaseMs,
         maxMs: settings.backoffMaxMs,
       });
       const wait = entry.failures.next();
       entry.nextDueAt = Date.now() + wait;
-      if (reason !== undefined) entry.requested = reason;
       const err = describeError(error);
       ctx.metrics.repairErrorsTotal.inc({ peer_id: peerId });
       ctx.logger.warn({ peer_id: peerId, err, retry_ms: wait }, 'repair failed; backing off');
       entry.last = {
         finished_at_ms: Date.now(),
-        duration_ms: Date.now() - started,
+        duration_ms: Math.round(performance.now() - started),
         outcome: 'error',
         in_sync: false,
         divergent_keys: 0,
@@ -261,182 +276,52 @@ export class ColdPath {
         items_applied: 0,
         error: err,
       };
+      throw error;
     }
-  }
+    if (dryRun) return report;
 
-  async #repair(
-    peerId: string,
-    dryRun: boolean,
-    maxItems: number | undefined,
-  ): Promise<RepairReport> {
-    const ctx = this.#ctx;
-    const peer = ctx.peer(peerId);
-    if (peer === undefined) throw new IllegalStateError(`no peer ${JSON.stringify(peerId)}`);
-    const started = performance.now();
-    const budget = Math.max(0, maxItems ?? ctx.settings().maxItemsPerCycle);
-    const remote = new MerkleReader(
-      {
-        sendCommand: (args, options) =>
-          peer.link.run('merkle', (c) => c.sendCommand(args, options)),
-      },
-      peer.config.redisPrefix,
-    );
-    let roundTrips = 0;
-    const store = ctx.store;
-
-    const [localRoot, peerRoot] = await Promise.all([store.merkleRoot(), remote.root()]);
-    roundTrips += 1;
-    const metricsPeer = { peer_id: peerId };
-    ctx.metrics.repairPeersCheckedTotal.inc();
-    const finish = (
-      report: Omit<RepairReport, 'durationMs' | 'peerRoundTrips' | 'peerId' | 'dryRun'>,
-    ): RepairReport => {
-      const durationMs = Math.round((performance.now() - started) * 10) / 10;
-      const full: RepairReport = {
-        peerId,
-        dryRun,
-        ...report,
-        peerRoundTrips: roundTrips,
-        durationMs,
-      };
-      if (!dryRun) {
-        ctx.metrics.repairCyclesTotal.inc(metricsPeer);
-        ctx.metrics.repairCycleDurationSeconds.observe(metricsPeer, durationMs / 1000);
-        ctx.metrics.repairDivergentKeys.set(metricsPeer, full.divergentKeys);
-        if (full.inSync) ctx.metrics.repairPeersInSyncTotal.inc();
-        const entry = this.#entry(peerId);
-        entry.last = {
-          finished_at_ms: Date.now(),
-          duration_ms: durationMs,
-          outcome: 'ok',
-          in_sync: full.inSync,
-          divergent_keys: full.divergentKeys,
-          items_fetched: full.fetched,
-          items_applied: full.applied,
-          error: null,
-        };
-        ctx.onReport(full);
-      }
-      return full;
+    const labels = { peer_id: peerId };
+    const m = ctx.metrics;
+    entry.failures = undefined;
+    entry.resumeAfter = report.deferred > 0 ? report.changes.at(-1)?.key : undefined;
+    m.repairCyclesTotal.inc(labels);
+    m.repairCycleDurationSeconds.observe(labels, report.durationMs / 1000);
+    m.repairPeersCheckedTotal.inc();
+    if (report.inSync) m.repairPeersInSyncTotal.inc();
+    m.repairDivergentKeys.set(labels, report.divergentKeys);
+    m.repairItemsTotal.inc(labels, report.divergentKeys);
+    m.repairItemsFetchedTotal.inc(labels, report.fetched);
+    m.repairItemsSubmittedTotal.inc(labels, report.applied);
+    if (!report.inSync) {
+      m.merkleDivergenceTotal.inc(labels);
+      m.merkleDivergencesTotal.inc(labels, report.divergentBranches);
+    }
+    entry.last = {
+      finished_at_ms: Date.now(),
+      duration_ms: report.durationMs,
+      outcome: 'ok',
+      in_sync: report.inSync,
+      divergent_keys: report.divergentKeys,
+      items_fetched: report.fetched,
+      items_applied: report.applied,
+      error: null,
     };
-
-    if (localRoot === peerRoot) {
-      return finish({
-        inSync: true,
-        divergentBranches: 0,
-        divergentKeys: 0,
-        changes: [],
-        deferred: 0,
-        fetched: 0,
-        applied: 0,
-      });
+    if (report.applied > 0 || report.deferred > 0) {
+      ctx.logger.info(
+        {
+          peer_id: peerId,
+          reason: reason ?? 'manual',
+          divergent_keys: report.divergentKeys,
+          fetched: report.fetched,
+          applied: report.applied,
+          deferred: report.deferred,
+          round_trips: report.peerRoundTrips,
+          ms: report.durationMs,
+        },
+        'repair cycle',
+      );
     }
-
-    // Drill down: at each level keep the children whose hashes differ.
-    let frontier = [''];
-    let divergentBranches = 0;
-    for (let depth = 0; depth < DEPTH && frontier.length > 0; depth++) {
-      const next: string[] = [];
-      for (let i = 0; i < frontier.length; i += CHUNK) {
-        const paths = frontier.slice(i, i + CHUNK);
-        const [local, theirs] = await Promise.all([
-          Promise.all(paths.map((p) => store.merkleChildren(p))),
-          remote.childrenMany(paths),
-        ]);
-        roundTrips += 1;
-        paths.forEach((_, j) => next.push(...divergentChildren(local[j] ?? [], theirs[j] ?? [])));
-      }
-      divergentBranches += next.length;
-      frontier = next;
-    }
-    ctx.metrics.merkleDivergenceTotal.inc(metricsPeer, divergentBranches);
-    ctx.metrics.merkleDivergencesTotal.inc(metricsPeer, divergentBranches);
-
-    // Compare the leaves of the divergent buckets by the total order.
-    const winners: RepairChange[] = [];
-    let divergentKeys = 0;
-    for (let i = 0; i < frontier.length; i += CHUNK) {
-      const buckets = frontier.slice(i, i + CHUNK);
-      const [local, theirs] = await Promise.all([
-        Promise.all(buckets.map((b) => store.merkleLeaves(b))),
-        remote.leavesMany(buckets),
-      ]);
-      roundTrips += 1;
-      buckets.forEach((_, j) => {
-        const mine = new Map((local[j] ?? []).map((v) => [v.key, v]));
-        const seen = new Set<string>();
-        for (const version of theirs[j] ?? []) {
-          seen.add(version.key);
-          const here = mine.get(version.key);
-          const order = here === undefined ? 1 : compareVersions(version, here);
-          if (order !== 0) divergentKeys += 1;
-          if (order > 0) {
-            winners.push({
-              key: version.key,
-              local: here ?? null,
-              peer: version,
-              action: version.deleted ? 'delete' : 'put',
-            });
-          }
-        }
-        // Keys only we have: divergent, and left alone (the peer pulls them on its own cycle).
-        for (const key of mine.keys()) if (!seen.has(key)) divergentKeys += 1;
-      });
-    }
-    winners.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    const changes = winners.slice(0, budget);
-    const deferred = winners.length - changes.length;
-    if (dryRun || changes.length === 0) {
-      return finish({
-        inSync: false,
-        divergentBranches,
-        divergentKeys,
-        changes,
-        deferred,
-        fetched: 0,
-        applied: 0,
-      });
-    }
-
-    let fetched = 0;
-    let applied = 0;
-    for (let i = 0; i < changes.length; i += CHUNK) {
-      const keys = changes.slice(i, i + CHUNK).map((c) => c.key);
-      const records = await remote.getRecords(keys);
-      roundTrips += 1;
-      fetched += records.length;
-      ctx.metrics.repairItemsFetchedTotal.inc(metricsPeer, records.length);
-      if (records.length === 0) continue;
-      const results = await store.apply(records);
-      const ok = results.filter((r) => r.outcome === 'applied').length;
-      applied += ok;
-      ctx.metrics.repairItemsSubmittedTotal.inc(metricsPeer, ok);
-      ctx.metrics.repairItemsTotal.inc(metricsPeer, ok);
-    }
-    return finish({
-      inSync: false,
-      divergentBranches,
-      divergentKeys,
-      changes,
-      deferred,
-      fetched,
-      applied,
-    });
+    ctx.onReport(report);
+    return report;
   }
-}
-
-/** Paths of children whose hashes differ (a child missing on one side counts as all zeros). */
-export function divergentChildren(
-  local: readonly MerkleNode[],
-  peer: readonly MerkleNode[],
-): string[] {
-  const mine = new Map(local.map((n) => [n.path, n.hash]));
-  const out: string[] = [];
-  const seen = new Set<string>();
-  for (const node of peer) {
-    seen.add(node.path);
-    if (mine.get(node.path) !== node.hash) out.push(node.path);
-  }
-  for (const node of local) if (!seen.has(node.path)) out.push(node.path);
-  return out.sort();
 }

@@ -167,7 +167,10 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
             : {
                 link: runtime.link,
                 config: runtime.config,
-                catchingUp: () => runtime.tailer.status().catchingUp,
+                // A tailer that never started (hot path off) reports catching up forever.
+                catchingUp: () =>
+                  this.#config.replication.hotPath.enabled && runtime.tailer.status().catchingUp,
+                paused: () => runtime.tailer.paused,
               };
         },
         peers: () => [...this.#peers.values()].map((p) => p.config),

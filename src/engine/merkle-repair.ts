@@ -1,0 +1,290 @@
+/**
+ * One Merkle anti-entropy repair against one peer (SPEC §4), with no scheduling: compare roots,
+ * drill down level by level (pipelined, bounded parallelism) to the divergent buckets, compare
+ * their leaves by the LWW order, fetch only the records where the peer's version wins (one
+ * pipeline per chunk) and apply them. Absence is never deletion: a key the peer lacks is left
+ * alone, and a peer tombstone deletes only by winning. {@link ColdPath} schedules and accounts.
+ */
+import { compareVersions, type RecordVersion } from '../model/record.js';
+import type { LocalStore, MerkleNode } from '../store/local-store.js';
+import { DEPTH, isBucketPath } from '../store/merkle-hash.js';
+import { MerkleReader } from '../store/merkle-reader.js';
+import { AS_STRINGS, asString, type CommandSender } from '../store/redis-io.js';
+import type { PeerLink } from './peer-link.js';
+
+/** How many tree paths or keys go into one pipelined request. */
+const CHUNK = 512;
+/** Pipelined requests in flight at once per repair (bounded parallelism). */
+const PARALLEL = 4;
+/**
+ * Buckets the peer wrote since its owner last refreshed its tree are compared too (their interior
+ * hashes are stale), up to this many; beyond it the peer is mid-burst and its next refresh tells.
+ */
+const MAX_PEER_DIRTY = 4096;
+
+/** One key a repair changes (or, dry, would change). */
+export interface RepairChange {
+  readonly key: string;
+  /** The local version, or null when the key is absent here. */
+  readonly local: RecordVersion | null;
+  readonly peer: RecordVersion;
+  /** `delete` when the peer's winning version is a tombstone, `put` otherwise. */
+  readonly action: 'put' | 'delete';
+}
+
+/** What one repair found and did. */
+export interface RepairReport {
+  readonly peerId: string;
+  readonly dryRun: boolean;
+  /** No key differs (roots equal, or every divergent bucket holds the same versions). */
+  readonly inSync: boolean;
+  /** Tree nodes (interior and buckets) found divergent, plus buckets the peer had not hashed yet. */
+  readonly divergentBranches: number;
+  /** Keys whose versions differ between the two sides (either side newer). */
+  readonly divergentKeys: number;
+  /** Keys where the peer's version wins: the changes, within the budget. */
+  readonly changes: readonly RepairChange[];
+  /** Winning peer versions left for later cycles by `max_items_per_cycle`. */
+  readonly deferred: number;
+  readonly fetched: number;
+  readonly applied: number;
+  /** Round trips to the peer. */
+  readonly peerRoundTrips: number;
+  readonly durationMs: number;
+}
+
+/** The peer a repair reads from. */
+export interface RepairPeer {
+  readonly peerId: string;
+  readonly link: PeerLink;
+  readonly redisPrefix: string;
+}
+
+/** What one repair may do. */
+export interface RepairPlan {
+  readonly dryRun: boolean;
+  /** Changes fetched and applied at most (`max_items_per_cycle`). */
+  readonly budget: number;
+  /** Where, in key order, the budget starts (after the previous cycle's last change). */
+  readonly resumeAfter: string | undefined;
+}
+
+/**
+ * Runs one repair: pulls from the peer what wins by LWW, within the budget (nothing when dry).
+ * @throws {PeerUnavailableError} when the peer fails; changes already applied stay.
+ */
+export async function runRepair(
+  store: LocalStore,
+  peer: RepairPeer,
+  plan: RepairPlan,
+): Promise<RepairReport> {
+  const { peerId, link, redisPrefix } = peer;
+  const { dryRun, budget } = plan;
+  const started = performance.now();
+  let roundTrips = 0;
+  /** One pipelined round trip to the peer, through its circuit breaker. */
+  const onPeer = <T>(
+    operation: string,
+    fn: (reader: MerkleReader, client: CommandSender) => Promise<T>,
+  ): Promise<T> => {
+    roundTrips += 1;
+    return link.run(operation, (client) => {
+      const sender: CommandSender = {
+        sendCommand: (args, options) => client.sendCommand(args, options),
+      };
+      return fn(new MerkleReader(sender, redisPrefix), sender);
+    });
+  };
+  const report = (
+    fields: Omit<RepairReport, 'durationMs' | 'peerRoundTrips' | 'peerId' | 'dryRun'>,
+  ): RepairReport => ({
+    peerId,
+    dryRun,
+    ...fields,
+    peerRoundTrips: roundTrips,
+    durationMs: Math.round((performance.now() - started) * 10) / 10,
+  });
+
+  const [localRoot, [peerRoot, peerDirty]] = await Promise.all([
+    store.merkleRoot(),
+    onPeer('merkle_root', readRootAndDirty),
+  ]);
+  const rootsEqual = localRoot === peerRoot;
+  if (rootsEqual && peerDirty.length === 0) {
+    return report({
+      inSync: true,
+      divergentBranches: 0,
+      divergentKeys: 0,
+      changes: [],
+      deferred: 0,
+      fetched: 0,
+      applied: 0,
+    });
+  }
+
+  // Drill down: at each level keep the children whose hashes differ.
+  let frontier = rootsEqual ? [] : [''];
+  let divergentBranches = 0;
+  for (let depth = 0; depth < DEPTH && frontier.length > 0; depth++) {
+    const levels = await inChunks(frontier, async (paths) => {
+      const [local, theirs] = await Promise.all([
+        Promise.all(paths.map((p) => store.merkleChildren(p))),
+        onPeer('merkle_children', (r) => r.childrenMany(paths)),
+      ]);
+      return paths.flatMap((_, j) => divergentChildren(local[j] ?? [], theirs[j] ?? []));
+    });
+    frontier = levels.flat();
+    divergentBranches += frontier.length;
+  }
+  const buckets = new Set(frontier);
+  for (const bucket of peerDirty) {
+    if (!buckets.has(bucket)) {
+      buckets.add(bucket);
+      divergentBranches += 1;
+    }
+  }
+
+  // Compare the leaves of those buckets by the total order.
+  const winners: RepairChange[] = [];
+  let divergentKeys = 0;
+  await inChunks([...buckets].sort(), async (chunk) => {
+    const [local, theirs] = await Promise.all([
+      Promise.all(chunk.map((b) => store.merkleLeaves(b))),
+      onPeer('merkle_leaves', (r) => r.leavesMany(chunk)),
+    ]);
+    chunk.forEach((_, j) => {
+      const mine = new Map((local[j] ?? []).map((v) => [v.key, v]));
+      for (const version of theirs[j] ?? []) {
+        const here = mine.get(version.key);
+        mine.delete(version.key);
+        const order = here === undefined ? 1 : compareVersions(version, here);
+        if (order !== 0) divergentKeys += 1;
+        if (order > 0) {
+          winners.push({
+            key: version.key,
+            local: here ?? null,
+            peer: version,
+            action: version.deleted ? 'delete' : 'put',
+          });
+        }
+      }
+      // Keys only we have: divergent, and left alone (the peer pulls them on its own cycle).
+      divergentKeys += mine.size;
+    });
+  });
+  const changes = withinBudget(winners, budget, plan.resumeAfter);
+  const deferred = winners.length - changes.length;
+  // Roots may differ with no key differing while the peer's owner has not re-hashed: keys decide.
+  const inSync = divergentKeys === 0;
+  if (dryRun || changes.length === 0) {
+    return report({
+      inSync,
+      divergentBranches,
+      divergentKeys,
+      changes,
+      deferred,
+      fetched: 0,
+      applied: 0,
+    });
+  }
+
+  let fetched = 0;
+  let applied = 0;
+  await inChunks(
+    changes.map((c) => c.key),
+    async (keys) => {
+      const records = await onPeer('fetch', (r) => r.getRecords(keys));
+      fetched += records.length;
+      if (records.length === 0) return;
+      const results = await store.apply(records);
+      applied += results.filter((r) => r.outcome === 'applied').length;
+    },
+  );
+  return report({
+    inSync,
+    divergentBranches,
+    divergentKeys,
+    changes,
+    deferred,
+    fetched,
+    applied,
+  });
+}
+
+/**
+ * The peer's root, and the buckets it changed since its owner last hashed them (complete when at
+ * most {@link MAX_PEER_DIRTY}, else none). Read dirty, then claimed, then root, in one pipeline:
+ * a bucket refreshed in between is then either still listed or already in the root read.
+ */
+async function readRootAndDirty(
+  reader: MerkleReader,
+  client: CommandSender,
+): Promise<[string, string[]]> {
+  const sample = (key: string): Promise<unknown[]> =>
+    client.sendCommand<unknown[]>(['SRANDMEMBER', key, String(MAX_PEER_DIRTY + 1)], AS_STRINGS);
+  const [dirty, claimed, root] = await Promise.all([
+    sample(reader.keys.dirty),
+    sample(reader.keys.claimed),
+    reader.root(),
+  ]);
+  const buckets = new Set<string>();
+  for (const value of [...dirty, ...claimed]) {
+    const bucket = asString(value);
+    if (bucket !== undefined && isBucketPath(bucket)) buckets.add(bucket);
+  }
+  const complete = dirty.length <= MAX_PEER_DIRTY && claimed.length <= MAX_PEER_DIRTY;
+  return [root, complete && buckets.size <= MAX_PEER_DIRTY ? [...buckets] : []];
+}
+
+/**
+ * At most `budget` winners in key order, starting after `resumeAfter` and wrapping around, so a
+ * winner that keeps failing to apply cannot starve the others.
+ */
+function withinBudget(
+  winners: readonly RepairChange[],
+  budget: number,
+  resumeAfter: string | undefined,
+): RepairChange[] {
+  const sorted = [...winners].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  if (sorted.length <= budget) return sorted;
+  const start =
+    resumeAfter === undefined
+      ? 0
+      : Math.max(
+          0,
+          sorted.findIndex((c) => c.key > resumeAfter),
+        );
+  return [...sorted.slice(start), ...sorted.slice(0, start)].slice(0, budget);
+}
+
+/** Runs `fn` over chunks of {@link CHUNK} items, {@link PARALLEL} at a time; results in order. */
+async function inChunks<T, R>(items: readonly T[], fn: (chunk: T[]) => Promise<R>): Promise<R[]> {
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += CHUNK) chunks.push(items.slice(i, i + CHUNK));
+  const results: R[] = new Array<R>(chunks.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < chunks.length) {
+      const i = next++;
+      results[i] = await fn(chunks[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, chunks.length) }, worker));
+  return results;
+}
+
+/** Paths of children whose hashes differ (a child missing on one side counts as all zeros). */
+export function divergentChildren(
+  local: readonly MerkleNode[],
+  peer: readonly MerkleNode[],
+): string[] {
+  const mine = new Map(local.map((n) => [n.path, n.hash]));
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const node of peer) {
+    seen.add(node.path);
+    if (mine.get(node.path) !== node.hash) out.push(node.path);
+  }
+  for (const node of local) if (!seen.has(node.path)) out.push(node.path);
+  return out.sort();
+}
