@@ -1,6 +1,6 @@
 /**
  * `npm run test:chaos -- [--seed N]… [--runs N] [--first-seed N] [--duration SEC] [--no-wipe]
- * [--json FILE]`: runs chaos scenarios one after another, prints a line per run and the seed,
+ * [--keep] [--json FILE]`: runs chaos scenarios one after another, prints a line per run and the seed,
  * schedule and violations of every failure, then totals. Exits 1 if any run failed.
  *
  * `--seed N` replays one seed (repeatable); `--runs N` runs N seeds from `--first-seed` (default:
@@ -19,13 +19,14 @@ const { values } = parseArgs({
     duration: { type: 'string' },
     'no-wipe': { type: 'boolean' },
     json: { type: 'string' },
+    keep: { type: 'boolean' },
     help: { type: 'boolean' },
   },
 });
 
 if (values.help === true) {
   process.stdout.write(
-    'usage: npm run test:chaos -- [--seed N]... [--runs N] [--first-seed N] [--duration SEC] [--no-wipe] [--json FILE]\n',
+    'usage: npm run test:chaos -- [--seed N]... [--runs N] [--first-seed N] [--duration SEC] [--no-wipe] [--keep] [--json FILE]\n',
   );
   process.exit(0);
 }
@@ -63,6 +64,7 @@ for (const seed of seeds) {
   const result = await runScenario(seed, {
     durationMs: durationSec * 1000,
     ...(values['no-wipe'] === true ? { noWipe: true } : {}),
+    ...(values.keep === true ? { keep: true } : {}),
     log: (line) => process.stdout.write(`${line}\n`),
   });
   results.push(result);

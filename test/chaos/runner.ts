@@ -33,6 +33,8 @@ export interface ScenarioOptions {
   readonly convergeTimeoutMs?: number;
   /** Leave out Redis restarts without data. @default false */
   readonly noWipe?: boolean;
+  /** Keep the run's temp dir (engine logs, cursors) even when it passes. @default false */
+  readonly keep?: boolean;
   /** Progress lines. */
   readonly log?: (line: string) => void;
 }
@@ -306,7 +308,7 @@ export async function runScenario(
     await Promise.allSettled(stores.map((s) => s.close()));
     await cluster.stop();
     for (const leak of await cluster.leftovers()) violations.push({ kind: 'leak', detail: leak });
-    if (violations.length === 0) cluster.removeDir();
+    if (violations.length === 0 && options.keep !== true) cluster.removeDir();
     else keptDir = cluster.dir;
   }
   const counts = history.counts();

@@ -1,0 +1,128 @@
+/**
+ * The chaos checker and schedule themselves: the checker must catch a lost write, a resurrected
+ * key and a phantom record, and accept what may legitimately survive; a seed must always give the
+ * same schedule. Pure: no Redis.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { StoredRecord } from '../../src/model/record.js';
+import { History, checkHistory, sha256Hex } from './history.js';
+import { makeSchedule, resourcesOf } from './schedule.js';
+
+function put(
+  key: string,
+  body: string,
+  updatedAt: number,
+  version: number,
+  origin: string,
+): StoredRecord {
+  const content = Buffer.from(body);
+  return {
+    key,
+    content,
+    contentHash: sha256Hex(content),
+    contentType: 'json',
+    updatedAt,
+    version,
+    origin,
+    deleted: false,
+  };
+}
+
+function del(key: string, updatedAt: number, version: number, origin: string): StoredRecord {
+  return {
+    key,
+    content: Buffer.alloc(0),
+    contentHash: '',
+    contentType: 'binary',
+    updatedAt,
+    version,
+    origin,
+    deleted: true,
+  };
+}
+
+/** A history with acknowledged writes: each record as written by `origin` (node index 0). */
+function acked(...records: StoredRecord[]): History {
+  const h = new History();
+  for (const r of records) {
+    const op = h.begin(0, r.origin, r.key, r.deleted ? undefined : r.content);
+    op.status = 'ok';
+    op.record = r;
+  }
+  return h;
+}
+
+const finals = (...records: StoredRecord[]): Map<string, StoredRecord> =>
+  new Map(records.map((r) => [r.key, r]));
+
+describe('chaos checker', () => {
+  const a1 = put('k', '{"a":1}', 100, 1, 'node-a');
+  const b2 = put('k', '{"b":2}', 105, 2, 'node-b');
+  const d3 = del('k', 110, 3, 'node-a');
+
+  it('accepts the LWW maximum of the acknowledged writes', () => {
+    assert.deepEqual(checkHistory(acked(a1, b2), finals(b2)), []);
+    assert.deepEqual(checkHistory(acked(a1, b2, d3), finals(d3)), []);
+  });
+
+  it('reports a lost write (an older or missing survivor)', () => {
+    const v = checkHistory(acked(a1, b2), finals(a1));
+    assert.equal(v.length, 1);
+    assert.equal(v[0]!.kind, 'lost');
+    assert.equal(checkHistory(acked(a1), finals())[0]!.kind, 'lost');
+  });
+
+  it('reports a deleted key that came back', () => {
+    const v = checkHistory(acked(a1, b2, d3), finals(b2));
+    assert.equal(v[0]!.kind, 'resurrected');
+  });
+
+  it('reports a phantom: a record no write made', () => {
+    const v = checkHistory(acked(a1), finals(put('k', '{"x":9}', 200, 2, 'node-c')));
+    assert.equal(v[0]!.kind, 'phantom');
+  });
+
+  it('accepts a later write that failed (indeterminate: it may have happened)', () => {
+    const h = acked(a1);
+    h.begin(1, 'node-b', 'k', Buffer.from('{"late":1}')).status = 'failed';
+    assert.deepEqual(checkHistory(h, finals(put('k', '{"late":1}', 300, 2, 'node-b'))), []);
+    // But not one from another node or with other content.
+    const v = checkHistory(h, finals(put('k', '{"late":1}', 300, 2, 'node-c')));
+    assert.equal(v[0]!.kind, 'phantom');
+  });
+
+  it('excuses writes lost with a wiped Redis, but still accepts them if they survived', () => {
+    const h = acked(a1, b2);
+    h.ops[1]!.excused = 'wiped';
+    assert.deepEqual(checkHistory(h, finals(a1)), []);
+    assert.deepEqual(checkHistory(h, finals(b2)), []);
+  });
+
+  it('reports content that does not match its hash', () => {
+    const bad = { ...b2, content: Buffer.from('tampered') };
+    assert.ok(checkHistory(acked(a1, b2), finals(bad)).some((v) => v.kind === 'bad-content'));
+  });
+});
+
+describe('chaos schedule', () => {
+  it('is a pure function of the seed', () => {
+    const options = { nodes: 3, durationMs: 30_000 };
+    assert.deepEqual(makeSchedule(1234, options), makeSchedule(1234, options));
+    assert.notDeepEqual(makeSchedule(1234, options), makeSchedule(1235, options));
+  });
+
+  it('never overlaps two faults on one resource, and leaves out wipes on request', () => {
+    for (let seed = 0; seed < 50; seed++) {
+      const faults = makeSchedule(seed, { nodes: 3, durationMs: 30_000, noWipe: true });
+      assert.ok(faults.every((f) => f.kind !== 'redis-wipe'));
+      const busy = new Map<string, number>();
+      for (const f of faults) {
+        for (const r of resourcesOf(f)) {
+          assert.ok((busy.get(r) ?? 0) <= f.atMs, `seed ${seed}: ${r} overlaps at ${f.atMs}`);
+          busy.set(r, f.atMs + f.durationMs);
+        }
+      }
+    }
+  });
+});
