@@ -1,0 +1,167 @@
+/**
+ * The demo's mesh: three redis-servers and three nodes replicating each other, in one temp dir,
+ * and the reads the narration shows (document counts, Merkle roots, replication counts).
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveConfig } from '../config/index.js';
+import type { ResolvedConfig } from '../config/types.js';
+import { startNode } from '../node/node.js';
+import type { RunningNode } from '../node/node.js';
+import type { Logger } from '../observability/logger.js';
+import { killAllRedis, startRedisProcess } from './redis-process.js';
+import type { RedisProcess } from './redis-process.js';
+
+/** One node of the demo. */
+export interface DemoNode {
+  readonly id: string;
+  readonly redis: RedisProcess;
+  readonly node: RunningNode;
+}
+
+/** What one node holds. */
+export interface NodeSnapshot {
+  readonly id: string;
+  readonly documents: number;
+  readonly tombstones: number;
+  readonly root: string;
+}
+
+export const DEMO_NODE_IDS = ['london', 'paris', 'tokyo'] as const;
+
+function demoConfig(
+  id: string,
+  redis: RedisProcess,
+  peers: readonly { id: string; redis: RedisProcess }[],
+  dir: string,
+): ResolvedConfig {
+  return resolveConfig({
+    replication: {
+      local_node_id: id,
+      settings: {
+        hot_path: { block_timeout: '500ms' },
+        cold_path: { interval_sec: 3, backoff_base_sec: 1, backoff_max_sec: 2 },
+        peer_health: { ping_interval_sec: 1, idle_threshold_sec: 2 },
+      },
+      peers: peers.map((p) => ({
+        node_id: p.id,
+        redis_url: p.redis.url,
+        circuit_failure_threshold: 3,
+        circuit_reset_timeout_sec: 1,
+      })),
+      cursor: { sqlite_path: join(dir, 'cursors.db') },
+    },
+    local: { redis_url: redis.url },
+    http: { enabled: false },
+  });
+}
+
+/** The demo's processes and files; {@link DemoMesh.close} removes them all. */
+export class DemoMesh {
+  readonly root: string;
+  readonly redis: RedisProcess[] = [];
+  readonly nodes: DemoNode[] = [];
+  #closing: Promise<void> | undefined;
+
+  constructor() {
+    this.root = mkdtempSync(join(tmpdir(), 'replication-engine-demo-'));
+  }
+
+  /** Starts one redis-server per node. */
+  async startRedis(): Promise<void> {
+    for (const id of DEMO_NODE_IDS) {
+      const dir = join(this.root, id);
+      mkdirSync(dir);
+      this.redis.push(await startRedisProcess(dir));
+    }
+  }
+
+  /** Starts the three nodes, each with the other two as peers. */
+  async startNodes(logger: Logger): Promise<void> {
+    const all = DEMO_NODE_IDS.map((id, i) => ({ id, redis: this.redis[i]! }));
+    for (const { id, redis } of all) {
+      const config = demoConfig(
+        id,
+        redis,
+        all.filter((p) => p.id !== id),
+        join(this.root, id),
+      );
+      const node = await startNode(config, {
+        logger: logger.child({ node: id }),
+        connectTimeoutMs: 10_000,
+      });
+      this.nodes.push({ id, redis, node });
+    }
+  }
+
+  /** The node named `id`. */
+  get(id: string): DemoNode {
+    const found = this.nodes.find((n) => n.id === id);
+    if (found === undefined) throw new Error(`no demo node ${id}`);
+    return found;
+  }
+
+  /** Documents, tombstones and Merkle root of every node. */
+  snapshot(): Promise<NodeSnapshot[]> {
+    return Promise.all(this.nodes.map((n) => snapshotOf(n)));
+  }
+
+  /** What node `id` holds now. */
+  snapshotOf(id: string): Promise<NodeSnapshot> {
+    return snapshotOf(this.get(id));
+  }
+
+  /** Stops the nodes, kills the redis-servers and removes the temp dir. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled(this.nodes.map((n) => n.node.stop(3000)));
+      await Promise.allSettled(this.redis.map((r) => r.kill()));
+      killAllRedis();
+      rmSync(this.root, { recursive: true, force: true });
+    })();
+    return this.#closing;
+  }
+
+  /** Last resort on exit paths: kill and remove synchronously. */
+  closeNow(): void {
+    killAllRedis();
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+function text(value: unknown): string {
+  return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
+}
+
+async function snapshotOf({ id, node }: DemoNode): Promise<NodeSnapshot> {
+  const keys = node.store.keys;
+  let items = 0;
+  let cursor = '0';
+  do {
+    const reply = await node.redis.sendCommand([
+      'SCAN',
+      cursor,
+      'MATCH',
+      `${keys.prefix}item:*`,
+      'COUNT',
+      '1000',
+    ]);
+    const [next, found] = reply as unknown as [unknown, unknown[]];
+    cursor = text(next);
+    items += found.length;
+  } while (cursor !== '0');
+  const tombstones = Number(await node.redis.sendCommand(['ZCARD', keys.tombstones]));
+  const root = await node.store.merkleRoot();
+  return { id, documents: items - tombstones, tombstones, root };
+}
+
+/** Events applied by `node` from each peer (replication_cdc_events_applied_total). */
+export async function appliedByPeer(node: RunningNode): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const sample of (await node.metrics.cdcEventsAppliedTotal.get()).values) {
+    const peer = String(sample.labels['peer_id'] ?? '?');
+    out.set(peer, (out.get(peer) ?? 0) + sample.value);
+  }
+  return out;
+}

@@ -1,0 +1,141 @@
+/**
+ * `redis-server` child processes for the demo: free loopback ports, one directory each, append-only
+ * persistence (so a killed server comes back with its data), and a process exit hook that kills
+ * every child still running, whatever happens.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
+
+/** A redis-server child. */
+export interface RedisProcess {
+  readonly port: number;
+  readonly url: string;
+  readonly dir: string;
+  /** The pid of the running server, if any. */
+  readonly pid: number | undefined;
+  /** SIGKILL (a crash); resolves once the process is gone. */
+  kill(): Promise<void>;
+  /** Starts the server again on the same port and directory. */
+  restart(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+let hooked = false;
+
+/** Kills every redis-server this process started; synchronous, for exit paths. */
+export function killAllRedis(): void {
+  for (const child of live) child.kill('SIGKILL');
+  live.clear();
+}
+
+/** A TCP port free right now on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address === null || typeof address === 'string') reject(new Error('no free port'));
+        else resolve(address.port);
+      });
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Starts `redis-server` on a free port with its files in `dir`; resolves once it accepts
+ * connections.
+ * @throws Error when redis-server is not on PATH or exits at start.
+ */
+export async function startRedisProcess(dir: string): Promise<RedisProcess> {
+  if (!hooked) {
+    hooked = true;
+    process.once('exit', killAllRedis);
+  }
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+
+  const launch = async (): Promise<void> => {
+    const proc = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--daemonize',
+        'no',
+        '--logfile',
+        join(dir, 'redis.log'),
+      ],
+      { stdio: 'ignore' },
+    );
+    live.add(proc);
+    child = proc;
+    let failure: Error | undefined;
+    proc.once('error', (error: NodeJS.ErrnoException) => {
+      failure =
+        error.code === 'ENOENT'
+          ? new Error('redis-server is not on PATH: install Redis (e.g. apt install redis-server)')
+          : error;
+    });
+    proc.once('exit', () => {
+      live.delete(proc);
+      failure ??= new Error(`redis-server on port ${port} exited at start (see ${dir}/redis.log)`);
+    });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (failure !== undefined) throw failure;
+      if (await canConnect(port)) return;
+      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+
+  const kill = async (): Promise<void> => {
+    const proc = child;
+    child = undefined;
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+
+  await launch();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    dir,
+    get pid() {
+      return child?.pid;
+    },
+    kill,
+    restart: async () => {
+      await kill();
+      await launch();
+    },
+  };
+}
