@@ -8,6 +8,8 @@ import { formatTable, mergeResults, type BenchModule, type BenchRow } from './re
 /** Benchmark modules by section, in run order. Add yours here. */
 const MODULES: readonly { section: string; load: () => Promise<BenchModule> }[] = [
   { section: 'store', load: () => import('./store.bench.js') },
+  { section: 'hot-path', load: () => import('./hot-path.bench.js') },
+  { section: 'cold-path', load: () => import('./cold-path.bench.js') },
 ];
 
 function argValue(name: string): string | undefined {

@@ -76,3 +76,11 @@ export function nextStreamId(id: string): string | undefined {
   if (ms < MAX_U64) return `${ms + 1n}-0`;
   return undefined;
 }
+
+/** The largest id smaller than `id`; undefined for `0-0`. */
+export function previousStreamId(id: string): string | undefined {
+  const { ms, seq } = parseStreamId(id);
+  if (seq > 0n) return `${ms}-${seq - 1n}`;
+  if (ms > 0n) return `${ms - 1n}-${MAX_U64}`;
+  return undefined;
+}

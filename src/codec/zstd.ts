@@ -21,6 +21,32 @@ export const DEFAULT_MAX_ITEM_BYTES = 64 * 1024 * 1024;
 
 const CHUNK = 64 * 1024;
 
+let context: InstanceType<typeof binding.DCtx> | undefined;
+
+/** One decompression context for the process: creating one per frame costs more than decoding. */
+function sharedContext(): InstanceType<typeof binding.DCtx> {
+  context ??= new binding.DCtx();
+  return context;
+}
+
+/** A frame that declares its size (already checked against the bound): one-shot into that size. */
+function decompressDeclared(frame: Uint8Array, declared: number): Buffer {
+  const out = Buffer.allocUnsafe(declared);
+  let written: number;
+  try {
+    written = sharedContext().decompress(out, frame);
+  } catch (cause) {
+    throw new CorruptEntryError('bad_zstd', 'zstd frame is corrupt or truncated', { cause });
+  }
+  if (written !== declared) {
+    throw new CorruptEntryError(
+      'bad_zstd',
+      `zstd frame declared ${declared} bytes but held ${written}`,
+    );
+  }
+  return out;
+}
+
 /** True when `data` starts with the zstd frame magic. */
 export function hasZstdMagic(data: Uint8Array): boolean {
   return (
@@ -60,16 +86,17 @@ export function decompressBounded(frame: Uint8Array, maxBytes: number): Buffer {
       `zstd frame declares ${declared} bytes, over the ${maxBytes}-byte limit`,
     );
   }
-  const dctx = new binding.DCtx();
+  if (declared !== null) return decompressDeclared(frame, declared);
+  // Unknown size (streaming encoders): decode chunk by chunk, stopping at the bound.
+  const dctx = sharedContext();
+  dctx.reset(binding.ResetDirective.sessionOnly);
   const chunks: Buffer[] = [];
   let total = 0;
   let input = frame;
   let remaining = 1; // ZSTD_decompressStream's hint: 0 once a frame is complete and flushed
   try {
-    // Output buffer sized by the declared size when known (bounded above), else streamed in chunks.
-    const outSize = declared !== null ? Math.max(1, Math.min(declared, CHUNK * 16)) : CHUNK;
     while (true) {
-      const out = Buffer.allocUnsafe(outSize);
+      const out = Buffer.allocUnsafe(CHUNK);
       const [hint, produced, consumed] = dctx.decompressStream(out, input);
       remaining = hint;
       input = input.subarray(consumed);

@@ -177,7 +177,8 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         onReport: (report) => this.emit('repair', report),
       });
       for (const peer of this.#config.replication.peers) this.#addPeer(peer);
-      if (this.#config.replication.coldPath.enabled) this.#cold.start();
+      // Always started: `enabled` governs scheduled cycles only; a gap or resync still repairs.
+      this.#cold.start();
       this.#transition('running');
       this.logger.info({ peers: this.#peers.size }, 'replication engine running');
     } catch (error) {
@@ -267,13 +268,16 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
     this.#config = next;
     if (this.#state !== 'running') return;
     const wanted = new Map(next.replication.peers.map((p) => [p.nodeId, p]));
+    // Tailers cannot be restarted in place: switching the hot path reconnects every peer.
+    const hotToggled = next.replication.hotPath.enabled !== current.replication.hotPath.enabled;
     const removed: string[] = [];
     const changed: ResolvedPeer[] = [];
     const added: ResolvedPeer[] = [];
     for (const [id, runtime] of this.#peers) {
       const peer = wanted.get(id);
       if (peer === undefined) removed.push(id);
-      else if (peerIdentity(peer) !== peerIdentity(runtime.config)) changed.push(peer);
+      else if (hotToggled || peerIdentity(peer) !== peerIdentity(runtime.config))
+        changed.push(peer);
       else this.#peers.set(id, { ...runtime, config: peer });
     }
     for (const [id, peer] of wanted) if (!this.#peers.has(id)) added.push(peer);
@@ -283,8 +287,6 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
       ),
     );
     for (const peer of [...changed, ...added]) this.#addPeer(peer);
-    if (next.replication.coldPath.enabled) this.#cold?.start();
-    else await this.#cold?.stop();
     this.logger.info(
       { added: added.map((p) => p.nodeId), removed, changed: changed.map((p) => p.nodeId) },
       'configuration reloaded',

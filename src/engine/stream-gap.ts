@@ -2,7 +2,12 @@
  * Gap detection on a peer's CDC stream (SPEC §4): trimmed past our cursor, or deleted and
  * re-created / flushed. Pure: decides from `XINFO STREAM` figures and what we remember.
  */
-import { compareStreamIds, STREAM_START } from '../codec/stream-id.js';
+import {
+  compareStreamIds,
+  nextStreamId,
+  previousStreamId,
+  STREAM_START,
+} from '../codec/stream-id.js';
 
 /** The `XINFO STREAM` figures gap detection uses (Redis ≥ 7 gives all of them). */
 export interface StreamInfo {
@@ -77,33 +82,41 @@ export function detectGap(
       detail: `entries-added fell from ${memory.entriesAdded} to ${info.entriesAdded}`,
     };
   }
-  if (info.maxDeletedEntryId !== undefined) {
-    const deleted = info.maxDeletedEntryId;
-    const acknowledged = memory.acknowledgedDeletedId;
-    if (
-      compareStreamIds(deleted, cursor) > 0 &&
-      (acknowledged === undefined || compareStreamIds(deleted, acknowledged) > 0)
-    ) {
+  // Trimming removes the oldest entries. Entries were lost to us when the oldest surviving entry is
+  // not the one right after our cursor, and some entries were deleted at all.
+  const deletedSome = info.entriesAdded === undefined ? !fresh : info.entriesAdded > info.length;
+  if (deletedSome && compareStreamIds(cursor, info.lastGeneratedId) < 0) {
+    if (info.firstEntryId === undefined) {
       return {
         gap: true,
         kind: 'trimmed',
-        resetTo: cursor,
-        detail: `entries up to ${deleted} were deleted past cursor ${cursor}`,
+        resetTo: info.lastGeneratedId,
+        detail: `every entry after cursor ${cursor} was trimmed (last id ${info.lastGeneratedId})`,
       };
     }
-    return NO_GAP;
+    const after = nextStreamId(cursor);
+    if (after !== undefined && compareStreamIds(after, info.firstEntryId) < 0) {
+      return {
+        gap: true,
+        kind: 'trimmed',
+        resetTo: previousStreamId(info.firstEntryId) ?? STREAM_START,
+        detail: `entries between cursor ${cursor} and the first entry ${info.firstEntryId} were trimmed`,
+      };
+    }
   }
-  // Redis < 7: only the first entry tells; a cursor before it may have missed trimmed entries.
+  // XDEL of entries after the cursor (Redis ≥ 7 records the highest deleted id).
+  const deleted = info.maxDeletedEntryId;
+  const acknowledged = memory.acknowledgedDeletedId;
   if (
-    !fresh &&
-    info.firstEntryId !== undefined &&
-    compareStreamIds(cursor, info.firstEntryId) < 0
+    deleted !== undefined &&
+    compareStreamIds(deleted, cursor) > 0 &&
+    (acknowledged === undefined || compareStreamIds(deleted, acknowledged) > 0)
   ) {
     return {
       gap: true,
       kind: 'trimmed',
       resetTo: cursor,
-      detail: `cursor ${cursor} is older than the first entry ${info.firstEntryId}`,
+      detail: `entries up to ${deleted} were deleted past cursor ${cursor}`,
     };
   }
   return NO_GAP;

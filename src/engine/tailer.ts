@@ -273,6 +273,7 @@ export class Tailer {
     this.#lagMs = 0;
     this.ctx.metrics.lagMs.set({ peer_id: this.#peerId }, 0);
     this.ctx.metrics.lagEvents.set({ peer_id: this.#peerId }, 0);
+    this.ctx.metrics.lagSloViolation.set({ peer_id: this.#peerId }, 0);
   }
 
   #updateLag(): void {
@@ -280,6 +281,7 @@ export class Tailer {
     this.#lagMs = Math.max(0, streamIdMs(this.#headId) - streamIdMs(this.#readCursor));
     this.ctx.metrics.lagMs.set({ peer_id: this.#peerId }, this.#lagMs);
     const maxLag = this.ctx.slo().maxReplicationLagMs;
+    this.ctx.metrics.lagSloViolation.set({ peer_id: this.#peerId }, this.#lagMs > maxLag ? 1 : 0);
     if (this.#lagMs > maxLag && Date.now() - this.#lastLagWarnAt > 10_000) {
       this.#lastLagWarnAt = Date.now();
       this.ctx.metrics.sloViolationsTotal.inc({

@@ -53,14 +53,22 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
+/** True once the server answers PING with PONG (not LOADING, not refusing). */
+function answersPing(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
+    let reply = '';
+    const done = (ok: boolean): void => {
       socket.destroy();
-      resolve(true);
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('latin1');
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
     });
-    socket.once('error', () => resolve(false));
+    socket.once('error', () => done(false));
   });
 }
 
@@ -115,7 +123,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
       async () => {
         if (exited)
           throw new Error(`redis-server on port ${port} exited at start (see ${dir}/redis.log)`);
-        return canConnect(port);
+        return answersPing(port);
       },
       10_000,
       `redis-server on port ${port}`,
@@ -165,5 +173,25 @@ export async function eventually(
   what: string,
   timeoutMs = 10_000,
 ): Promise<void> {
-  await waitFor(async () => check(), timeoutMs, what);
+  await waitTolerant(check, timeoutMs, what);
+}
+
+/** Polls until `check` is true; a check that throws counts as not yet (its last error is reported). */
+async function waitTolerant(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  let lastError: unknown;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const because = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${because}`);
 }

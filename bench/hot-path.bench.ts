@@ -1,0 +1,290 @@
+/**
+ * Hot-path benchmarks (issue 3): replicating a 200k-event backlog of 1 KB JSON from one peer
+ * against a raw baseline (XREAD COUNT 1000 + pipelined writes of the same records, no parsing,
+ * verification or LWW); end-to-end latency at a steady 1,000 writes/s; the engine's peak RSS.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient, RESP_TYPES } from '@redis/client';
+import { encodeCdcEntry } from '../src/codec/cdc.js';
+import type { StoredRecord } from '../src/model/record.js';
+import { SyncStore } from '../src/store/sync-store.js';
+import { startRedis, type RedisServer } from '../test/helpers/redis-server.js';
+import { perSecond, type BenchOptions, type BenchRow } from './report.js';
+import { createHash } from 'node:crypto';
+
+const SECTION = 'hot-path';
+const BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
+
+/** A ~1 KB JSON document, partly compressible like real records. */
+export function document(i: number, t?: number): Buffer {
+  const doc = {
+    id: `uk.nhs.patient.${i}`,
+    t,
+    name: `Patient ${i}`,
+    nhs: `${943 + (i % 57)} ${476 + (i % 91)} ${5919 + (i % 13)}`,
+    notes: Array.from(
+      { length: 8 },
+      (_, j) => `allergy ${j}: penicillin, observed ${i % 365} days ago`,
+    ),
+    blob: randomBytes(240).toString('base64'),
+  };
+  return Buffer.from(JSON.stringify(doc));
+}
+
+function recordOf(i: number, origin: string): StoredRecord {
+  const content = document(i);
+  return {
+    key: `uk.nhs.patient.${i}`,
+    content,
+    contentHash: createHash('sha256').update(content).digest('hex'),
+    contentType: 'json',
+    updatedAt: Date.now(),
+    version: 1,
+    origin,
+    deleted: false,
+  };
+}
+
+async function fillStream(url: string, n: number): Promise<string> {
+  const client = createClient({ url });
+  await client.connect();
+  let last = '';
+  for (let i = 0; i < n; i += 1000) {
+    const batch = [];
+    for (let j = i; j < Math.min(n, i + 1000); j++) {
+      batch.push(
+        client.sendCommand(['XADD', 'cdc', '*', ...encodeCdcEntry(recordOf(j, 'node-a'))]),
+      );
+    }
+    const id: unknown = (await Promise.all(batch)).at(-1);
+    if (typeof id === 'string') last = id;
+  }
+  client.destroy();
+  return last;
+}
+
+/** XREAD COUNT 1000 from A, pipelined HSETs of the same records into B, until `n` are copied. */
+async function rawBaseline(from: string, to: string, n: number): Promise<number> {
+  const source = createClient({ url: from });
+  const target = createClient({ url: to });
+  await Promise.all([source.connect(), target.connect()]);
+  const started = performance.now();
+  let cursor = '0-0';
+  let copied = 0;
+  while (copied < n) {
+    const reply = await source.sendCommand<Record<string, [Buffer, Buffer[]][]>>(
+      ['XREAD', 'COUNT', '1000', 'STREAMS', 'cdc', cursor],
+      BUFFERS,
+    );
+    const entries = Object.values(reply)[0] ?? [];
+    if (entries.length === 0) break;
+    await Promise.all(
+      entries.map(([, f]) =>
+        target.sendCommand([
+          'HSET',
+          Buffer.concat([Buffer.from('item:'), f[3]!]),
+          'h',
+          f[5]!,
+          'c',
+          f[7]!,
+          'm',
+          f[9]!,
+        ]),
+      ),
+    );
+    copied += entries.length;
+    cursor = String(entries.at(-1)![0]);
+  }
+  const ms = performance.now() - started;
+  source.destroy();
+  target.destroy();
+  return perSecond(copied, ms);
+}
+
+interface ChildStats {
+  type: 'stats';
+  applied: number;
+  elapsedMs: number;
+  peakRssKb: number;
+  latencies: number[];
+}
+
+class EngineChild {
+  readonly #child: ChildProcess;
+  constructor(config: unknown, measureLatency: boolean) {
+    this.#child = fork(
+      fileURLToPath(new URL('./support/engine-child.mjs', import.meta.url)),
+      [JSON.stringify({ config, measureLatency })],
+      {
+        execArgv: [],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      },
+    );
+  }
+  ready(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#child.once('exit', (code) => reject(new Error(`engine child exited ${code}`)));
+      this.#child.on('message', (m: { type: string }) => {
+        if (m.type === 'ready') resolve();
+      });
+    });
+  }
+  stats(): Promise<ChildStats> {
+    return new Promise((resolve) => {
+      const onMessage = (m: ChildStats): void => {
+        if (m.type !== 'stats') return;
+        this.#child.off('message', onMessage);
+        resolve(m);
+      };
+      this.#child.on('message', onMessage);
+      this.#child.send({ type: 'stats' });
+    });
+  }
+  async stop(): Promise<void> {
+    if (this.#child.exitCode !== null) return;
+    const exited = new Promise((r) => this.#child.once('exit', r));
+    this.#child.send({ type: 'stop' });
+    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+function engineConfig(peerUrl: string, localUrl: string, dir: string, batch: number): unknown {
+  return {
+    replication: {
+      local_node_id: 'node-b',
+      settings: {
+        hot_path: { batch_size: batch, max_batch_size: Math.max(1000, batch), block_timeout: '1s' },
+        cold_path: { enabled: false },
+      },
+      peers: [{ node_id: 'node-a', redis_url: peerUrl }],
+      cursor: { sqlite_path: join(dir, 'cursors.db') },
+    },
+    local: { redis_url: localUrl },
+    http: { enabled: false },
+  };
+}
+
+async function flush(url: string): Promise<void> {
+  const c = createClient({ url });
+  await c.connect();
+  await c.sendCommand(['FLUSHALL']);
+  c.destroy();
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function throughput(
+  a: RedisServer,
+  b: RedisServer,
+  n: number,
+  dir: string,
+): Promise<BenchRow[]> {
+  await fillStream(a.url, n);
+  const baseline = await rawBaseline(a.url, b.url, n);
+  await flush(b.url);
+  const child = new EngineChild(engineConfig(a.url, b.url, join(dir, 'tp'), 1000), false);
+  await child.ready();
+  let stats = await child.stats();
+  while (stats.applied < n) {
+    await new Promise((r) => setTimeout(r, 50));
+    stats = await child.stats();
+  }
+  await child.stop();
+  const rate = perSecond(stats.applied, stats.elapsedMs);
+  return [
+    {
+      section: SECTION,
+      name: `backlog ${n.toLocaleString('en-GB')} × 1 KB JSON, one peer`,
+      value: rate,
+      unit: 'events/s',
+      baseline,
+      ratio: rate / baseline,
+      note: 'target ≥ 0.6× raw XREAD+HSET',
+    },
+    {
+      section: SECTION,
+      name: 'engine peak RSS (backlog)',
+      value: Math.round(stats.peakRssKb / 1024),
+      unit: 'MB',
+      note: 'target ≤ 150 MB',
+    },
+  ];
+}
+
+async function latency(
+  a: RedisServer,
+  b: RedisServer,
+  dir: string,
+  seconds: number,
+): Promise<BenchRow[]> {
+  await Promise.all([flush(a.url), flush(b.url)]);
+  const child = new EngineChild(engineConfig(a.url, b.url, join(dir, 'lat'), 100), true);
+  await child.ready();
+  const writer = await SyncStore.connect({ redisUrl: a.url, nodeId: 'node-a' });
+  const rate = 1000;
+  const started = performance.now();
+  let written = 0;
+  // Writes paced to 1,000/s: each 5 ms tick catches up to where the schedule says we should be.
+  while (performance.now() - started < seconds * 1000) {
+    const due = Math.floor(((performance.now() - started) / 1000) * rate);
+    const writes: Promise<unknown>[] = [];
+    while (written < due) {
+      const t = performance.timeOrigin + performance.now();
+      writes.push(writer.put(`lat.${written % 5000}`, document(written, t)));
+      written += 1;
+    }
+    await Promise.all(writes);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  const stats = await child.stats();
+  await child.stop();
+  await writer.close();
+  const sorted = stats.latencies.sort((x, y) => x - y);
+  return [
+    {
+      section: SECTION,
+      name: `end-to-end latency p50 @ ${rate}/s (${sorted.length} writes)`,
+      value: percentile(sorted, 50),
+      unit: 'ms',
+      note: 'target ≤ 5 ms',
+    },
+    {
+      section: SECTION,
+      name: `end-to-end latency p99 @ ${rate}/s`,
+      value: percentile(sorted, 99),
+      unit: 'ms',
+      note: 'target ≤ 25 ms',
+    },
+    {
+      section: SECTION,
+      name: 'engine peak RSS (steady)',
+      value: Math.round(stats.peakRssKb / 1024),
+      unit: 'MB',
+    },
+  ];
+}
+
+export async function run(options: BenchOptions = { quick: false }): Promise<BenchRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-hot-'));
+  const [a, b] = await Promise.all([startRedis(), startRedis()]);
+  try {
+    const n = options.quick ? 50_000 : 200_000;
+    const rows = await throughput(a, b, n, dir);
+    rows.push(...(await latency(a, b, dir, options.quick ? 5 : 15)));
+    return rows;
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
