@@ -25,6 +25,8 @@ export interface StoreKeys {
   readonly lock: string;
   /** Capped stream of LWW conflicts (when the conflict log is on). */
   readonly conflicts: string;
+  /** Capped stream of entries from `peerId` that failed to parse, decompress or verify. */
+  deadLetters(peerId: string): string;
 }
 
 /** The key names under `prefix`. */
@@ -41,5 +43,6 @@ export function storeKeys(prefix: string): StoreKeys {
     gen: `${prefix}merkle:gen`,
     lock: `${prefix}merkle:lock`,
     conflicts: `${prefix}conflicts`,
+    deadLetters: (peerId) => `${prefix}dlq:${peerId}`,
   };
 }

@@ -6,7 +6,7 @@
 import { createClient } from '@redis/client';
 import { StoreError } from '../errors.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
-import type { ResolvedStore } from '../config/types.js';
+import type { ResolvedStore, ResolvedTls } from '../config/types.js';
 import { encodeData } from '../codec/zstd.js';
 import { applyRecords, type ApplyOptions } from './apply-batch.js';
 import {
@@ -18,7 +18,7 @@ import {
   type PutContent,
 } from './input.js';
 import { storeKeys, type StoreKeys } from './keys.js';
-import type { ApplyResult, LocalStore, MerkleNode } from './local-store.js';
+import type { ApplyResult, DeadLetter, LocalStore, MerkleNode } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf } from './merkle-hash.js';
 import { MerkleReader } from './merkle-reader.js';
@@ -37,6 +37,9 @@ export const DEFAULT_STORE: ResolvedStore = Object.freeze({
 
 /** Maximum length of the conflict log stream (approximate trimming). */
 export const CONFLICT_LOG_MAXLEN = 10_000;
+
+/** Bound on each peer's dead-letter stream. */
+export const DEAD_LETTER_MAXLEN = 10_000;
 
 /** Options of a {@link SyncStore} over an existing client. */
 export interface SyncStoreOptions {
@@ -62,6 +65,10 @@ export interface SyncStoreConnectOptions extends SyncStoreOptions {
   readonly onError?: (error: unknown) => void;
   /** Bound on each Redis command, from queueing to reply. @default 30_000 */
   readonly commandTimeoutMs?: number;
+  /** Give up when the first connection does not succeed within this time. @default 10_000 */
+  readonly connectTimeoutMs?: number;
+  /** TLS settings for a `rediss://` URL (CA, client certificate for mTLS). */
+  readonly tls?: ResolvedTls;
 }
 
 /** Options of a local write. */
@@ -128,19 +135,78 @@ export class SyncStore implements LocalStore {
    * @throws {StoreError} when Redis cannot be reached.
    */
   static async connect(options: SyncStoreConnectOptions): Promise<SyncStore> {
+    const tls = options.tls;
     const client = createClient({
       url: options.redisUrl,
       commandOptions: { timeout: options.commandTimeoutMs ?? 30_000 },
+      socket: {
+        connectTimeout: 5000,
+        // Capped exponential backoff, forever once connected (the first connect is bounded below).
+        reconnectStrategy: (retries: number) => Math.min(5000, 50 * 2 ** Math.min(retries, 10)),
+        ...(new URL(options.redisUrl).protocol === 'rediss:'
+          ? {
+              tls: true as const,
+              rejectUnauthorized: tls?.rejectUnauthorized ?? true,
+              ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
+              ...(tls?.cert !== undefined ? { cert: tls.cert } : {}),
+              ...(tls?.key !== undefined ? { key: tls.key } : {}),
+              ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
+            }
+          : {}),
+      },
     });
-    client.on('error', options.onError ?? (() => undefined));
+    let lastError: unknown;
+    client.on('error', (error: unknown) => {
+      lastError = error;
+      options.onError?.(error);
+    });
+    const limit = options.connectTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await client.connect();
+      await Promise.race([
+        client.connect(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no connection within ${limit} ms`)), limit);
+        }),
+      ]);
     } catch (cause) {
-      throw new StoreError('cannot connect to the local Redis', { cause });
+      client.destroy();
+      throw new StoreError('cannot connect to the local Redis', { cause: lastError ?? cause });
+    } finally {
+      clearTimeout(timer);
     }
     const store = new SyncStore(client, options);
     store.owned = client;
     return store;
+  }
+
+  /**
+   * Keeps corrupt entries from a peer in the capped stream `dlq:<peer>` (MAXLEN ~ 10,000): fields
+   * `_peer`, `_id` (its id in the peer's stream), `_reason`, `_error`, then its own fields as read.
+   */
+  async quarantine(peerId: string, entries: readonly DeadLetter[]): Promise<void> {
+    const key = this.keys.deadLetters(peerId);
+    await Promise.all(
+      entries.map((entry) =>
+        this.client.sendCommand([
+          'XADD',
+          key,
+          'MAXLEN',
+          '~',
+          String(DEAD_LETTER_MAXLEN),
+          '*',
+          '_peer',
+          peerId,
+          '_id',
+          entry.id,
+          '_reason',
+          entry.reason,
+          '_error',
+          entry.message,
+          ...entry.fields,
+        ]),
+      ),
+    );
   }
 
   /** Closes the connection if this store opened it. Safe to call twice. */
