@@ -3,7 +3,18 @@ import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bin/**', 'scripts/**', 'eslint.config.js'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'bin/**',
+      'scripts/**/*.mjs',
+      '.scratch/**',
+      '.fuzz-work/**',
+      '**/*.mjs',
+      'eslint.config.js',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -31,7 +42,16 @@ export default tseslint.config(
             {
               from: 'package',
               package: 'node:test',
-              name: ['describe', 'it', 'test', 'before', 'after', 'beforeEach', 'afterEach', 'suite'],
+              name: [
+                'describe',
+                'it',
+                'test',
+                'before',
+                'after',
+                'beforeEach',
+                'afterEach',
+                'suite',
+              ],
             },
           ],
         },

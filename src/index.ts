@@ -32,3 +32,4 @@ export type { Metrics } from './observability/metrics.js';
 export { createLogger } from './observability/logger.js';
 export type { Logger } from './observability/logger.js';
 export type { EngineHealth, PeerHealth } from './observability/health.js';
+export * from './node/index.js';
