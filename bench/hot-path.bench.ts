@@ -106,15 +106,17 @@ async function rawBaseline(from: string, to: string, n: number): Promise<number>
   return perSecond(copied, ms);
 }
 
-interface ChildStats {
+export interface ChildStats {
   type: 'stats';
   applied: number;
   elapsedMs: number;
   peakRssKb: number;
   latencies: number[];
+  timeline: [number, number][];
 }
 
-class EngineChild {
+/** A replication engine running the built package in its own process. */
+export class EngineChild {
   readonly #child: ChildProcess;
   constructor(config: unknown, measureLatency: boolean) {
     this.#child = fork(
@@ -155,7 +157,13 @@ class EngineChild {
   }
 }
 
-function engineConfig(peerUrl: string, localUrl: string, dir: string, batch: number): unknown {
+/** Config of node B replicating from the peer at `peerUrl`. */
+export function engineConfig(
+  peerUrl: string,
+  localUrl: string,
+  dir: string,
+  batch: number,
+): unknown {
   return {
     replication: {
       local_node_id: 'node-b',

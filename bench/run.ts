@@ -2,7 +2,9 @@
  * Runs the benchmark modules in sequence, prints one table and merges bench/results.json.
  * Usage: npm run bench [-- --only <section>] [-- --quick]
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { renderBenchmarks } from './markdown.js';
 import { formatTable, mergeResults, type BenchModule, type BenchRow } from './report.js';
 
 /** Benchmark modules by section, in run order. Add yours here. */
@@ -10,6 +12,7 @@ const MODULES: readonly { section: string; load: () => Promise<BenchModule> }[] 
   { section: 'store', load: () => import('./store.bench.js') },
   { section: 'hot-path', load: () => import('./hot-path.bench.js') },
   { section: 'cold-path', load: () => import('./cold-path.bench.js') },
+  { section: 'timeline', load: () => import('./timeline.bench.js') },
 ];
 
 function argValue(name: string): string | undefined {
@@ -36,4 +39,12 @@ if (selected.length === 0) {
   const path = fileURLToPath(new URL('./results.json', import.meta.url));
   mergeResults(path, rows);
   console.error(`results merged into ${path}`);
+  const doc = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
+  writeFileSync(
+    doc,
+    renderBenchmarks(
+      JSON.parse(readFileSync(path, 'utf8')) as Parameters<typeof renderBenchmarks>[0],
+    ),
+  );
+  console.error(`${doc} written`);
 }

@@ -18,6 +18,8 @@ const store = await SyncStore.connect({
   store: config.store,
 });
 const latencies = [];
+/** [write time (epoch ms), latency ms] per applied write, for the timeline plot. */
+const timeline = [];
 let applied = 0;
 const now = () => performance.timeOrigin + performance.now();
 
@@ -30,7 +32,10 @@ const measured = Object.assign(Object.create(store), {
       applied += 1;
       if (options.measureLatency) {
         const t = JSON.parse(records[i].content.toString('utf8')).t;
-        if (typeof t === 'number') latencies.push(at - t);
+        if (typeof t === 'number') {
+          latencies.push(at - t);
+          timeline.push([t, at - t]);
+        }
       }
     }
     return results;
@@ -56,6 +61,7 @@ process.on('message', (message) => {
       elapsedMs: now() - startedAt,
       peakRssKb: peakRssKb(),
       latencies: options.measureLatency ? latencies.splice(0) : [],
+      timeline: options.measureLatency ? timeline.splice(0) : [],
     });
   } else if (message.type === 'stop') {
     void engine
