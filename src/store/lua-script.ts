@@ -66,5 +66,7 @@ export const SCRIPTS = {
   claim: LuaScript.load('claim'),
   commit: LuaScript.load('commit'),
   unlock: LuaScript.load('unlock'),
+  extend: LuaScript.load('extend'),
+  steal: LuaScript.load('steal'),
   purge: LuaScript.load('purge'),
 } as const;

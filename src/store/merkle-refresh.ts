@@ -22,7 +22,7 @@ import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
 export interface MerkleRefreshOptions {
   /** Buckets claimed per round. @default 8192 */
   readonly claimBatch?: number;
-  /** Expiry of the cross-process refresh lock (a crashed holder frees it after this). @default 30_000 */
+  /** Expiry of the cross-process refresh lock (a crashed holder frees it after this). @default 5_000 */
   readonly lockTtlMs?: number;
   /** How long to wait for another process's refresh before proceeding anyway. @default 30_000 */
   readonly lockWaitMs?: number;
@@ -50,6 +50,7 @@ export class MerkleRefresher {
    */
   private readonly cache = new Map<string, string>();
   private cacheGeneration: string | undefined;
+  private clientId: string | undefined;
 
   constructor(
     private readonly client: CommandSender,
@@ -57,8 +58,9 @@ export class MerkleRefresher {
     options: MerkleRefreshOptions = {},
   ) {
     this.claimBatch = options.claimBatch ?? 8192;
-    this.lockTtlMs = options.lockTtlMs ?? 30_000;
-    this.lockWaitMs = options.lockWaitMs ?? 30_000;
+    this.lockTtlMs = options.lockTtlMs ?? 5_000;
+    // Long enough for a dead holder's lock to expire, so a crash never stalls refreshes for long.
+    this.lockWaitMs = options.lockWaitMs ?? this.lockTtlMs + 1_000;
   }
 
   /** Recomputes every dirty bucket and its ancestors, looping until nothing is dirty. */
@@ -76,6 +78,16 @@ export class MerkleRefresher {
     let rounds = 0;
     try {
       for (;;) {
+        // Renew the lock before each round: it stays short-lived, so a holder killed mid-refresh
+        // blocks others for at most its TTL.
+        if (token !== undefined && rounds > 0) {
+          const held = await SCRIPTS.extend.run(
+            this.client,
+            [this.keys.lock],
+            [token, String(this.lockTtlMs)],
+          );
+          if (Number(held) !== 1) break;
+        }
         const round = await this.round(token !== undefined);
         if (round.buckets === 0) break;
         buckets += round.buckets;
@@ -88,9 +100,17 @@ export class MerkleRefresher {
     return { buckets, nodes, rounds, elapsedMs: performance.now() - started };
   }
 
-  /** Takes the lock, waiting up to `lockWaitMs` for another holder; undefined if it never came. */
+  /**
+   * Takes the lock, waiting up to `lockWaitMs` for another holder; undefined if it never came.
+   * A token names its holder's Redis connection (`CLIENT ID`), so a waiter that finds the holder's
+   * connection gone (the process died) takes the lock over at once instead of waiting for expiry.
+   */
   private async lock(): Promise<string | undefined> {
-    const token = randomUUID();
+    this.clientId ??= await this.client
+      .sendCommand(['CLIENT', 'ID'], AS_STRINGS)
+      .then((id) => asString(id) ?? '?')
+      .catch(() => '?');
+    const token = `${this.clientId}:${randomUUID()}`;
     const deadline = Date.now() + this.lockWaitMs;
     let delay = 5;
     for (;;) {
@@ -99,10 +119,34 @@ export class MerkleRefresher {
         AS_STRINGS,
       );
       if (ok !== null) return token;
+      if (await this.takeOverIfHolderGone(token)) return token;
       if (Date.now() >= deadline) return undefined;
       await sleep(delay);
       delay = Math.min(delay * 2, 100);
     }
+  }
+
+  /** True when the lock's holder has no live connection and we took the lock in its place. */
+  private async takeOverIfHolderGone(token: string): Promise<boolean> {
+    const held = asString(await this.client.sendCommand(['GET', this.keys.lock], AS_STRINGS));
+    if (held === undefined) return false;
+    const holder = held.split(':')[0] ?? '';
+    if (!/^\d+$/.test(holder)) return false;
+    let clients: string | undefined;
+    try {
+      clients = asString(
+        await this.client.sendCommand(['CLIENT', 'LIST', 'ID', holder], AS_STRINGS),
+      );
+    } catch {
+      return false; // no permission to look: wait for the expiry instead
+    }
+    if (clients === undefined || clients.trim() !== '') return false;
+    const taken = await SCRIPTS.steal.run(
+      this.client,
+      [this.keys.lock],
+      [held, token, String(this.lockTtlMs)],
+    );
+    return Number(taken) === 1;
   }
 
   /** One claim → compute → commit round; 0 buckets when nothing was dirty. */
