@@ -123,7 +123,7 @@ export class EngineChild {
       fileURLToPath(new URL('./support/engine-child.mjs', import.meta.url)),
       [JSON.stringify({ config, measureLatency })],
       {
-        execArgv: [],
+        execArgv: process.env['ENGINE_EXEC_ARGV'] ? process.env['ENGINE_EXEC_ARGV'].split(' ') : [],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       },
     );

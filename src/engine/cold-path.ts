@@ -18,6 +18,11 @@ export { divergentChildren, type RepairChange, type RepairReport } from './merkl
 
 /** How often this node's own tree is brought up to date, so peers comparing with it see fresh hashes. */
 const REFRESH_INTERVAL_MS = 1000;
+/**
+ * While a hot path catches up on a backlog, the tree is refreshed at most this often: every
+ * refresh re-hashes the buckets the backlog keeps dirtying, and peers read dirty buckets directly.
+ */
+const BUSY_REFRESH_INTERVAL_MS = 10_000;
 
 /** Options of one repair. */
 export interface RepairOptions {
@@ -149,9 +154,14 @@ export class ColdPath {
 
   async #refresh(): Promise<void> {
     const signal = this.#abort.signal;
+    let last = 0;
     while (!signal.aborted) {
       try {
-        await this.#ctx.store.merkleRoot();
+        const busy = this.#ctx.peers().some((p) => this.#ctx.peer(p.nodeId)?.catchingUp() === true);
+        if (!busy || Date.now() - last >= BUSY_REFRESH_INTERVAL_MS) {
+          await this.#ctx.store.merkleRoot();
+          last = Date.now();
+        }
       } catch (error) {
         this.#ctx.logger.warn(
           { err: describeError(error) },
