@@ -68,14 +68,20 @@ async function fillStream(url: string, n: number): Promise<string> {
   return last;
 }
 
-/** XREAD COUNT 1000 from A, pipelined HSETs of the same records into B, until `n` are copied. */
+/**
+ * XREAD COUNT 1000 from A, pipelined HSETs of the same records into B, until `n` are copied. The
+ * next read overlaps the writes of the previous batch (as the engine's reads overlap its applies),
+ * so the baseline is as fast as a plain copy gets.
+ */
 async function rawBaseline(from: string, to: string, n: number): Promise<number> {
-  const source = createClient({ url: from });
-  const target = createClient({ url: to });
+  // No per-command timeout: node-redis arms an AbortSignal per command otherwise.
+  const source = createClient({ url: from, commandOptions: { timeout: 0 } });
+  const target = createClient({ url: to, commandOptions: { timeout: 0 } });
   await Promise.all([source.connect(), target.connect()]);
   const started = performance.now();
   let cursor = '0-0';
   let copied = 0;
+  let writing: Promise<unknown> = Promise.resolve();
   while (copied < n) {
     const reply = await source.sendCommand<Record<string, [Buffer, Buffer[]][]>>(
       ['XREAD', 'COUNT', '1000', 'STREAMS', 'cdc', cursor],
@@ -83,7 +89,8 @@ async function rawBaseline(from: string, to: string, n: number): Promise<number>
     );
     const entries = Object.values(reply)[0] ?? [];
     if (entries.length === 0) break;
-    await Promise.all(
+    await writing;
+    writing = Promise.all(
       entries.map(([, f]) =>
         target.sendCommand([
           'HSET',
@@ -100,6 +107,7 @@ async function rawBaseline(from: string, to: string, n: number): Promise<number>
     copied += entries.length;
     cursor = String(entries.at(-1)![0]);
   }
+  await writing;
   const ms = performance.now() - started;
   source.destroy();
   target.destroy();
@@ -229,7 +237,7 @@ async function throughput(
   ];
 }
 
-async function latency(
+export async function latency(
   a: RedisServer,
   b: RedisServer,
   dir: string,

@@ -17,7 +17,7 @@ import { describeError, type PeerLink } from './peer-link.js';
 export { divergentChildren, type RepairChange, type RepairReport } from './merkle-repair.js';
 
 /** How often this node's own tree is brought up to date, so peers comparing with it see fresh hashes. */
-const REFRESH_INTERVAL_MS = 1000;
+const REFRESH_INTERVAL_MS = 250;
 /**
  * While a hot path catches up on a backlog, the tree is refreshed at most this often: every
  * refresh re-hashes the buckets the backlog keeps dirtying, and peers read dirty buckets directly.

@@ -181,6 +181,8 @@ export class PeerLink {
       url: this.peer.redisUrl,
       tls: this.peer.tls,
       name: `replication-engine-${role}`,
+      // Blocking reads have their own deadline (block timeout + slack, see Tailer).
+      commandTimeoutMs: role === 'reader' ? 0 : 15_000,
       onError: (error) => {
         const text = describeError(error);
         // Reconnect attempts repeat the same error: log each distinct one once.

@@ -23,6 +23,11 @@ export interface RedisConnectionOptions {
   readonly reconnectMaxMs?: number;
   /** @default 5000 */
   readonly connectTimeoutMs?: number;
+  /**
+   * Per-command timeout; 0 disables it (for blocking reads, which carry their own deadline: the
+   * client's 5 s default would cut every `XREAD BLOCK 5000` short). @default 15_000
+   */
+  readonly commandTimeoutMs?: number;
   /** Called on every connection error (the client keeps retrying on its own). */
   readonly onError?: (error: Error) => void;
   readonly onReady?: () => void;
@@ -62,6 +67,7 @@ export function createRedisConnection(options: RedisConnectionOptions) {
     url: options.url,
     socket,
     disableOfflineQueue: true,
+    commandOptions: { timeout: options.commandTimeoutMs ?? 15_000 },
     ...(options.name !== undefined ? { name: options.name } : {}),
   });
   client.on('error', (error: Error) => options.onError?.(error));

@@ -45,9 +45,17 @@ export async function applyRecords(
   const results: ApplyResult[] = [];
   let index = 0;
   for (const reply of replies) {
-    for (let i = 0; i + 5 < reply.length; i += 6) {
+    let i = 0;
+    while (i < reply.length) {
       const record = records[index++]!;
-      results.push(toResult(record.key, reply, i));
+      const code = Number(reply[i]);
+      if (code > 10) {
+        results.push(toResult(record.key, code - 10, reply, i + 1));
+        i += 6;
+      } else {
+        results.push({ key: record.key, outcome: OUTCOMES[code - 1] ?? 'stale' });
+        i += 1;
+      }
     }
   }
   return results;
@@ -99,17 +107,15 @@ function applyChunk(
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);
 }
 
-function toResult(key: string, reply: readonly unknown[], i: number): ApplyResult {
-  const outcome = OUTCOMES[Number(reply[i]) - 1] ?? 'stale';
-  const ts = String(reply[i + 1]);
-  if (ts === '') return { key, outcome };
+function toResult(key: string, code: number, reply: readonly unknown[], i: number): ApplyResult {
+  const outcome = OUTCOMES[code - 1] ?? 'stale';
   const previous: RecordVersion = {
     key,
-    updatedAt: Number(ts),
-    version: Number(reply[i + 2]),
-    origin: String(reply[i + 3]),
-    deleted: reply[i + 4] === '1',
-    contentHash: String(reply[i + 5]),
+    updatedAt: Number(reply[i]),
+    version: Number(reply[i + 1]),
+    origin: String(reply[i + 2]),
+    deleted: String(reply[i + 3]) === '1',
+    contentHash: String(reply[i + 4]),
   };
   return { key, outcome, previous };
 }

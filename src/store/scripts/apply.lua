@@ -8,8 +8,9 @@
 --       then per record (stride fields): key, bucket id, updatedAt, version, origin, deleted,
 --       content hash, content, content type, traceparent ('' = none)
 --       [+ when relaying: CDC data, origin as JSON, traceparent as JSON ('' = none)]
--- Returns per record: outcome (1 applied, 2 duplicate, 3 stale, 4 conflict), then the previous
--- version's updatedAt, version, origin, deleted, hash ('' when there was none).
+-- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
+-- was no previous version, or the outcome + 10 followed by the previous version's updatedAt,
+-- version, origin, deleted, hash (a backlog of new keys then costs one reply element a record).
 
 local n = tonumber(ARGV[1])
 local stride = tonumber(ARGV[2])
@@ -69,11 +70,12 @@ for i = 1, n do
   local base = 7 + (i - 1) * stride
   local key, bucket = ARGV[base + 1], ARGV[base + 2]
   local tss, vs, origin, deleted, hash = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5], ARGV[base + 6], ARGV[base + 7]
-  local incoming = { tonumber(tss), tonumber(vs), origin, deleted, hash }
+  -- Tuples keep the clock's decimal strings (6, 7) beside its numbers, to echo them unformatted.
+  local incoming = { tonumber(tss), tonumber(vs), origin, deleted, hash, tss, vs }
   local prev = latest[key]
   if prev == nil then
     local p = prevs[i]
-    if p[1] then prev = { tonumber(p[1]), tonumber(p[2]), p[3], p[4], p[5] } end
+    if p[1] then prev = { tonumber(p[1]), tonumber(p[2]), p[3], p[4], p[5], p[1], p[2] } end
   end
 
   local outcome
@@ -116,19 +118,17 @@ for i = 1, n do
   if log_conflicts and prev ~= nil and (outcome == 4 or (outcome == 1 and prev[2] >= incoming[2])) then
     local p = prevs[i]
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'key', key,
-      'local', string.format('%.0f', prev[1]) .. '|' .. string.format('%.0f', prev[2]) .. '|' .. prev[4] .. '|' .. prev[5] .. '|' .. prev[3],
+      'local', prev[6] .. '|' .. prev[7] .. '|' .. prev[4] .. '|' .. prev[5] .. '|' .. prev[3],
       'incoming', tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin,
       'winner', outcome == 4 and 'local' or 'incoming')
   end
 
   local o = #out
-  out[o + 1] = outcome
   if prev == nil then
-    out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = '', '', '', '', ''
+    out[o + 1] = outcome
   else
-    out[o + 2] = string.format('%.0f', prev[1])
-    out[o + 3] = string.format('%.0f', prev[2])
-    out[o + 4], out[o + 5], out[o + 6] = prev[3], prev[4], prev[5]
+    out[o + 1] = outcome + 10
+    out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = prev[6], prev[7], prev[3], prev[4], prev[5]
   end
 end
 for i = 1, #dirty, 1000 do
