@@ -139,7 +139,9 @@ async function changeAndRefresh(
 
 export async function run(options: BenchOptions = { quick: false }): Promise<BenchRow[]> {
   const server = await startRedis({ args: ['--maxmemory', '0'] });
-  const client = createClient({ url: server.url, commandOptions: { timeout: 120_000 } });
+  // No per-command timeout: node-redis would arm an AbortSignal per command, taxing the baseline's
+  // one-command-per-write far more than the store's one script call per batch.
+  const client = createClient({ url: server.url, commandOptions: { timeout: 0 } });
   client.on('error', () => undefined);
   await client.connect();
   const rows: BenchRow[] = [];

@@ -67,11 +67,34 @@ export function renderSvg(
   parts.push(
     `<line x1="${left}" x2="${width - right}" y1="${top + plotH}" y2="${top + plotH}" stroke="#333"/>`,
   );
+  // Per 250 ms bin: the median and the worst write, as two lines (a point per write would be MBs).
+  const bins = new Map<number, number[]>();
   for (const s of samples) {
-    parts.push(
-      `<circle cx="${x(s.at).toFixed(1)}" cy="${y(s.latencyMs).toFixed(1)}" r="1.2" fill="#2563eb" fill-opacity="0.5"/>`,
-    );
+    const bin = Math.floor(s.at * 4);
+    const values = bins.get(bin);
+    if (values === undefined) bins.set(bin, [s.latencyMs]);
+    else values.push(s.latencyMs);
   }
+  const median: string[] = [];
+  const worst: string[] = [];
+  for (const [bin, values] of [...bins.entries()].sort((p, q) => p[0] - q[0])) {
+    values.sort((p, q) => p - q);
+    const at = x((bin + 0.5) / 4).toFixed(1);
+    median.push(`${at},${y(values[Math.floor(values.length / 2)]!).toFixed(1)}`);
+    worst.push(`${at},${y(values[values.length - 1]!).toFixed(1)}`);
+  }
+  parts.push(
+    `<polyline fill="none" stroke="#f59e0b" stroke-width="1" points="${worst.join(' ')}"/>`,
+  );
+  parts.push(
+    `<polyline fill="none" stroke="#2563eb" stroke-width="1.5" points="${median.join(' ')}"/>`,
+  );
+  parts.push(
+    `<text x="${width - right - 180}" y="${top + 14}" fill="#2563eb">median per 250 ms</text>`,
+  );
+  parts.push(
+    `<text x="${width - right - 180}" y="${top + 28}" fill="#f59e0b">worst per 250 ms</text>`,
+  );
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;
 }
