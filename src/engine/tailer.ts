@@ -467,6 +467,8 @@ export class Tailer {
         await this.#waitForBackpressure();
         const results = await this.ctx.store.apply(batch.records);
         const now = Date.now();
+        // Bound once per batch: observing through labels hashes them on every call.
+        const latency = m.applyLatencySeconds.labels(peer);
         const conflicts: { record: StoredRecord; result: ApplyResult }[] = [];
         for (let i = 0; i < results.length; i++) {
           const result = results[i]!;
@@ -476,7 +478,7 @@ export class Tailer {
               applied += 1;
               if (record.deleted) deleted += 1;
               if (record.updatedAt > 0 && record.updatedAt <= now + 60_000) {
-                m.applyLatencySeconds.observe(peer, Math.max(0, now - record.updatedAt) / 1000);
+                latency.observe(Math.max(0, now - record.updatedAt) / 1000);
               }
               break;
             case 'conflict':
