@@ -46,7 +46,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
+/** True when something accepts TCP connections on 127.0.0.1:`port`. */
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     socket.once('connect', () => {
@@ -54,6 +55,28 @@ function canConnect(port: number): Promise<boolean> {
       resolve(true);
     });
     socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * True once the Redis on 127.0.0.1:`port` answers PING (PONG, or NOAUTH when it wants a password):
+ * not while it refuses connections or is still LOADING its data.
+ */
+export function answersPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk: Buffer) => {
+      reply += chunk.toString('latin1');
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
+    });
+    socket.once('error', () => done(false));
   });
 }
 
@@ -109,7 +132,7 @@ export async function startRedisProcess(dir: string): Promise<RedisProcess> {
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (failure !== undefined) throw failure;
-      if (await canConnect(port)) return;
+      if (await answersPing(port)) return;
       if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }

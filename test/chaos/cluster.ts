@@ -13,26 +13,15 @@ import {
   writeFileSync,
 } from 'node:fs';
 import type { WriteStream } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createClient } from '@redis/client';
+import { canConnect } from '../../src/cli/redis-process.js';
 import { FaultProxy } from '../../src/testing/fault-proxy.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { nodeName } from './schedule.js';
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 const NODE_PROCESS = fileURLToPath(new URL('./node-process.ts', import.meta.url));
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
