@@ -82,6 +82,21 @@ export function detectGap(
       detail: `entries-added fell from ${memory.entriesAdded} to ${info.entriesAdded}`,
     };
   }
+  // A stream that never lost an entry still holds every entry it ever had, ours included: if its
+  // first entry comes after our cursor (or it has none), our cursor was never in this stream.
+  if (
+    !fresh &&
+    info.entriesAdded !== undefined &&
+    info.entriesAdded === info.length &&
+    (info.firstEntryId === undefined || compareStreamIds(info.firstEntryId, cursor) > 0)
+  ) {
+    return {
+      gap: true,
+      kind: 'recreated',
+      resetTo: STREAM_START,
+      detail: `cursor ${cursor} is not in the stream, which never lost an entry (first ${info.firstEntryId ?? 'none'})`,
+    };
+  }
   // Trimming removes the oldest entries. Entries were lost to us when the oldest surviving entry is
   // not the one right after our cursor, and some entries were deleted at all.
   const deletedSome = info.entriesAdded === undefined ? !fresh : info.entriesAdded > info.length;

@@ -112,6 +112,27 @@ describe('gap detection', () => {
     assert.ok(w.gap && w.kind === 'recreated');
   });
 
+  it('reports a re-created stream that never lost an entry but does not hold the cursor', () => {
+    const fresh = info({
+      length: 1,
+      entriesAdded: 1,
+      lastGeneratedId: '200-0',
+      firstEntryId: '200-0',
+    });
+    const v = detectGap('100-3', fresh, none);
+    assert.ok(v.gap && v.kind === 'recreated' && v.resetTo === '0-0');
+    const empty = info({ length: 0, entriesAdded: 0, lastGeneratedId: '0-0' });
+    assert.ok(detectGap('100-3', empty, none).gap);
+    // The same stream, holding the cursor's entry: no gap.
+    const same = info({
+      length: 5,
+      entriesAdded: 5,
+      lastGeneratedId: '100-4',
+      firstEntryId: '100-0',
+    });
+    assert.deepEqual(detectGap('100-3', same, none), { gap: false });
+  });
+
   it('reads XINFO replies in RESP2 and RESP3 shapes', () => {
     const resp3 = {
       length: 2,
