@@ -73,27 +73,42 @@ interface RedisTarget {
 
 const REDIS_URL_EXPECTED = 'expected a redis:// or rediss:// URL';
 
+/**
+ * A malformed Redis URL as an error message may show it: scheme, host and port only. Its
+ * credentials, path and query are hidden, since in a malformed URL a password can sit anywhere.
+ */
+function shownUrl(url: URL): string {
+  const hidden =
+    (url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '';
+  return JSON.stringify(`${url.protocol}//${url.host}${hidden ? '/***' : ''}`);
+}
+
 /** Checks a Redis URL; `displayUrl` is the URL with its password replaced by `***`. */
 function checkRedisUrl(raw: string, path: ConfigPath, problems: Problems): RedisTarget | undefined {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    problems.add(path, `${REDIS_URL_EXPECTED}, found ${showValue(raw, path)} (not a valid URL)`);
+    // Which part of text that is not a URL is a password cannot be known: show only the scheme.
+    const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(raw)?.[0] ?? '';
+    problems.add(
+      path,
+      `${REDIS_URL_EXPECTED}, found "${scheme}***" (not a valid URL; the rest is hidden, as it may hold a password)`,
+    );
     return undefined;
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    problems.add(path, `${REDIS_URL_EXPECTED}, found ${showValue(raw, path)}`);
+    problems.add(path, `${REDIS_URL_EXPECTED}, found ${shownUrl(url)}`);
     return undefined;
   }
   if (url.hostname === '') {
-    problems.add(path, `expected a URL with a host, found ${showValue(raw, path)}`);
+    problems.add(path, `expected a URL with a host, found ${shownUrl(url)}`);
     return undefined;
   }
   if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d+$/.test(url.pathname)) {
     problems.add(
       path,
-      `expected nothing or a database number after the host (e.g. "/0"), found ${showValue(raw, path)}`,
+      `expected nothing or a database number after the host (e.g. "/0"), found path ${JSON.stringify(url.pathname.length > 12 ? `${url.pathname.slice(0, 3)}…` : url.pathname.replace(/[^/\d]/g, '*'))}`,
     );
     return undefined;
   }

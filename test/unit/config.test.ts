@@ -490,8 +490,21 @@ describe('config errors', () => {
     assert.equal(
       error.message,
       'node.yaml:4:3 local.redis_url: expected a redis:// or rediss:// URL, found ' +
-        '"redis://host:99999" (not a valid URL)',
+        '"redis://***" (not a valid URL; the rest is hidden, as it may hold a password)',
     );
+  });
+
+  it('an unparseable URL never shows a password it may hold (found by the config fuzzer)', () => {
+    const error = failure(
+      yaml([
+        'replication:',
+        '  local_node_id: n1',
+        'local:',
+        '  redis_url: rediss://user:s3cret-pw',
+      ]),
+    );
+    assert.ok(!error.message.includes('s3cret-pw'), error.message);
+    assert.match(error.message, /local\.redis_url: .*"rediss:\/\/\*\*\*" \(not a valid URL/);
   });
 
   it('min_batch_size above max_batch_size names min_batch_size', () => {
