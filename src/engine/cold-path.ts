@@ -20,7 +20,8 @@ export { divergentChildren, type RepairChange, type RepairReport } from './merkl
 const REFRESH_INTERVAL_MS = 250;
 /**
  * While a hot path catches up on a backlog, the tree is refreshed at most this often: every
- * refresh re-hashes the buckets the backlog keeps dirtying, and peers read dirty buckets directly.
+ * refresh re-hashes the ancestors of every bucket the backlog touched (the fewer refreshes, the
+ * more of that work is shared), and peers read the dirty keys' buckets directly.
  */
 const BUSY_REFRESH_INTERVAL_MS = 10_000;
 

@@ -17,8 +17,9 @@ const CHUNK = 512;
 /** Pipelined requests in flight at once per repair (bounded parallelism). */
 const PARALLEL = 4;
 /**
- * Buckets the peer wrote since its owner last refreshed its tree are compared too (their interior
- * hashes are stale), up to this many; beyond it the peer is mid-burst and its next refresh tells.
+ * Buckets of keys the peer wrote since its owner last refreshed its tree are compared too (their
+ * hashes are stale), for up to this many dirty keys; beyond it the peer is mid-burst and its next
+ * refresh tells.
  */
 const MAX_PEER_DIRTY = 4096;
 
@@ -212,28 +213,41 @@ export async function runRepair(
 }
 
 /**
- * The peer's root, and the buckets it changed since its owner last hashed them (complete when at
- * most {@link MAX_PEER_DIRTY}, else none). Read dirty, then claimed, then root, in one pipeline:
- * a bucket refreshed in between is then either still listed or already in the root read.
+ * The peer's root, and the buckets of the keys it changed since its owner last hashed them
+ * (complete when at most {@link MAX_PEER_DIRTY} keys, else none). Dirty, then claimed, then the
+ * root are read in one pipeline: a key settled in between is then either still listed or already
+ * in the root read.
  */
 async function readRootAndDirty(
   reader: MerkleReader,
   client: CommandSender,
 ): Promise<[string, string[]]> {
   const sample = (key: string): Promise<unknown[]> =>
-    client.sendCommand<unknown[]>(['SRANDMEMBER', key, String(MAX_PEER_DIRTY + 1)], AS_STRINGS);
+    client.sendCommand<unknown[]>(
+      ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
+      AS_STRINGS,
+    );
   const [dirty, claimed, root] = await Promise.all([
     sample(reader.keys.dirty),
     sample(reader.keys.claimed),
     reader.root(),
   ]);
+  const values = [...markValues(dirty), ...markValues(claimed)];
+  if (values.length > MAX_PEER_DIRTY) return [root, []];
   const buckets = new Set<string>();
-  for (const value of [...dirty, ...claimed]) {
-    const bucket = asString(value);
+  // Each mark starts with the key's bucket id (docs/PROTOCOL.md §Merkle).
+  for (const value of values) {
+    const bucket = asString(value)?.slice(0, DEPTH);
     if (bucket !== undefined && isBucketPath(bucket)) buckets.add(bucket);
   }
-  const complete = dirty.length <= MAX_PEER_DIRTY && claimed.length <= MAX_PEER_DIRTY;
-  return [root, complete && buckets.size <= MAX_PEER_DIRTY ? [...buckets] : []];
+  return [root, [...buckets]];
+}
+
+/** The values of an `HRANDFIELD … WITHVALUES` reply: RESP3 `[[k, v], …]` or RESP2 `[k, v, …]`. */
+function markValues(reply: readonly unknown[]): unknown[] {
+  return reply.every(Array.isArray)
+    ? reply.map((pair) => (pair as unknown[])[1])
+    : reply.filter((_, i) => i % 2 === 1);
 }
 
 /**

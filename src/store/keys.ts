@@ -13,9 +13,12 @@ export interface StoreKeys {
   readonly cdc: string;
   /** Sorted set of tombstoned keys, score = updatedAt. */
   readonly tombstones: string;
-  /** Set of bucket ids whose hash is out of date. */
+  /**
+   * Hash `key → bucket id ‖ tuple` of the keys written since the tree last counted them, each with
+   * the version tuple the tree still counts for it (`''` when none).
+   */
   readonly dirty: string;
-  /** Set of bucket ids a refresh has taken from `dirty` and not yet committed. */
+  /** Hash of the dirty marks a refresh has taken and not yet committed (same format). */
   readonly claimed: string;
   /** Hash `path → hex hash` of the Merkle tree's computed nodes (`root` for the root). */
   readonly nodes: string;

@@ -82,16 +82,71 @@ export function sortByKeyUtf8<T extends { readonly key: string }>(leaves: readon
     .map(({ leaf }) => leaf);
 }
 
+const LIMB = 2 ** 32;
+/** Terms a {@link HashSum} takes between carries: 2²⁰ × (2³² − 1) stays exact in a double. */
+const TERMS_BEFORE_CARRY = 1 << 20;
+
 /**
- * The hash of a bucket: sha256 of its leaf hashes (32 raw bytes each) in ascending utf-8 key order;
- * {@link ZERO_HASH} for an empty bucket. Independent of the order of `leaves`.
+ * A sum of 32-byte hashes modulo 2²⁵⁶ (each read as an unsigned big-endian number), to which
+ * hashes are added and from which they are subtracted: a bucket's hash, updated one leaf at a time.
+ * Eight 32-bit limbs kept in doubles, carried only when read or after 2²⁰ terms.
+ */
+export class HashSum {
+  /** Limb 0 is the most significant. */
+  readonly #limbs = new Float64Array(8);
+  #terms = 0;
+
+  /** A sum starting at `hex` (64 hex digits), or at zero. */
+  constructor(hex: string = ZERO_HASH) {
+    for (let j = 0; j < 8; j++) this.#limbs[j] = parseInt(hex.slice(8 * j, 8 * j + 8), 16);
+  }
+
+  /** Adds (`sign` 1) or subtracts (`sign` −1) a 32-byte hash. */
+  add(hash: Buffer, sign: 1 | -1 = 1): this {
+    for (let j = 0; j < 8; j++) this.#limbs[j]! += sign * hash.readUInt32BE(4 * j);
+    if (++this.#terms >= TERMS_BEFORE_CARRY) this.#carry();
+    return this;
+  }
+
+  /** Adds another sum to this one. */
+  addSum(other: HashSum): this {
+    other.#carry();
+    for (let j = 0; j < 8; j++) this.#limbs[j]! += other.#limbs[j]!;
+    if (++this.#terms >= TERMS_BEFORE_CARRY) this.#carry();
+    return this;
+  }
+
+  /** The sum as 64 lowercase hex digits. */
+  hex(): string {
+    this.#carry();
+    let out = '';
+    for (let j = 0; j < 8; j++) out += this.#limbs[j]!.toString(16).padStart(8, '0');
+    return out;
+  }
+
+  #carry(): void {
+    let carry = 0;
+    for (let j = 7; j >= 0; j--) {
+      const v = this.#limbs[j]! + carry;
+      const limb = ((v % LIMB) + LIMB) % LIMB;
+      carry = (v - limb) / LIMB;
+      this.#limbs[j] = limb;
+    }
+    // What carries out of the top limb is a multiple of 2²⁵⁶: dropped.
+    this.#terms = 0;
+  }
+}
+
+/**
+ * The hash of a bucket: the sum of its leaf hashes (each read as a 256-bit big-endian number)
+ * modulo 2²⁵⁶, as 64 hex digits; {@link ZERO_HASH} for an empty bucket. Independent of the order
+ * of `leaves`, and updatable one leaf at a time (`sum − old leaf + new leaf`), so a refresh costs
+ * what changed, not the size of the bucket.
  */
 export function bucketHash(leaves: readonly RecordVersion[]): string {
-  if (leaves.length === 0) return ZERO_HASH;
-  const sorted = sortByKeyUtf8(leaves);
-  const concatenated = Buffer.allocUnsafe(32 * sorted.length);
-  sorted.forEach((leaf, i) => leafHash(leaf).copy(concatenated, 32 * i));
-  return digest('sha256', concatenated, 'hex');
+  const sum = new HashSum();
+  for (const leaf of leaves) sum.add(leafHash(leaf));
+  return sum.hex();
 }
 
 /**

@@ -364,7 +364,8 @@ export class SyncStore implements LocalStore {
   }
 
   /**
-   * Brings the Merkle tree up to date (dirty buckets and their ancestors). Concurrent calls share
+   * Brings the Merkle tree up to date (the dirty keys' buckets and their ancestors), in time
+   * proportional to the keys written since the last refresh. Concurrent calls share
    * work: a call made while a refresh runs waits for one more pass, so it sees every write made
    * before it.
    */

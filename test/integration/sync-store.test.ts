@@ -518,10 +518,8 @@ describe('SyncStore Merkle tree', () => {
     }
     await Promise.all(calls);
     const first = await store.refreshMerkle();
-    assert.equal(
-      first.buckets,
-      (await raw.hLen(store.keys.nodes)) - countInterior(await raw.hKeys(store.keys.nodes)),
-    );
+    assert.equal(first.keys, n);
+    assert.equal(await raw.exists(store.keys.dirty), 0);
     const root = await store.merkleRoot();
 
     const changed = Array.from({ length: 1_000 }, (_, i) =>
@@ -529,6 +527,7 @@ describe('SyncStore Merkle tree', () => {
     );
     await store.apply(changed);
     const second = await store.refreshMerkle();
+    assert.equal(second.keys, 1_000);
     assert.ok(
       second.buckets <= 1_000 && second.buckets > 900,
       `refreshed ${second.buckets} buckets`,
@@ -578,19 +577,79 @@ describe('SyncStore Merkle tree', () => {
     assert.deepEqual(differing, ['uk.drill.1234']);
   });
 
-  it('redoes the buckets a crashed refresh had claimed', async () => {
+  it('a refresh that died between claim and commit is redone, keys written since included', async () => {
     const store = await newStore();
-    const records = Array.from({ length: 200 }, (_, i) => record(`c.${i}`));
-    await store.apply(records);
-    // A refresh that claimed buckets and died before committing.
-    await SCRIPTS.claim.run(
+    const v1 = Array.from({ length: 200 }, (_, i) => record(`c.${i}`));
+    await store.apply(v1);
+    await store.refreshMerkle();
+    const v2 = v1.map((r) => record(r.key, { version: 2, updatedAt: r.updatedAt + 1 }));
+    await store.apply(v2);
+    // A refresh that claimed every dirty key (v1 → v2) and died before committing.
+    const [claimed] = await SCRIPTS.claim.run<[unknown[], unknown, unknown]>(
       raw,
       [store.keys.dirty, store.keys.claimed, store.keys.gen],
-      ['50', store.keys.bucket('')],
+      ['1000', store.keys.bucket(''), '4'],
     );
-    assert.equal(await raw.sCard(store.keys.claimed), 50);
-    assert.equal(await store.merkleRoot(), computeRoot(records));
-    assert.equal(await raw.exists([store.keys.claimed, store.keys.dirty, store.keys.lock]), 0);
+    assert.equal(claimed.length, 200 * 4);
+    assert.equal(await raw.exists(store.keys.dirty), 0);
+    assert.equal(await raw.hLen(store.keys.claimed), 200);
+    // c.0 is written again after that claim: its new mark records v2, but the tree counts v1.
+    const v3 = record('c.0', { version: 3, updatedAt: v1[0]!.updatedAt + 2 });
+    await store.apply([v3]);
+    const mark = (await raw.hGet(store.keys.dirty, 'c.0'))!.toString();
+    assert.equal(mark, `${bucketOf('c.0')}${v2[0]!.updatedAt}|2|0|${v2[0]!.contentHash}|node-b`);
+
+    assert.equal(await store.merkleRoot(), computeRoot([v3, ...v2.slice(1)]));
+    assert.equal(await raw.exists([store.keys.dirty, store.keys.claimed, store.keys.lock]), 0);
+  });
+
+  it('a commit is refused once another refresh has claimed, and nothing is lost', async () => {
+    const store = await newStore();
+    const v1 = Array.from({ length: 50 }, (_, i) => record(`r.${i}`));
+    await store.apply(v1);
+    const claim = () =>
+      SCRIPTS.claim.run<[unknown[], Buffer, Buffer]>(
+        raw,
+        [store.keys.dirty, store.keys.claimed, store.keys.gen],
+        ['1000', store.keys.bucket(''), '4'],
+      );
+    const [, , first] = await claim(); // a slow refresher...
+    const [again, , second] = await claim(); // ...overtaken by another, which takes its keys back
+    assert.equal(again.length, 50 * 4);
+    const refused = await SCRIPTS.commit.run<[Buffer, number]>(
+      raw,
+      [store.keys.nodes, store.keys.claimed, store.keys.gen],
+      [first.toString(), 'root', 'ab'.repeat(32)],
+    );
+    assert.equal(refused[1], 0);
+    assert.equal(await raw.hLen(store.keys.claimed), 50, 'the newer claim is untouched');
+    assert.equal(await raw.exists(store.keys.nodes), 0, 'nothing written');
+    assert.notEqual(second.toString(), first.toString());
+    // The newer refresher dies too; the next refresh still settles everything.
+    assert.equal(await store.merkleRoot(), computeRoot(v1));
+    assert.equal(await raw.exists([store.keys.dirty, store.keys.claimed]), 0);
+  });
+
+  it('a key rewritten while refreshes run is counted once, at its final version', async () => {
+    const prefix = nextPrefix();
+    const a = await newStore({ redisPrefix: prefix });
+    const b = await newStore({ redisPrefix: prefix, nodeId: 'node-b' });
+    const latest = new Map<string, StoredRecord>();
+    const work: Promise<unknown>[] = [];
+    for (let version = 1; version <= 30; version++) {
+      const batch = Array.from({ length: 40 }, (_, i) =>
+        record(`hot.${(i * 7 + version) % 60}`, {
+          version,
+          updatedAt: 1_735_776_000_000 + version,
+        }),
+      );
+      for (const r of batch) latest.set(r.key, r);
+      work.push(a.apply(batch), a.refreshMerkle(), b.refreshMerkle());
+    }
+    await Promise.all(work);
+    assert.equal(await a.merkleRoot(), computeRoot([...latest.values()]));
+    assert.equal(await b.merkleRoot(), await a.merkleRoot());
+    assert.equal(await raw.exists(a.keys.dirty), 0);
   });
 
   it('concurrent refreshes from two clients of one store agree', async () => {
@@ -667,8 +726,4 @@ describe('SyncStore Merkle tree', () => {
 
 function allBuckets(): string[] {
   return Array.from({ length: 65_536 }, (_, i) => i.toString(16).padStart(4, '0'));
-}
-
-function countInterior(fields: readonly (string | Buffer)[]): number {
-  return fields.filter((f) => f.toString() === 'root' || f.toString().length < 4).length;
 }

@@ -14,6 +14,7 @@ import {
   leafHash,
   nodeField,
   parseVersionTuple,
+  HashSum,
   ZERO_HASH,
 } from '../../src/store/merkle-hash.js';
 
@@ -99,14 +100,45 @@ describe('bucketHash', () => {
     assert.equal(bucketHash([]), ZERO_HASH);
   });
 
-  it('is sha256 of the leaf hashes in utf-8 byte order of keys', () => {
-    // Code-unit order puts the emoji (a surrogate pair, 0xD83D…) first; utf-8 byte order puts
-    // U+FF61 (EF BD A1) before it (F0 9F 98 80).
-    const halfwidth = version('\uff61');
-    const emoji = version('\u{1f600}');
-    const expected = sha(Buffer.concat([leafHash(halfwidth), leafHash(emoji)])).toString('hex');
-    assert.equal(bucketHash([emoji, halfwidth]), expected);
-    assert.equal(bucketHash([halfwidth, emoji]), expected);
+  it('is the sum of the leaf hashes modulo 2^256, the carry out of the top byte dropped', () => {
+    const leaves = [version('a'), version('b', { deleted: true }), version('\u{1f600}')];
+    // Reference: big-endian byte-wise addition with carry, independent of the BigInt code.
+    const sum = Buffer.alloc(32);
+    for (const leaf of leaves) {
+      const bytes = leafHash(leaf);
+      let carry = 0;
+      for (let i = 31; i >= 0; i--) {
+        const total = sum[i]! + bytes[i]! + carry;
+        sum[i] = total & 0xff;
+        carry = total >> 8;
+      }
+    }
+    assert.equal(bucketHash(leaves), sum.toString('hex'));
+  });
+
+  it('moves by (new leaf − old leaf) when one leaf changes', () => {
+    const before = Array.from({ length: 20 }, (_, i) => version(`k.${i}`, { version: i }));
+    const changed = version('k.7', { version: 99 });
+    const after = before.map((v) => (v.key === 'k.7' ? changed : v));
+    const moved = new HashSum(bucketHash(before))
+      .add(leafHash(before[7]!), -1)
+      .add(leafHash(changed), 1);
+    assert.equal(moved.hex(), bucketHash(after));
+    const emptied = new HashSum(bucketHash([before[0]!])).add(leafHash(before[0]!), -1);
+    assert.equal(emptied.hex(), ZERO_HASH);
+  });
+
+  it('wraps below zero and above 2^256, and sums of sums add up', () => {
+    const max = 'f'.repeat(64);
+    const one = Buffer.alloc(32);
+    one[31] = 1;
+    assert.equal(new HashSum(max).add(one).hex(), ZERO_HASH);
+    assert.equal(new HashSum().add(one, -1).hex(), max);
+    const leaves = Array.from({ length: 30 }, (_, i) => version(`s.${i}`));
+    const halves = new HashSum(bucketHash(leaves.slice(0, 13))).addSum(
+      new HashSum(bucketHash(leaves.slice(13))),
+    );
+    assert.equal(halves.hex(), bucketHash(leaves));
   });
 
   it('does not depend on the order of the leaves', () => {
@@ -186,8 +218,8 @@ describe('computeRoot', () => {
 });
 
 describe('docs/PROTOCOL.md worked example', () => {
-  it('matches the documented bucket, leaf, node and root hashes', () => {
-    const v: RecordVersion = {
+  it('matches the documented leaf, bucket, node and root hashes', () => {
+    const live: RecordVersion = {
       key: 'uk.nhs.patient.12345',
       updatedAt: 1_735_776_000_000,
       version: 1,
@@ -195,18 +227,50 @@ describe('docs/PROTOCOL.md worked example', () => {
       contentHash: '3cba1e3cf23c8ce24b7e08171d823fbd9a4929aafd9f27516e30699d3a42026a',
       deleted: false,
     };
-    assert.equal(bucketOf(v.key), 'bd4f');
+    const tomb: RecordVersion = {
+      key: 'uk.nhs.patient.2644',
+      updatedAt: 1_735_776_000_500,
+      version: 2,
+      origin: 'node-b',
+      contentHash: '',
+      deleted: true,
+    };
+    assert.equal(bucketOf(live.key), 'bd4f');
+    assert.equal(bucketOf(tomb.key), 'bd4f');
     assert.equal(
-      leafHash(v).toString('hex'),
+      leafHash(live).toString('hex'),
       'f43e5ed7ac0229e9ae60f026a4d971d2e1f7cdf3fe4a6cc00fa69eec71186026',
     );
     assert.equal(
-      bucketHash([v]),
-      '144894225e667384e9cb93253ee798e471209d95d5b1bd5fa9656c0226aafb1d',
+      leafHash(tomb).toString('hex'),
+      '2ffe336f77da54c206e108714ad08b894aa943b9f75d0f537e7d16a9a7f2d4c9',
     );
     assert.equal(
-      computeRoot([v]),
-      'fd713e134d726832d5503d1e68ef2d720f89a8dc763b2ed59cedcfa1773ee633',
+      bucketHash([live, tomb]),
+      '243c924723dc7eabb541f897efa9fd5c2ca111adf5a77c138e23b596190b34ef',
+    );
+    const nodes = ['bd4', 'bd', 'b', ''].map((path) => computeRootPath([live, tomb], path));
+    assert.deepEqual(nodes, [
+      '386689958f7b5788899a32aefdd633308cc3dbef1803b8aa74883d51165929b0',
+      'be33bb56c84d1d9f6650845ed20ff31a16cf92b2978cbee474f15462f1b70917',
+      'cd05e82e11e98a641126c142abde10338ee6c5e2b4ffdf737e92cbab09c3dcee',
+      '9582fbc5ba21d53ef0c77a70c35a6fa9ee568ceca918b25c8c30cb7f27d54e97',
+    ]);
+    assert.equal(
+      computeRoot([live, tomb]),
+      '9582fbc5ba21d53ef0c77a70c35a6fa9ee568ceca918b25c8c30cb7f27d54e97',
     );
   });
 });
+
+/** The hash of the node at `path` on the chain above one bucket holding all of `versions`. */
+function computeRootPath(versions: readonly RecordVersion[], path: string): string {
+  const bucket = bucketOf(versions[0]!.key);
+  let hash = bucketHash(versions);
+  for (let depth = 3; depth >= path.length; depth--) {
+    const children = new Array<string | undefined>(16).fill(undefined);
+    children[parseInt(bucket[depth]!, 16)] = hash;
+    hash = interiorHash(children);
+  }
+  return hash;
+}

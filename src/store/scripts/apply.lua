@@ -49,7 +49,7 @@ local function cmp(a, b)
   return a[4] == '1' and 1 or -1
 end
 
-local err = expect_type(KEYS[1], 'set') or expect_type(KEYS[2], 'zset')
+local err = expect_type(KEYS[1], 'hash') or expect_type(KEYS[2], 'zset')
 if err then return err end
 if relay then err = expect_type(KEYS[3], 'stream') if err then return err end end
 if log_conflicts then err = expect_type(KEYS[4], 'stream') if err then return err end end
@@ -64,7 +64,6 @@ end
 
 -- Pass 2: decide and write. `latest` holds what this call wrote, for a key present twice.
 local latest = {}
-local dirty = {}
 local out = {}
 for i = 1, n do
   local base = 7 + (i - 1) * stride
@@ -94,7 +93,13 @@ for i = 1, n do
     redis.call('HSET', item, 'c', ARGV[base + 8], 'h', hash, 't', ARGV[base + 9], 'ts', tss, 'v', vs,
       'o', origin, 'd', deleted, 'tp', ARGV[base + 10])
     redis.call('HSET', KEYS[4 + 2 * i], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
-    dirty[#dirty + 1] = bucket
+    -- Mark the key dirty with the tuple the tree last counted for it (kept if already dirty).
+    local before = ''
+    if prevs[i][1] then
+      local p = prevs[i]
+      before = p[1] .. '|' .. p[2] .. '|' .. p[4] .. '|' .. p[5] .. '|' .. p[3]
+    end
+    redis.call('HSETNX', KEYS[1], key, bucket .. before)
     if deleted == '1' then
       redis.call('ZADD', KEYS[2], tss, key)
     elseif prev ~= nil and prev[4] == '1' then
@@ -130,8 +135,5 @@ for i = 1, n do
     out[o + 1] = outcome + 10
     out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = prev[6], prev[7], prev[3], prev[4], prev[5]
   end
-end
-for i = 1, #dirty, 1000 do
-  redis.call('SADD', KEYS[1], unpack(dirty, i, math.min(i + 999, #dirty)))
 end
 return out

@@ -1,10 +1,14 @@
--- Refresh step 5: writes the recomputed node hashes (an all-zero hash removes the field), releases
--- the claimed buckets and bumps the tree's generation, atomically: a crash before this leaves the
--- buckets claimed, to be redone.
+-- Refresh step 3: unless another claim or commit happened since this claim (the generation moved),
+-- writes the recomputed node hashes (an all-zero hash removes the field), drops merkle:claimed
+-- and bumps the generation, atomically. A key written since the claim is dirty again, its mark
+-- recording the tuple the claim read (the one these hashes count).
 --
 -- KEYS: 1 merkle:nodes, 2 merkle:claimed, 3 merkle:gen
--- ARGV: 1 generation the hashes were computed from, then path, hash, path, hash, ...
--- Returns: { new generation, 1 if the generation was still ARGV[1] (no other commit since) else 0 }
+-- ARGV: 1 generation after the claim, then path, hash, path, hash, ...
+-- Returns: { generation, 1 } when committed, { current generation, 0 } when refused.
+
+local current = redis.call('GET', KEYS[3]) or '0'
+if current ~= ARGV[1] then return { current, 0 } end
 
 local zero = string.rep('0', 64)
 local set, del = {}, {}
@@ -23,6 +27,4 @@ for i = 1, #del, 1000 do
   redis.call('HDEL', KEYS[1], unpack(del, i, math.min(i + 999, #del)))
 end
 redis.call('DEL', KEYS[2])
-local previous = redis.call('GET', KEYS[3]) or '0'
-local gen = redis.call('INCR', KEYS[3])
-return { tostring(gen), previous == ARGV[1] and 1 or 0 }
+return { tostring(redis.call('INCR', KEYS[3])), 1 }

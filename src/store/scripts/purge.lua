@@ -1,5 +1,6 @@
 -- Purges expired tombstones: deletes each record that is still a tombstone older than the cutoff,
--- removes it from its Merkle bucket, marks the bucket dirty and drops it from the tombstone index.
+-- removes it from its Merkle bucket, marks the key dirty (with its tuple, unless already dirty)
+-- and drops it from the tombstone index.
 -- A key that is no longer a tombstone (overwritten by a put) is only dropped from the index; a
 -- tombstone rewritten since (newer clock) gets its score corrected.
 --
@@ -12,11 +13,11 @@ local purged = 0
 for i = 1, (#ARGV - 1) / 2 do
   local key, bucket = ARGV[2 * i], ARGV[2 * i + 1]
   local item = KEYS[1 + 2 * i]
-  local rec = redis.call('HMGET', item, 'd', 'ts')
+  local rec = redis.call('HMGET', item, 'd', 'ts', 'v', 'h', 'o')
   if rec[1] == '1' and tonumber(rec[2]) < cutoff then
     redis.call('DEL', item)
     redis.call('HDEL', KEYS[2 + 2 * i], key)
-    redis.call('SADD', KEYS[2], bucket)
+    redis.call('HSETNX', KEYS[2], key, bucket .. rec[2] .. '|' .. rec[3] .. '|1|' .. rec[4] .. '|' .. rec[5])
     redis.call('ZREM', KEYS[1], key)
     purged = purged + 1
   elseif rec[1] == '1' then

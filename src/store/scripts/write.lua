@@ -1,5 +1,6 @@
 -- A local write (put or delete) in one atomic call: hybrid clock from the previous version, record,
--- Merkle bucket entry, dirty mark, tombstone index and CDC entry. Every key's type is checked before
+-- Merkle bucket entry, dirty mark (the key with the tuple the tree last counted for it, kept if
+-- the key is already dirty), tombstone index and CDC entry. Every key's type is checked before
 -- the first write, so an error leaves nothing half-written.
 --
 -- KEYS: 1 item, 2 bucket, 3 merkle:dirty, 4 tombstones, 5 cdc
@@ -16,8 +17,8 @@ local function expect_type(key, want)
   return nil
 end
 
-local prev = redis.call('HMGET', KEYS[1], 'ts', 'v', 'd')
-for _, check in ipairs({ { KEYS[2], 'hash' }, { KEYS[3], 'set' }, { KEYS[4], 'zset' }, { KEYS[5], 'stream' } }) do
+local prev = redis.call('HMGET', KEYS[1], 'ts', 'v', 'd', 'h', 'o')
+for _, check in ipairs({ { KEYS[2], 'hash' }, { KEYS[3], 'hash' }, { KEYS[4], 'zset' }, { KEYS[5], 'stream' } }) do
   local err = expect_type(check[1], check[2])
   if err then return err end
 end
@@ -49,7 +50,9 @@ end
 redis.call('HSET', KEYS[1], 'c', ARGV[7], 'h', hash, 't', ARGV[9], 'ts', tss, 'v', vs, 'o', origin,
   'd', deleted, 'tp', ARGV[10])
 redis.call('HSET', KEYS[2], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
-redis.call('SADD', KEYS[3], ARGV[2])
+local before = ''
+if prev[1] then before = prev[1] .. '|' .. prev[2] .. '|' .. prev[3] .. '|' .. prev[4] .. '|' .. prev[5] end
+redis.call('HSETNX', KEYS[3], key, ARGV[2] .. before)
 if deleted == '1' then
   redis.call('ZADD', KEYS[4], ts, key)
 elseif prev[3] == '1' then
