@@ -121,7 +121,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       'Runs the daemon in the foreground. The config is checked before anything connects; an',
       'invalid file is reported with its line and path, and the command exits 2.',
       '',
-      'Signals: SIGTERM or SIGINT drain (finish the batch in flight, save the cursors) and exit 0;',
+      'Signals: SIGTERM or SIGINT drain (finish the batches in flight, save the cursors) and exit 0;',
       'a second one exits 1 at once. SIGHUP reloads the config file and applies it live (peers',
       'added, removed or changed, settings changed); an invalid file is logged and the running',
       'config stays. Logs are JSON lines on stdout; $REPLICATION_ENGINE_LOG_LEVEL sets the',
@@ -257,7 +257,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   adminCommand(
     'pause',
     'Stop replicating from a peer until resumed.',
-    'Asks the daemon to stop reading from the peer (the batch in flight still lands).',
+    'Asks the daemon to stop reading from the peer (the batches in flight, at most two, still land).',
   ),
   adminCommand('resume', 'Resume replicating from a paused peer.', 'Undoes pause.'),
   adminCommand(

@@ -293,7 +293,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
     );
   }
 
-  /** Stops reading from a peer (the batch in flight still lands). */
+  /** Stops reading from a peer (the batches in flight still land). */
   pause(peerId: string): void {
     this.#runtime(peerId).tailer.pause();
     this.logger.info({ peer_id: peerId }, 'peer paused');

@@ -210,6 +210,9 @@ export class PeerLink {
       if (client.isOpen) return; // connecting or connected; the client reconnects on its own
       try {
         await client.connect();
+        // Closed (or this reader replaced) while connecting: the connection must not outlive it.
+        const current = role === 'reader' ? this.#reader : this.#query;
+        if (this.#closed || client !== current) destroyQuietly(client);
         return;
       } catch (error) {
         this.metrics.peerConnectionsTotal.inc({ peer_id: this.id, status: 'failure' });

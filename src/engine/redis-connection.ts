@@ -2,8 +2,9 @@
  * Redis connections to peers (and the local node): reconnect forever with capped, jittered
  * exponential backoff, fail fast while disconnected, replies as Buffers.
  */
-import { createClient, RESP_TYPES } from '@redis/client';
+import { RESP_TYPES } from '@redis/client';
 import type { ResolvedTls } from '../config/types.js';
+import { newRedisClient } from '../store/redis-io.js';
 
 /** The client type this package uses (RESP3). */
 export type RedisConnection = ReturnType<typeof createRedisConnection>;
@@ -63,7 +64,7 @@ export function createRedisConnection(options: RedisConnectionOptions) {
         }
       : {}),
   };
-  const client = createClient({
+  const client = newRedisClient({
     url: options.url,
     socket,
     disableOfflineQueue: true,
@@ -76,10 +77,13 @@ export function createRedisConnection(options: RedisConnectionOptions) {
   return client;
 }
 
-/** Destroys a client without waiting for pending replies; never throws. */
+/**
+ * Destroys a client without waiting for pending replies; never throws. Called whatever the client
+ * reports as open: one destroyed while connecting may still have opened its socket since.
+ */
 export function destroyQuietly(client: RedisConnection): void {
   try {
-    if (client.isOpen) client.destroy();
+    client.destroy();
   } catch {
     // already closed
   }

@@ -34,6 +34,8 @@ import { TokenBucket } from './token-bucket.js';
 const INFO_INTERVAL_MS = 2000;
 /** Extra time a blocking read may take past its BLOCK timeout before the socket is presumed dead. */
 const READ_DEADLINE_SLACK_MS = 5000;
+/** Batches applied at once (pipelined on the local connection; see `Tailer.#inflight`). */
+const APPLIES_IN_FLIGHT = 2;
 
 /** What a tailer needs from the engine. */
 export interface TailerContext {
@@ -72,8 +74,12 @@ export class Tailer {
   readonly #abort = new AbortController();
   readonly #log: Logger;
   #loop: Promise<void> | undefined;
-  #inflight: Promise<void> | undefined;
-  #inflightFailed = false;
+  /**
+   * Batches being applied, oldest first; each resolves true once applied and its cursor committed.
+   * Up to {@link APPLIES_IN_FLIGHT} at once: Redis runs them in order on one connection while the
+   * next batch is read and decoded, and cursors are committed strictly in order.
+   */
+  #inflight: Promise<boolean>[] = [];
   /** Last entry read (the next read starts after it). */
   #readCursor: string = STREAM_START;
   /** Last entry applied and committed to SQLite. */
@@ -136,7 +142,7 @@ export class Tailer {
     await this.#loop;
   }
 
-  /** Stops reading (the batch in flight still lands). */
+  /** Stops reading (the batches in flight still land). */
   pause(): void {
     this.#paused = true;
   }
@@ -221,12 +227,13 @@ export class Tailer {
         if (!full) this.#caughtUp();
         else this.#updateLag();
         await this.#rateLimit(entries.length, signal);
-        if (!(await this.#drainInflight())) {
+        if (!(await this.#awaitApplySlot())) {
           this.#rewind();
           await sleep(backoff.next(), signal);
           continue;
         }
-        this.#inflight = this.#applyAndCommit(batch, full);
+        const previous = this.#inflight.at(-1);
+        this.#inflight.push(this.#applyAndCommit(batch, full, previous));
       } catch (error) {
         if (signal.aborted) break;
         this.#lastError = describeError(error);
@@ -439,23 +446,43 @@ export class Tailer {
     }
   }
 
-  /** Waits for the batch in flight; false if it failed (the caller rewinds). */
+  /** Waits for every batch in flight; false if any failed (the caller rewinds). */
   async #drainInflight(): Promise<boolean> {
     const inflight = this.#inflight;
-    if (inflight === undefined) return !this.#takeFailure();
-    this.#inflight = undefined;
-    await inflight;
-    return !this.#takeFailure();
+    this.#inflight = [];
+    const results = await Promise.all(inflight);
+    return results.every(Boolean);
   }
 
-  #takeFailure(): boolean {
-    const failed = this.#inflightFailed;
-    this.#inflightFailed = false;
-    return failed;
+  /**
+   * Waits until fewer than {@link APPLIES_IN_FLIGHT} batches are in flight; false if one failed
+   * (then every batch in flight has been waited for, and the caller rewinds).
+   */
+  async #awaitApplySlot(): Promise<boolean> {
+    while (this.#inflight.length >= APPLIES_IN_FLIGHT) {
+      const ok = await this.#inflight.shift()!;
+      if (!ok) {
+        await this.#drainInflight();
+        return false;
+      }
+    }
+    return true;
   }
 
-  async #applyAndCommit(batch: DecodedBatch, full: boolean): Promise<void> {
-    const started = performance.now();
+  /**
+   * Applies a batch, then, once the batch before it (`previous`) is committed, commits its cursor.
+   * Resolves false, committing nothing, if it or any batch before it failed.
+   */
+  async #applyAndCommit(
+    batch: DecodedBatch,
+    full: boolean,
+    previous: Promise<boolean> | undefined,
+  ): Promise<boolean> {
+    // The flush is timed from when Redis can start on it: after the batch before it.
+    let started = performance.now();
+    void previous?.then(() => {
+      started = Math.max(started, performance.now());
+    });
     const m = this.ctx.metrics;
     const peer = { peer_id: this.#peerId };
     try {
@@ -494,8 +521,11 @@ export class Tailer {
           this.ctx.onConflicts(this.#peerId, conflicts);
         }
       }
-      this.#commitCursor(batch.lastId);
+      // A batch after a failed one may already be applied (LWW makes that harmless) but must not
+      // move the cursor past entries that were not.
       const flushMs = performance.now() - started;
+      if (previous !== undefined && !(await previous)) return false;
+      this.#commitCursor(batch.lastId);
       m.cdcEventsAppliedTotal.inc(peer, applied);
       m.batchSubmittedTotal.inc(peer, applied - deleted);
       m.batchDeletedTotal.inc(peer, deleted);
@@ -516,8 +546,8 @@ export class Tailer {
       if (this.ctx.hotPath().adaptiveBatchSize) {
         m.adaptiveBatchSize.set(peer, this.#sizer.record({ full, flushMs, ok: true }));
       }
+      return true;
     } catch (error) {
-      this.#inflightFailed = true;
       this.#lastError = describeError(error);
       m.batchErrorsTotal.inc(peer);
       this.#log.warn(
@@ -530,6 +560,7 @@ export class Tailer {
           this.#sizer.record({ full, flushMs: performance.now() - started, ok: false }),
         );
       }
+      return false;
     }
   }
 

@@ -3,7 +3,6 @@
  * Merkle leaf in one atomic script call, replicated records applied by last-writer-wins, and a
  * Merkle tree brought up to date lazily. Layout: docs/PROTOCOL.md.
  */
-import { createClient } from '@redis/client';
 import { StoreError } from '../errors.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
@@ -23,7 +22,13 @@ import { SCRIPTS } from './lua-script.js';
 import { bucketOf } from './merkle-hash.js';
 import { MerkleReader } from './merkle-reader.js';
 import { MerkleRefresher, type MerkleRefreshOptions, type RefreshStats } from './merkle-refresh.js';
-import { AS_BUFFERS, AS_STRINGS, asString, type CommandSender } from './redis-io.js';
+import {
+  AS_BUFFERS,
+  AS_STRINGS,
+  asString,
+  newRedisClient,
+  type CommandSender,
+} from './redis-io.js';
 
 /** Store settings when none are given (SPEC §3, §5). */
 export const DEFAULT_STORE: ResolvedStore = Object.freeze({
@@ -136,7 +141,7 @@ export class SyncStore implements LocalStore {
    */
   static async connect(options: SyncStoreConnectOptions): Promise<SyncStore> {
     const tls = options.tls;
-    const client = createClient({
+    const client = newRedisClient({
       url: options.redisUrl,
       commandOptions: { timeout: options.commandTimeoutMs ?? 30_000 },
       socket: {
