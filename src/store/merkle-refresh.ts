@@ -199,12 +199,9 @@ export class MerkleRefresher {
       const bucket = asString(claimed[i + 1])!;
       const counted = asString(claimed[i + 2]) ?? '';
       const current = asString(claimed[i + 3]) ?? '';
-      if (counted === current) {
-        deltas.set(bucket, deltas.get(bucket) ?? new HashSum());
-        continue;
-      }
       let delta = deltas.get(bucket);
       if (delta === undefined) deltas.set(bucket, (delta = new HashSum()));
+      if (counted === current) continue;
       const added = tupleLeaf(key, current);
       const removed = tupleLeaf(key, counted);
       if (added !== undefined) delta.add(added, 1);
