@@ -257,7 +257,7 @@ export class PeerLink {
     if (Date.now() - this.lastSuccessAt < health.idleThresholdMs) return;
     const started = performance.now();
     try {
-      await this.run('ping', (c) => c.ping());
+      await this.run('ping', (c) => c.sendCommand(['PING']));
       this.metrics.peerPingsTotal.inc({ peer_id: this.id, status: 'success' });
       this.metrics.peerPingLatencySeconds.observe(
         { peer_id: this.id },
