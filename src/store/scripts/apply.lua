@@ -1,6 +1,7 @@
 -- Applies replicated records by last-writer-wins, in one atomic call per chunk. The order is the
 -- total order of docs/PROTOCOL.md: (updatedAt, version) numerically, then origin, then content hash
--- by byte order, then a tombstone above a put. All key types are checked before the first write.
+-- by byte order, then a tombstone above a put. All key types are checked before the first write,
+-- and every dirty mark is written (one HSET) before the records it covers.
 --
 -- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, then per record i: item, bucket
 -- ARGV: 1 n, 2 stride, 3 relay '0'|'1', 4 conflict log '0'|'1', 5 purge horizon (ms: a tombstone
@@ -62,12 +63,26 @@ for i = 1, n do
   if err then return err end
 end
 
--- Pass 2: decide and write. `latest` holds what this call wrote, for a key present twice.
+-- Pass 2: decide, with no write. `latest` holds what this call will have written, for a key
+-- present twice; `marks` the dirty marks to add: the key with the tuple the tree last counted for
+-- it (its version before this call), unless the key is already dirty (the older mark stays).
 local latest = {}
-local out = {}
+local outcomes = {}
+local marks = {}
+local marking = {}
+local dirty = {}
+for first = 1, n, 1000 do
+  local last = math.min(n, first + 999)
+  local names = {}
+  for i = first, last do names[#names + 1] = ARGV[7 + (i - 1) * stride + 1] end
+  local found = redis.call('HMGET', KEYS[1], unpack(names))
+  for j = 1, #names do
+    if found[j] then dirty[names[j]] = true end
+  end
+end
 for i = 1, n do
   local base = 7 + (i - 1) * stride
-  local key, bucket = ARGV[base + 1], ARGV[base + 2]
+  local key = ARGV[base + 1]
   local tss, vs, origin, deleted, hash = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5], ARGV[base + 6], ARGV[base + 7]
   -- Tuples keep the clock's decimal strings (6, 7) beside its numbers, to echo them unformatted.
   local incoming = { tonumber(tss), tonumber(vs), origin, deleted, hash, tss, vs }
@@ -87,19 +102,35 @@ for i = 1, n do
     elseif prev[2] > incoming[2] then outcome = 3
     else outcome = 4 end
   end
+  outcomes[i] = { outcome, prev, incoming }
+  if outcome == 1 then
+    latest[key] = incoming
+    if not dirty[key] then
+      dirty[key] = true
+      local before = ''
+      local p = prevs[i]
+      if p[1] then before = p[1] .. '|' .. p[2] .. '|' .. p[4] .. '|' .. p[5] .. '|' .. p[3] end
+      marks[#marks + 1] = key
+      marks[#marks + 1] = ARGV[base + 2] .. before
+    end
+  end
+end
+for first = 1, #marks, 2000 do
+  redis.call('HSET', KEYS[1], unpack(marks, first, math.min(#marks, first + 1999)))
+end
+
+-- Pass 3: write.
+local out = {}
+for i = 1, n do
+  local base = 7 + (i - 1) * stride
+  local key = ARGV[base + 1]
+  local tss, vs, origin, deleted, hash = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5], ARGV[base + 6], ARGV[base + 7]
+  local outcome, prev, incoming = outcomes[i][1], outcomes[i][2], outcomes[i][3]
 
   if outcome == 1 then
-    local item = KEYS[3 + 2 * i]
-    redis.call('HSET', item, 'c', ARGV[base + 8], 'h', hash, 't', ARGV[base + 9], 'ts', tss, 'v', vs,
+    redis.call('HSET', KEYS[3 + 2 * i], 'c', ARGV[base + 8], 'h', hash, 't', ARGV[base + 9], 'ts', tss, 'v', vs,
       'o', origin, 'd', deleted, 'tp', ARGV[base + 10])
     redis.call('HSET', KEYS[4 + 2 * i], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
-    -- Mark the key dirty with the tuple the tree last counted for it (kept if already dirty).
-    local before = ''
-    if prevs[i][1] then
-      local p = prevs[i]
-      before = p[1] .. '|' .. p[2] .. '|' .. p[4] .. '|' .. p[5] .. '|' .. p[3]
-    end
-    redis.call('HSETNX', KEYS[1], key, bucket .. before)
     if deleted == '1' then
       redis.call('ZADD', KEYS[2], tss, key)
     elseif prev ~= nil and prev[4] == '1' then
@@ -117,11 +148,9 @@ for i = 1, n do
           .. ',"updated_at":' .. tss .. tp .. ',"origin":' .. ARGV[base + 12] .. '}')
       end
     end
-    latest[key] = incoming
   end
 
   if log_conflicts and prev ~= nil and (outcome == 4 or (outcome == 1 and prev[2] >= incoming[2])) then
-    local p = prevs[i]
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'key', key,
       'local', prev[6] .. '|' .. prev[7] .. '|' .. prev[4] .. '|' .. prev[5] .. '|' .. prev[3],
       'incoming', tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin,
