@@ -3,7 +3,7 @@
  * into a typed event, turn an event into a record, and encode an event as XADD fields.
  * Pure: no I/O. Every rejection is a {@link CorruptEntryError} naming the problem.
  */
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { CorruptEntryError } from '../errors.js';
 import type { ContentType, StoredRecord } from '../model/record.js';
 import { TOMBSTONE_HASH } from '../model/record.js';
@@ -53,9 +53,13 @@ export interface ParseOptions {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const MAX_KEY_BYTES = 64 * 1024;
 const MAX_META_BYTES = 64 * 1024;
+const HASH = Buffer.from('hash');
+const DATA = Buffer.from('data');
+const META = Buffer.from('meta');
 
-function sha256Hex(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+/** sha256 hex of `data` (one-shot: no Hash object per call). */
+export function sha256Hex(data: Uint8Array | string): string {
+  return digest('sha256', data, 'hex');
 }
 
 function decodeUtf8(bytes: Uint8Array, what: 'key' | 'meta'): string {
@@ -164,22 +168,18 @@ export function parseCdcEntry(fields: readonly Buffer[], options: ParseOptions =
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i]!;
     const value = fields[i + 1]!;
-    if (name.length > 8) continue;
-    switch (name.toString('latin1')) {
-      case 'op':
-        op ??= value;
+    // Compared as bytes: this runs for every field of every entry, so no string per name.
+    switch (name.length) {
+      case 2:
+        if (name[0] === 0x6f && name[1] === 0x70) op ??= value; // op
         break;
-      case 'key':
-        key ??= value;
+      case 3:
+        if (name[0] === 0x6b && name[1] === 0x65 && name[2] === 0x79) key ??= value; // key
         break;
-      case 'hash':
-        hash ??= value;
-        break;
-      case 'data':
-        data ??= value;
-        break;
-      case 'meta':
-        metaRaw ??= value;
+      case 4:
+        if (name.equals(HASH)) hash ??= value;
+        else if (name.equals(DATA)) data ??= value;
+        else if (name.equals(META)) metaRaw ??= value;
         break;
     }
   }

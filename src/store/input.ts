@@ -2,7 +2,6 @@
  * Validation and normalisation of what applications and the engine hand to the store, so bad input
  * fails early with a clear {@link StoreError} instead of reaching a Lua script.
  */
-import { createHash } from 'node:crypto';
 import { StoreError } from '../errors.js';
 import type { ContentType, StoredRecord } from '../model/record.js';
 
@@ -11,17 +10,16 @@ export type PutContent =
   Buffer | Uint8Array | string | Record<string, unknown> | readonly unknown[];
 
 const HEX64 = /^[0-9a-f]{64}$/;
+/** With the `u` flag a surrogate pair is one code point, so this matches lone surrogates only. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
-/** sha256 hex of `bytes`. */
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
+export { sha256Hex } from '../codec/cdc.js';
 
 /** Checks a record key: a non-empty, well-formed (no lone surrogate) string. @throws {StoreError} */
 export function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string') throw new StoreError(`key must be a string, got ${typeof key}`);
   if (key.length === 0) throw new StoreError('key must not be empty');
-  if (Buffer.from(key, 'utf8').toString('utf8') !== key) {
+  if (LONE_SURROGATE.test(key)) {
     throw new StoreError(`key ${JSON.stringify(key)} is not well-formed unicode (lone surrogate)`);
   }
 }
