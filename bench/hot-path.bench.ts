@@ -119,6 +119,8 @@ export interface ChildStats {
   applied: number;
   elapsedMs: number;
   peakRssKb: number;
+  /** CPU time the engine process has used (user + system), µs. */
+  cpuUs: number;
   latencies: number[];
   timeline: [number, number][];
 }
@@ -187,6 +189,17 @@ export function engineConfig(
   };
 }
 
+/** CPU time (user + system) a redis-server has used, µs. */
+async function redisCpuUs(url: string): Promise<number> {
+  const c = createClient({ url });
+  await c.connect();
+  const info = await c.sendCommand<string>(['INFO', 'cpu']);
+  c.destroy();
+  const field = (name: string): number =>
+    Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
+}
+
 async function flush(url: string): Promise<void> {
   const c = createClient({ url });
   await c.connect();
@@ -210,11 +223,18 @@ async function throughput(
   await flush(b.url);
   const child = new EngineChild(engineConfig(a.url, b.url, join(dir, 'tp'), 1000), false);
   await child.ready();
-  let stats = await child.stats();
+  const before = await child.stats();
+  const [peerCpu, localCpu] = await Promise.all([redisCpuUs(a.url), redisCpuUs(b.url)]);
+  let stats = before;
   while (stats.applied < n) {
     await new Promise((r) => setTimeout(r, 50));
     stats = await child.stats();
   }
+  const cpu = {
+    engine: (stats.cpuUs - before.cpuUs) / stats.applied,
+    local: ((await redisCpuUs(b.url)) - localCpu) / stats.applied,
+    peer: ((await redisCpuUs(a.url)) - peerCpu) / stats.applied,
+  };
   await child.stop();
   const rate = perSecond(stats.applied, stats.elapsedMs);
   return [
@@ -226,6 +246,13 @@ async function throughput(
       baseline,
       ratio: rate / baseline,
       note: 'target ≥ 0.6× raw XREAD+HSET',
+    },
+    {
+      section: SECTION,
+      name: 'CPU per event: engine / local Redis / peer Redis',
+      value: Math.round(cpu.engine + cpu.local + cpu.peer),
+      unit: 'µs',
+      note: `${cpu.engine.toFixed(1)} / ${cpu.local.toFixed(1)} / ${cpu.peer.toFixed(1)} µs (2 cores shared by all three)`,
     },
     {
       section: SECTION,

@@ -60,6 +60,7 @@ process.on('message', (message) => {
       applied,
       elapsedMs: now() - startedAt,
       peakRssKb: peakRssKb(),
+      cpuUs: (({ user, system }) => user + system)(process.cpuUsage()),
       mem: process.memoryUsage(),
       latencies: options.measureLatency ? latencies.splice(0) : [],
       timeline: options.measureLatency ? timeline.splice(0) : [],

@@ -102,10 +102,21 @@ function optionalNonNegativeInt(value: unknown, field: string): number | undefin
   return value;
 }
 
+/** With the `u` flag a surrogate pair is one code point, so this matches lone surrogates only. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** True when `text` holds a lone surrogate (it has no utf-8 form, so no store can keep it). */
+export function hasLoneSurrogate(text: string): boolean {
+  return LONE_SURROGATE.test(text);
+}
+
 function optionalString(value: unknown, field: string): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string')
     throw new CorruptEntryError('bad_meta', `meta.${field} must be a string`);
+  // JSON can spell one ("\ud800"); utf-8 cannot.
+  if (hasLoneSurrogate(value))
+    throw new CorruptEntryError('bad_meta', `meta.${field} holds a lone surrogate`);
   return value;
 }
 

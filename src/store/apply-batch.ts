@@ -26,9 +26,14 @@ export interface ApplyOptions {
   readonly chunkSize: number;
 }
 
+/**
+ * Content bytes per script call: a call ends before the record that would pass this (a call holds
+ * at least one record), so one call never blocks Redis long or nears its 512 MB argument limit.
+ */
+export const CHUNK_BYTES = 4 * 1024 * 1024;
+
 const OUTCOMES: readonly ApplyOutcome[] = ['applied', 'duplicate', 'stale', 'conflict'];
-const BASE_STRIDE = 10;
-const RELAY_STRIDE = 13;
+const EMPTY = Buffer.alloc(0);
 
 /** Applies `records` by LWW through the `apply` script; results in input order. */
 export async function applyRecords(
@@ -38,9 +43,18 @@ export async function applyRecords(
 ): Promise<ApplyResult[]> {
   if (records.length === 0) return [];
   const calls: Promise<unknown[]>[] = [];
-  for (let start = 0; start < records.length; start += options.chunkSize) {
-    calls.push(applyChunk(client, records.slice(start, start + options.chunkSize), options));
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < records.length; i++) {
+    const size = records[i]!.deleted ? 0 : records[i]!.content.length;
+    if (i > start && (i - start >= options.chunkSize || bytes + size > CHUNK_BYTES)) {
+      calls.push(applyChunk(client, records.slice(start, i), options));
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
   }
+  calls.push(applyChunk(client, records.slice(start), options));
   const replies = await Promise.all(calls);
   const results: ApplyResult[] = [];
   let index = 0;
@@ -67,43 +81,62 @@ function applyChunk(
   options: ApplyOptions,
 ): Promise<unknown[]> {
   const { keys, relay } = options;
-  const stride = relay ? RELAY_STRIDE : BASE_STRIDE;
   const redisKeys: string[] = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts];
-  const args: RedisArgument[] = [
-    String(chunk.length),
-    String(stride),
-    relay ? '1' : '0',
-    options.conflictLog ? '1' : '0',
-    String(options.purgeHorizon),
-    String(options.cdcMaxlen),
-    String(options.conflictMaxlen),
-  ];
+  const contents: Buffer[] = [];
+  const datas: Buffer[] = [];
+  const fields: string[][] = [];
   for (const r of chunk) {
     const bucket = bucketOf(r.key);
     redisKeys.push(keys.item(r.key), keys.bucket(bucket));
     const tp = r.traceParent ?? '';
     // A tombstone is normalised (no content, no hash, binary) so every node stores it identically.
-    const content = r.deleted ? '' : r.content;
-    args.push(
-      r.key,
-      bucket,
-      String(r.updatedAt),
-      String(r.version),
-      r.origin,
-      r.deleted ? '1' : '0',
-      r.deleted ? '' : r.contentHash,
-      content,
-      r.deleted ? 'binary' : r.contentType,
-      tp,
-    );
+    const record = r.deleted
+      ? [
+          r.key,
+          bucket,
+          String(r.updatedAt),
+          String(r.version),
+          r.origin,
+          '1',
+          '',
+          '0',
+          'binary',
+          tp,
+        ]
+      : [
+          r.key,
+          bucket,
+          String(r.updatedAt),
+          String(r.version),
+          r.origin,
+          '0',
+          r.contentHash,
+          String(r.content.length),
+          r.contentType,
+          tp,
+        ];
+    if (!r.deleted) contents.push(r.content);
     if (relay) {
-      args.push(
-        r.deleted ? '' : encodeData(r.content).data,
+      const data = r.deleted ? EMPTY : encodeData(r.content).data;
+      datas.push(data);
+      record.push(
+        String(data.length),
         JSON.stringify(r.origin),
         tp === '' ? '' : JSON.stringify(tp),
       );
     }
+    fields.push(record);
   }
+  const args: RedisArgument[] = [
+    relay ? '1' : '0',
+    options.conflictLog ? '1' : '0',
+    String(options.purgeHorizon),
+    String(options.cdcMaxlen),
+    String(options.conflictMaxlen),
+    Buffer.concat(contents),
+    relay ? Buffer.concat(datas) : '',
+    JSON.stringify(fields),
+  ];
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);
 }
 

@@ -2,6 +2,7 @@
  * Validation and normalisation of what applications and the engine hand to the store, so bad input
  * fails early with a clear {@link StoreError} instead of reaching a Lua script.
  */
+import { hasLoneSurrogate } from '../codec/cdc.js';
 import { StoreError } from '../errors.js';
 import type { ContentType, StoredRecord } from '../model/record.js';
 
@@ -10,8 +11,6 @@ export type PutContent =
   Buffer | Uint8Array | string | Record<string, unknown> | readonly unknown[];
 
 const HEX64 = /^[0-9a-f]{64}$/;
-/** With the `u` flag a surrogate pair is one code point, so this matches lone surrogates only. */
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 export { sha256Hex } from '../codec/cdc.js';
 
@@ -19,7 +18,7 @@ export { sha256Hex } from '../codec/cdc.js';
 export function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string') throw new StoreError(`key must be a string, got ${typeof key}`);
   if (key.length === 0) throw new StoreError('key must not be empty');
-  if (LONE_SURROGATE.test(key)) {
+  if (hasLoneSurrogate(key)) {
     throw new StoreError(`key ${JSON.stringify(key)} is not well-formed unicode (lone surrogate)`);
   }
 }
@@ -106,6 +105,9 @@ export function checkTraceParent(tp: unknown): asserts tp is string | undefined 
   if (tp !== undefined && (typeof tp !== 'string' || tp.length === 0)) {
     throw new StoreError('traceParent must be a non-empty string when given');
   }
+  if (tp !== undefined && hasLoneSurrogate(tp)) {
+    throw new StoreError('traceParent is not well-formed unicode (lone surrogate)');
+  }
 }
 
 /** Checks a replicated record before it reaches the apply script. @throws {StoreError} */
@@ -122,6 +124,9 @@ export function checkRecord(record: StoredRecord, index: number): void {
     throw new StoreError(`${at}: version must be a non-negative integer`);
   }
   if (typeof record.origin !== 'string') throw new StoreError(`${at}: origin must be a string`);
+  if (hasLoneSurrogate(record.origin)) {
+    throw new StoreError(`${at}: origin is not well-formed unicode (lone surrogate)`);
+  }
   if (typeof record.deleted !== 'boolean') throw new StoreError(`${at}: deleted must be a boolean`);
   checkTraceParent(record.traceParent);
   if (!record.deleted) {

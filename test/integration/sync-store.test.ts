@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createClient, RESP_TYPES } from '@redis/client';
 import { StoreError } from '../../src/errors.js';
+import { eventToRecord, parseCdcEntry } from '../../src/codec/cdc.js';
 import { decompressBounded, hasZstdMagic } from '../../src/codec/zstd.js';
 import { compareVersions, type StoredRecord } from '../../src/model/record.js';
 import { sha256Hex } from '../../src/store/input.js';
@@ -388,6 +389,41 @@ describe('SyncStore apply', () => {
     assert.deepEqual(back, records);
   });
 
+  it('applies awkward keys, origins and binary contents byte for byte, and relays them', async () => {
+    const store = await newStore({ store: { relay: true } });
+    const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const records = [
+      record('quote"back\\slash/slash', { origin: 'node "q" \\ /' }),
+      record('ctl\u0000\u0001\n\t\u007f', { content: every, contentType: 'binary' }),
+      record('ünïcødé 🚀 键', { origin: 'nœud-é', traceParent: '00-ü-01' }),
+      record('empty', { content: Buffer.alloc(0), contentType: 'binary' }),
+      tombstone('gone 🚀', { origin: 'o\u0000rigin' }),
+      record('big', { content: Buffer.alloc(100_000, 0xab), contentType: 'binary' }),
+    ];
+    const results = await store.apply(records);
+    assert.ok(results.every((r) => r.outcome === 'applied'));
+    const back = await store.getRecords(records.map((r) => r.key));
+    assert.deepEqual(back, records);
+    // The relayed entries parse back to the same records.
+    const entries = await xrange(store.keys.cdc);
+    assert.equal(entries.length, records.length);
+    entries.forEach((entry, i) => {
+      const fields = [...entry.fields].flatMap(([name, value]) => [Buffer.from(name), value]);
+      const parsed = eventToRecord(parseCdcEntry(fields), entry.id, 'peer');
+      assert.deepEqual(parsed, records[i]);
+    });
+  });
+
+  it('splits calls by content size too (4 MiB), one record at least per call', async () => {
+    const store = await newStore();
+    const big = (i: number, mib: number): StoredRecord =>
+      record(`big.${i}`, { content: Buffer.alloc(mib * 1024 * 1024, i), contentType: 'binary' });
+    const records = [big(1, 1.5), big(2, 1.5), big(3, 1.5), big(4, 5), big(5, 0.5)];
+    const results = await store.apply(records);
+    assert.ok(results.every((r) => r.outcome === 'applied'));
+    assert.deepEqual(await store.getRecords(records.map((r) => r.key)), records);
+  });
+
   it('rejects malformed records', async () => {
     const store = await newStore();
     await assert.rejects(
@@ -396,6 +432,12 @@ describe('SyncStore apply', () => {
     );
     await assert.rejects(() => store.apply([record('k', { version: 1.5 })]), /version/);
     await assert.rejects(() => store.apply([record('', {})]), /key must not be empty/);
+    // No utf-8 form: such a record could not be stored as given (nor parsed by the script).
+    await assert.rejects(() => store.apply([record('k', { origin: 'node-\ud800' })]), /origin/);
+    await assert.rejects(
+      () => store.apply([record('k', { traceParent: '00-\udc00-01' })]),
+      /traceParent/,
+    );
   });
 
   it('logs conflicts when the conflict log is on', async () => {

@@ -74,6 +74,22 @@ describe('codec properties', () => {
     );
   });
 
+  it('rejects meta strings that JSON can spell but utf-8 cannot (lone surrogates)', () => {
+    for (const meta of [
+      '{"version":1,"updated_at":1,"origin":"node-\\ud800"}',
+      '{"version":1,"updated_at":1,"trace_parent":"00-\\udc00-01"}',
+    ]) {
+      const fields = ['op', 'DEL', 'key', 'k', 'meta', meta].map((s) => Buffer.from(s));
+      assert.throws(
+        () => parseCdcEntry(fields),
+        (e: unknown) => e instanceof CorruptEntryError && e.reason === 'bad_meta',
+      );
+    }
+    // A surrogate pair spelled as escapes is one well-formed character.
+    const pair = ['op', 'DEL', 'key', 'k', 'meta', '{"origin":"\\ud83d\\ude80"}'];
+    assert.equal(parseCdcEntry(pair.map((s) => Buffer.from(s))).meta?.origin, '🚀');
+  });
+
   it('arbitrary field lists never throw anything but CorruptEntryError', () => {
     const name = fc.constantFrom('op', 'key', 'hash', 'data', 'meta', 'x', '');
     const value = fc.oneof(

@@ -4,20 +4,27 @@
 -- and every dirty mark is written (one HSET) before the records it covers.
 --
 -- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, then per record i: item, bucket
--- ARGV: 1 n, 2 stride, 3 relay '0'|'1', 4 conflict log '0'|'1', 5 purge horizon (ms: a tombstone
---       older than this with no local record is stale), 6 CDC MAXLEN, 7 conflicts MAXLEN,
---       then per record (stride fields): key, bucket id, updatedAt, version, origin, deleted,
---       content hash, content, content type, traceparent ('' = none)
---       [+ when relaying: CDC data, origin as JSON, traceparent as JSON ('' = none)]
+-- ARGV: 1 relay '0'|'1', 2 conflict log '0'|'1', 3 purge horizon (ms: a tombstone older than this
+--       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN,
+--       6 every record's content, concatenated, 7 every record's CDC data, concatenated ('' unless
+--       relaying), 8 the records as a JSON array of arrays of strings, one per record:
+--       [key, bucket id, updatedAt, version, origin, deleted '0'|'1', content hash,
+--        content length, content type, traceparent ('' = none)
+--        (+ when relaying: CDC data length, origin as JSON, traceparent as JSON ('' = none))]
+-- (A call is a few large arguments, not a dozen small ones per record: cheaper to send and to
+-- parse, and a record that is not applied costs no copy of its content.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
 -- was no previous version, or the outcome + 10 followed by the previous version's updatedAt,
 -- version, origin, deleted, hash (a backlog of new keys then costs one reply element a record).
 
-local n = tonumber(ARGV[1])
-local stride = tonumber(ARGV[2])
-local relay = ARGV[3] == '1'
-local log_conflicts = ARGV[4] == '1'
-local horizon = tonumber(ARGV[5])
+local relay = ARGV[1] == '1'
+local log_conflicts = ARGV[2] == '1'
+local horizon = tonumber(ARGV[3])
+local records = cjson.decode(ARGV[8])
+local n = #records
+if #KEYS ~= 4 + 2 * n then
+  return redis.error_reply('ERR apply: ' .. n .. ' records but ' .. #KEYS .. ' keys')
+end
 
 local function expect_type(key, want)
   local t = redis.call('TYPE', key)['ok']
@@ -63,33 +70,32 @@ for i = 1, n do
   if err then return err end
 end
 
--- Pass 2: decide, with no write. `latest` holds what this call will have written, for a key
--- present twice; `marks` the dirty marks to add: the key with the tuple the tree last counted for
--- it (its version before this call), unless the key is already dirty (the older mark stays).
-local latest = {}
-local outcomes = {}
-local marks = {}
-local marking = {}
+-- Which keys are already dirty (their mark, from an earlier write, stays).
 local dirty = {}
 for first = 1, n, 1000 do
-  local last = math.min(n, first + 999)
   local names = {}
-  for i = first, last do names[#names + 1] = ARGV[7 + (i - 1) * stride + 1] end
+  for i = first, math.min(n, first + 999) do names[#names + 1] = records[i][1] end
   local found = redis.call('HMGET', KEYS[1], unpack(names))
   for j = 1, #names do
     if found[j] then dirty[names[j]] = true end
   end
 end
+
+-- Pass 2: decide, with no write. `latest` holds what this call will have written, for a key
+-- present twice; `marks` the dirty marks to add: the key with the tuple the tree last counted for
+-- it (its version before this call).
+local latest = {}
+local outcomes = {}
+local marks = {}
 for i = 1, n do
-  local base = 7 + (i - 1) * stride
-  local key = ARGV[base + 1]
-  local tss, vs, origin, deleted, hash = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5], ARGV[base + 6], ARGV[base + 7]
+  local r = records[i]
+  local key, tss, vs, origin, deleted, hash = r[1], r[3], r[4], r[5], r[6], r[7]
   -- Tuples keep the clock's decimal strings (6, 7) beside its numbers, to echo them unformatted.
   local incoming = { tonumber(tss), tonumber(vs), origin, deleted, hash, tss, vs }
   local prev = latest[key]
-  if prev == nil then
-    local p = prevs[i]
-    if p[1] then prev = { tonumber(p[1]), tonumber(p[2]), p[3], p[4], p[5], p[1], p[2] } end
+  local p = prevs[i]
+  if prev == nil and p[1] then
+    prev = { tonumber(p[1]), tonumber(p[2]), p[3], p[4], p[5], p[1], p[2] }
   end
 
   local outcome
@@ -108,10 +114,9 @@ for i = 1, n do
     if not dirty[key] then
       dirty[key] = true
       local before = ''
-      local p = prevs[i]
       if p[1] then before = p[1] .. '|' .. p[2] .. '|' .. p[4] .. '|' .. p[5] .. '|' .. p[3] end
       marks[#marks + 1] = key
-      marks[#marks + 1] = ARGV[base + 2] .. before
+      marks[#marks + 1] = r[2] .. before
     end
   end
 end
@@ -119,17 +124,21 @@ for first = 1, #marks, 2000 do
   redis.call('HSET', KEYS[1], unpack(marks, first, math.min(#marks, first + 1999)))
 end
 
--- Pass 3: write.
+-- Pass 3: write. `coff`, `doff`: where this record's content and CDC data start in ARGV 6, 7.
+local contents, datas = ARGV[6], ARGV[7]
+local coff, doff = 1, 1
 local out = {}
 for i = 1, n do
-  local base = 7 + (i - 1) * stride
-  local key = ARGV[base + 1]
-  local tss, vs, origin, deleted, hash = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5], ARGV[base + 6], ARGV[base + 7]
+  local r = records[i]
+  local key, tss, vs, origin, deleted, hash = r[1], r[3], r[4], r[5], r[6], r[7]
   local outcome, prev, incoming = outcomes[i][1], outcomes[i][2], outcomes[i][3]
+  local content_from, data_from = coff, doff
+  coff = coff + tonumber(r[8])
+  if relay then doff = doff + tonumber(r[11]) end
 
   if outcome == 1 then
-    redis.call('HSET', KEYS[3 + 2 * i], 'c', ARGV[base + 8], 'h', hash, 't', ARGV[base + 9], 'ts', tss, 'v', vs,
-      'o', origin, 'd', deleted, 'tp', ARGV[base + 10])
+    redis.call('HSET', KEYS[3 + 2 * i], 'c', string.sub(contents, content_from, coff - 1), 'h', hash,
+      't', r[9], 'ts', tss, 'v', vs, 'o', origin, 'd', deleted, 'tp', r[10])
     redis.call('HSET', KEYS[4 + 2 * i], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
     if deleted == '1' then
       redis.call('ZADD', KEYS[2], tss, key)
@@ -137,21 +146,22 @@ for i = 1, n do
       redis.call('ZREM', KEYS[2], key)
     end
     if relay then
+      local tail = ',"origin":' .. r[12] .. '}'
       if deleted == '1' then
-        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'op', 'DEL', 'key', key,
-          'meta', '{"version":' .. vs .. ',"updated_at":' .. tss .. ',"origin":' .. ARGV[base + 12] .. '}')
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'DEL', 'key', key,
+          'meta', '{"version":' .. vs .. ',"updated_at":' .. tss .. tail)
       else
         local tp = ''
-        if ARGV[base + 13] ~= '' then tp = ',"trace_parent":' .. ARGV[base + 13] end
-        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'op', 'PUT', 'key', key, 'hash', hash,
-          'data', ARGV[base + 11], 'meta', '{"content_type":"' .. ARGV[base + 9] .. '","version":' .. vs
-          .. ',"updated_at":' .. tss .. tp .. ',"origin":' .. ARGV[base + 12] .. '}')
+        if r[13] ~= '' then tp = ',"trace_parent":' .. r[13] end
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'PUT', 'key', key, 'hash', hash,
+          'data', string.sub(datas, data_from, doff - 1), 'meta', '{"content_type":"' .. r[9]
+          .. '","version":' .. vs .. ',"updated_at":' .. tss .. tp .. tail)
       end
     end
   end
 
   if log_conflicts and prev ~= nil and (outcome == 4 or (outcome == 1 and prev[2] >= incoming[2])) then
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'key', key,
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'key', key,
       'local', prev[6] .. '|' .. prev[7] .. '|' .. prev[4] .. '|' .. prev[5] .. '|' .. prev[3],
       'incoming', tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin,
       'winner', outcome == 4 and 'local' or 'incoming')
