@@ -33,7 +33,6 @@ export interface ApplyOptions {
 export const CHUNK_BYTES = 4 * 1024 * 1024;
 
 const OUTCOMES: readonly ApplyOutcome[] = ['applied', 'duplicate', 'stale', 'conflict'];
-const EMPTY = Buffer.alloc(0);
 
 /** Applies `records` by LWW through the `apply` script; results in input order. */
 export async function applyRecords(
@@ -82,8 +81,8 @@ function applyChunk(
 ): Promise<unknown[]> {
   const { keys, relay } = options;
   const redisKeys: string[] = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts];
-  const contents: Buffer[] = [];
-  const datas: Buffer[] = [];
+  const contents: RedisArgument[] = [];
+  const datas: RedisArgument[] = [];
   const fields: string[][] = [];
   for (const r of chunk) {
     const bucket = bucketOf(r.key);
@@ -91,18 +90,7 @@ function applyChunk(
     const tp = r.traceParent ?? '';
     // A tombstone is normalised (no content, no hash, binary) so every node stores it identically.
     const record = r.deleted
-      ? [
-          r.key,
-          bucket,
-          String(r.updatedAt),
-          String(r.version),
-          r.origin,
-          '1',
-          '',
-          '0',
-          'binary',
-          tp,
-        ]
+      ? [r.key, bucket, String(r.updatedAt), String(r.version), r.origin, '1', '', 'binary', tp]
       : [
           r.key,
           bucket,
@@ -111,19 +99,13 @@ function applyChunk(
           r.origin,
           '0',
           r.contentHash,
-          String(r.content.length),
           r.contentType,
           tp,
         ];
-    if (!r.deleted) contents.push(r.content);
+    contents.push(r.deleted ? '' : r.content);
     if (relay) {
-      const data = r.deleted ? EMPTY : encodeData(r.content).data;
-      datas.push(data);
-      record.push(
-        String(data.length),
-        JSON.stringify(r.origin),
-        tp === '' ? '' : JSON.stringify(tp),
-      );
+      datas.push(r.deleted ? '' : encodeData(r.content).data);
+      record.push(JSON.stringify(r.origin), tp === '' ? '' : JSON.stringify(tp));
     }
     fields.push(record);
   }
@@ -133,9 +115,9 @@ function applyChunk(
     String(options.purgeHorizon),
     String(options.cdcMaxlen),
     String(options.conflictMaxlen),
-    Buffer.concat(contents),
-    relay ? Buffer.concat(datas) : '',
     JSON.stringify(fields),
+    ...contents,
+    ...datas,
   ];
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);
 }

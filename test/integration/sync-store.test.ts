@@ -307,15 +307,37 @@ describe('SyncStore atomicity', () => {
     );
   });
 
-  it('an apply batch failing midway writes none of its records', async () => {
+  it('an apply call failing midway writes each record whole or not at all', async () => {
     const store = await newStore();
     const records = [record('x.1'), record('x.2'), record('x.3')];
-    await raw.set(store.keys.bucket(bucketOf('x.3')), 'oops');
-    await assert.rejects(() => store.apply(records), StoreError);
-    for (const r of records) {
-      assert.equal(await raw.exists(store.keys.item(r.key)), 0);
-      assert.equal(await raw.exists(store.keys.bucket(bucketOf(r.key))), r.key === 'x.3' ? 1 : 0);
+    // Only a hand-made key of another type can fail a write the script has not ruled out.
+    await raw.set(store.keys.bucket(bucketOf('x.2')), 'oops');
+    await assert.rejects(() => store.apply(records), /WRONGTYPE/);
+    assert.deepEqual(await store.getRecord('x.1'), records[0]);
+    const leaves = await store.merkleLeaves(bucketOf('x.1'));
+    assert.ok(leaves.some((leaf) => leaf.key === 'x.1'));
+    for (const key of ['x.2', 'x.3']) {
+      assert.equal(await raw.exists(store.keys.item(key)), 0);
     }
+    assert.equal(await raw.exists(store.keys.bucket(bucketOf('x.3'))), 0);
+
+    // Once the key is mended, the same batch applies: what was written is a duplicate.
+    await raw.del(store.keys.bucket(bucketOf('x.2')));
+    assert.deepEqual(
+      (await store.apply(records)).map((r) => r.outcome),
+      ['duplicate', 'applied', 'applied'],
+    );
+    const root = await store.merkleRoot();
+    const fresh = await newStore();
+    await fresh.apply(records);
+    assert.equal(root, await fresh.merkleRoot());
+  });
+
+  it('an apply call whose shared keys have another type writes nothing', async () => {
+    const store = await newStore();
+    await raw.set(store.keys.tombstones, 'not a zset');
+    await assert.rejects(() => store.apply([record('y.1'), tombstone('y.2')]), /WRONGTYPE/);
+    assert.equal(await raw.exists([store.keys.item('y.1'), store.keys.item('y.2')]), 0);
     assert.equal(await raw.exists(store.keys.dirty), 0);
   });
 });

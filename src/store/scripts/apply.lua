@@ -1,18 +1,21 @@
--- Applies replicated records by last-writer-wins, in one atomic call per chunk. The order is the
+-- Applies replicated records by last-writer-wins, in one script call per chunk. The order is the
 -- total order of docs/PROTOCOL.md: (updatedAt, version) numerically, then origin, then content hash
--- by byte order, then a tombstone above a put. All key types are checked before the first write,
--- and every dirty mark is written (one HSET) before the records it covers.
+-- by byte order, then a tombstone above a put. Every record is written whole or not at all: the
+-- shared keys' and the items' types are checked before the first write, and a record's first
+-- write is its bucket entry, so a bucket holding another type (only ever put there by hand) fails
+-- the call at that record, before any of its writes and after the records before it. Every dirty
+-- mark is written (one HSET) before the records it covers.
 --
 -- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, then per record i: item, bucket
 -- ARGV: 1 relay '0'|'1', 2 conflict log '0'|'1', 3 purge horizon (ms: a tombstone older than this
---       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN,
---       6 every record's content, concatenated, 7 every record's CDC data, concatenated ('' unless
---       relaying), 8 the records as a JSON array of arrays of strings, one per record:
---       [key, bucket id, updatedAt, version, origin, deleted '0'|'1', content hash,
---        content length, content type, traceparent ('' = none)
---        (+ when relaying: CDC data length, origin as JSON, traceparent as JSON ('' = none))]
--- (A call is a few large arguments, not a dozen small ones per record: cheaper to send and to
--- parse, and a record that is not applied costs no copy of its content.)
+--       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 the records as a JSON
+--       array of arrays of strings, one per record: [key, bucket id, updatedAt, version, origin,
+--       deleted '0'|'1', content hash, content type, traceparent ('' = none)
+--       (+ when relaying: origin as JSON, traceparent as JSON ('' = none))],
+--       then per record its content ('' for a tombstone), then when relaying per record its CDC data
+-- (The small fields travel as one JSON argument, read with the cjson library Redis bundles, not a
+-- dozen arguments per record: cheaper to send and to parse. Contents stay arguments of their own:
+-- Redis's Lua hashes every byte of every string it makes, so a content is made into one once.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
 -- was no previous version, or the outcome + 10 followed by the previous version's updatedAt,
 -- version, origin, deleted, hash (a backlog of new keys then costs one reply element a record).
@@ -20,10 +23,10 @@
 local relay = ARGV[1] == '1'
 local log_conflicts = ARGV[2] == '1'
 local horizon = tonumber(ARGV[3])
-local records = cjson.decode(ARGV[8])
+local records = cjson.decode(ARGV[6])
 local n = #records
-if #KEYS ~= 4 + 2 * n then
-  return redis.error_reply('ERR apply: ' .. n .. ' records but ' .. #KEYS .. ' keys')
+if #KEYS ~= 4 + 2 * n or #ARGV ~= 6 + (relay and 2 or 1) * n then
+  return redis.error_reply('ERR apply: ' .. n .. ' records but ' .. #KEYS .. ' keys, ' .. #ARGV .. ' arguments')
 end
 
 local function expect_type(key, want)
@@ -62,12 +65,10 @@ if err then return err end
 if relay then err = expect_type(KEYS[3], 'stream') if err then return err end end
 if log_conflicts then err = expect_type(KEYS[4], 'stream') if err then return err end end
 
--- Pass 1: read every previous clock (which also checks the item's type) and check bucket types.
+-- Pass 1: read every previous clock (which also checks the item's type).
 local prevs = {}
 for i = 1, n do
   prevs[i] = redis.call('HMGET', KEYS[3 + 2 * i], 'ts', 'v', 'o', 'd', 'h')
-  err = expect_type(KEYS[4 + 2 * i], 'hash')
-  if err then return err end
 end
 
 -- Which keys are already dirty (their mark, from an earlier write, stays).
@@ -124,37 +125,32 @@ for first = 1, #marks, 2000 do
   redis.call('HSET', KEYS[1], unpack(marks, first, math.min(#marks, first + 1999)))
 end
 
--- Pass 3: write. `coff`, `doff`: where this record's content and CDC data start in ARGV 6, 7.
-local contents, datas = ARGV[6], ARGV[7]
-local coff, doff = 1, 1
+-- Pass 3: write.
 local out = {}
 for i = 1, n do
   local r = records[i]
   local key, tss, vs, origin, deleted, hash = r[1], r[3], r[4], r[5], r[6], r[7]
   local outcome, prev, incoming = outcomes[i][1], outcomes[i][2], outcomes[i][3]
-  local content_from, data_from = coff, doff
-  coff = coff + tonumber(r[8])
-  if relay then doff = doff + tonumber(r[11]) end
 
   if outcome == 1 then
-    redis.call('HSET', KEYS[3 + 2 * i], 'c', string.sub(contents, content_from, coff - 1), 'h', hash,
-      't', r[9], 'ts', tss, 'v', vs, 'o', origin, 'd', deleted, 'tp', r[10])
     redis.call('HSET', KEYS[4 + 2 * i], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
+    redis.call('HSET', KEYS[3 + 2 * i], 'c', ARGV[6 + i], 'h', hash, 't', r[8], 'ts', tss, 'v', vs,
+      'o', origin, 'd', deleted, 'tp', r[9])
     if deleted == '1' then
       redis.call('ZADD', KEYS[2], tss, key)
     elseif prev ~= nil and prev[4] == '1' then
       redis.call('ZREM', KEYS[2], key)
     end
     if relay then
-      local tail = ',"origin":' .. r[12] .. '}'
+      local tail = ',"origin":' .. r[10] .. '}'
       if deleted == '1' then
         redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'DEL', 'key', key,
           'meta', '{"version":' .. vs .. ',"updated_at":' .. tss .. tail)
       else
         local tp = ''
-        if r[13] ~= '' then tp = ',"trace_parent":' .. r[13] end
+        if r[11] ~= '' then tp = ',"trace_parent":' .. r[11] end
         redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'PUT', 'key', key, 'hash', hash,
-          'data', string.sub(datas, data_from, doff - 1), 'meta', '{"content_type":"' .. r[9]
+          'data', ARGV[6 + n + i], 'meta', '{"content_type":"' .. r[8]
           .. '","version":' .. vs .. ',"updated_at":' .. tss .. tp .. tail)
       end
     end
