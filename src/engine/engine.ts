@@ -191,7 +191,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
   }
 
   /**
-   * Drains and stops: the batch in flight on each peer is applied and its cursor committed,
+   * Drains and stops: the batches in flight on each peer are applied and their cursors committed,
    * connections close. Bounded by `timeoutMs`; calling it again returns the same promise.
    */
   stop(timeoutMs = 10_000): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * The hot path for one peer (SPEC §4): tail its `cdc` stream from the persisted cursor, decode,
- * apply through the LocalStore, then commit the cursor. Reading the next batch overlaps applying
- * the previous one; batches are applied and committed strictly in order.
+ * apply through the LocalStore, then commit the cursor. While catching up, the next batch is read
+ * while this one is decoded; two batches are applied at once (pipelined); batches are applied and
+ * committed strictly in order, so a crash re-reads at most the two batches in flight.
  */
 import { STREAM_START, compareStreamIds, streamIdMs } from '../codec/stream-id.js';
 import type { ResolvedHotPath, ResolvedSlo } from '../config/types.js';
@@ -80,6 +81,8 @@ export class Tailer {
    * next batch is read and decoded, and cursors are committed strictly in order.
    */
   #inflight: Promise<boolean>[] = [];
+  /** The next batch, read ahead while catching up; used only if it starts at the read cursor. */
+  #prefetch: { cursor: string; size: number; read: Promise<RawEntry[]> } | undefined;
   /** Last entry read (the next read starts after it). */
   #readCursor: string = STREAM_START;
   /** Last entry applied and committed to SQLite. */
@@ -135,7 +138,7 @@ export class Tailer {
     this.#loop ??= this.#run();
   }
 
-  /** Stops after the batch in flight is applied and committed. Safe to call twice. */
+  /** Stops after the batches in flight are applied and committed. Safe to call twice. */
   async stop(): Promise<void> {
     this.#abort.abort();
     this.#wakeResumeWaiters();
@@ -201,8 +204,15 @@ export class Tailer {
         if (!(await this.#ready(signal))) break;
         await this.#maybeCheckStream();
         const hot = this.ctx.hotPath();
-        const size = hot.adaptiveBatchSize ? this.#sizer.size : hot.batchSize;
-        const entries = await this.#read(size, hot.blockTimeoutMs, signal);
+        let size = hot.adaptiveBatchSize ? this.#sizer.size : hot.batchSize;
+        let entries: RawEntry[];
+        const prefetched = this.#takePrefetch();
+        if (prefetched !== undefined) {
+          size = prefetched.size;
+          entries = await prefetched.read;
+        } else {
+          entries = await this.#read(size, hot.blockTimeoutMs, signal);
+        }
         backoff.reset();
         if (signal.aborted) break;
         if (entries.length === 0) {
@@ -211,6 +221,13 @@ export class Tailer {
         }
         const full = entries.length >= size;
         this.#catchingUp = full;
+        if (full) {
+          // Catching up: read the next batch while this one is decoded (it starts where this ends).
+          const next = hot.adaptiveBatchSize ? this.#sizer.size : hot.batchSize;
+          const read = this.#readFrom(entries[entries.length - 1]!.id, next, signal);
+          read.catch(() => undefined); // awaited when taken; a discarded one must not go unhandled
+          this.#prefetch = { cursor: entries[entries.length - 1]!.id, size: next, read };
+        }
         const decodeStarted = performance.now();
         const batch = decodeBatch(
           entries,
@@ -245,6 +262,18 @@ export class Tailer {
       }
     }
     await this.#drainInflight();
+  }
+
+  /**
+   * The batch read ahead, if it still follows on: not after a rewind, a gap's reset or a resync
+   * (which move the read cursor), and not once caught up or paused (then it is dropped: nothing
+   * of it was applied, and the cursor has not moved past it).
+   */
+  #takePrefetch(): { size: number; read: Promise<RawEntry[]> } | undefined {
+    const prefetch = this.#prefetch;
+    this.#prefetch = undefined;
+    if (prefetch === undefined || !this.#catchingUp || this.#paused) return undefined;
+    return prefetch.cursor === this.#readCursor ? prefetch : undefined;
   }
 
   /** Waits until reading may proceed: not paused, peer connected, circuit allowing a call. */
@@ -370,12 +399,24 @@ export class Tailer {
     this.ctx.onGap(this.#peerId, verdict);
   }
 
-  async #read(size: number, blockMs: number, signal: AbortSignal): Promise<RawEntry[]> {
+  /** Reads the batch after the read cursor: XRANGE while catching up, XREAD BLOCK otherwise. */
+  #read(size: number, blockMs: number, signal: AbortSignal): Promise<RawEntry[]> {
+    return this.#catchingUp
+      ? this.#readFrom(this.#readCursor, size, signal)
+      : this.#readFrom(this.#readCursor, size, signal, blockMs);
+  }
+
+  /** Reads up to `size` entries after `cursor`: XREAD BLOCK `blockMs` when given, else XRANGE. */
+  async #readFrom(
+    cursor: string,
+    size: number,
+    signal: AbortSignal,
+    blockMs?: number,
+  ): Promise<RawEntry[]> {
     const key = this.#streamKey;
-    const cursor = this.#readCursor;
     const started = performance.now();
     let reply: unknown;
-    if (this.#catchingUp) {
+    if (blockMs === undefined) {
       reply = await this.link.run(
         'xrange',
         (client) =>
