@@ -53,9 +53,6 @@ export interface ParseOptions {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const MAX_KEY_BYTES = 64 * 1024;
 const MAX_META_BYTES = 64 * 1024;
-const HASH = Buffer.from('hash');
-const DATA = Buffer.from('data');
-const META = Buffer.from('meta');
 
 /** sha256 hex of `data` (one-shot: no Hash object per call). */
 export function sha256Hex(data: Uint8Array | string): string {
@@ -74,6 +71,11 @@ function decodeUtf8(bytes: Uint8Array, what: 'key' | 'meta'): string {
       },
     );
   }
+}
+
+/** True when the 4-byte `name` is the bytes `a b c d` (no Buffer.equals call: it is per field). */
+function is4(name: Buffer, a: number, b: number, c: number, d: number): boolean {
+  return name[0] === a && name[1] === b && name[2] === c && name[3] === d;
 }
 
 function opOf(raw: Buffer): 'PUT' | 'DEL' {
@@ -188,9 +190,11 @@ export function parseCdcEntry(fields: readonly Buffer[], options: ParseOptions =
         if (name[0] === 0x6b && name[1] === 0x65 && name[2] === 0x79) key ??= value; // key
         break;
       case 4:
-        if (name.equals(HASH)) hash ??= value;
-        else if (name.equals(DATA)) data ??= value;
-        else if (name.equals(META)) metaRaw ??= value;
+        if (is4(name, 0x68, 0x61, 0x73, 0x68))
+          hash ??= value; // hash
+        else if (is4(name, 0x64, 0x61, 0x74, 0x61))
+          data ??= value; // data
+        else if (is4(name, 0x6d, 0x65, 0x74, 0x61)) metaRaw ??= value; // meta
         break;
     }
   }

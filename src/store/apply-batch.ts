@@ -9,6 +9,7 @@ import type { StoreKeys } from './keys.js';
 import type { ApplyOutcome, ApplyResult } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf } from './merkle-hash.js';
+import { encodeRecordValue } from './record-value.js';
 import type { CommandSender } from './redis-io.js';
 
 /** How one apply call behaves. */
@@ -81,31 +82,31 @@ function applyChunk(
 ): Promise<unknown[]> {
   const { keys, relay } = options;
   const redisKeys: string[] = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts];
-  const contents: RedisArgument[] = [];
+  const values: RedisArgument[] = [];
   const datas: RedisArgument[] = [];
   const fields: string[][] = [];
   for (const r of chunk) {
     const bucket = bucketOf(r.key);
     redisKeys.push(keys.item(r.key), keys.bucket(bucket));
-    const tp = r.traceParent ?? '';
     // A tombstone is normalised (no content, no hash, binary) so every node stores it identically.
-    const record = r.deleted
-      ? [r.key, bucket, String(r.updatedAt), String(r.version), r.origin, '1', '', 'binary', tp]
-      : [
-          r.key,
-          bucket,
-          String(r.updatedAt),
-          String(r.version),
-          r.origin,
-          '0',
-          r.contentHash,
-          r.contentType,
-          tp,
-        ];
-    contents.push(r.deleted ? '' : r.content);
+    const record = [
+      r.key,
+      bucket,
+      String(r.updatedAt),
+      String(r.version),
+      r.origin,
+      r.deleted ? '1' : '0',
+      r.deleted ? '' : r.contentHash,
+    ];
+    values.push(encodeRecordValue(r));
     if (relay) {
       datas.push(r.deleted ? '' : encodeData(r.content).data);
-      record.push(JSON.stringify(r.origin), tp === '' ? '' : JSON.stringify(tp));
+      const tp = r.traceParent;
+      record.push(
+        r.deleted ? 'binary' : r.contentType,
+        JSON.stringify(r.origin),
+        tp === undefined ? '' : JSON.stringify(tp),
+      );
     }
     fields.push(record);
   }
@@ -116,7 +117,7 @@ function applyChunk(
     String(options.cdcMaxlen),
     String(options.conflictMaxlen),
     JSON.stringify(fields),
-    ...contents,
+    ...values,
     ...datas,
   ];
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);

@@ -1,6 +1,6 @@
 /**
  * Read-only access to any store's Merkle tree and records (this node's or a peer's), with plain
- * reads only (HGET, HMGET, HGETALL): it works under a read-only ACL and never changes anything.
+ * reads only (GET, HGET, HMGET, HGETALL): it works under a read-only ACL and never changes anything.
  * It does not bring the tree up to date; the store's owner does that (`SyncStore.refreshMerkle`).
  */
 import { StoreError } from '../errors.js';
@@ -16,7 +16,7 @@ import {
   ZERO_HASH,
 } from './merkle-hash.js';
 import { storeKeys, type StoreKeys } from './keys.js';
-import { parseRecordFields, RECORD_FIELDS } from './record-fields.js';
+import { parseRecordValue } from './record-value.js';
 import { AS_BUFFERS, AS_STRINGS, asString, type CommandSender } from './redis-io.js';
 
 /** Reads the Merkle tree and records of the store under `prefix` through `client`. */
@@ -128,14 +128,9 @@ export class MerkleReader {
   /** The records of `keys` aligned with `keys` (undefined where absent), in one pipeline. */
   async readRecords(keys: readonly string[]): Promise<(StoredRecord | undefined)[]> {
     const replies = await Promise.all(
-      keys.map((key) =>
-        this.client.sendCommand<unknown[]>(
-          ['HMGET', this.keys.item(key), ...RECORD_FIELDS],
-          AS_BUFFERS,
-        ),
-      ),
+      keys.map((key) => this.client.sendCommand<unknown>(['GET', this.keys.item(key)], AS_BUFFERS)),
     );
-    return replies.map((values, i) => parseRecordFields(keys[i]!, values));
+    return replies.map((value, i) => parseRecordValue(keys[i]!, value));
   }
 }
 

@@ -326,8 +326,11 @@ export class SyncStore implements LocalStore {
   /** True when the store holds `key` with this content hash (`''` matches a tombstone). */
   async isCurrent(key: string, contentHash: string): Promise<boolean> {
     checkKey(key);
-    const h = await this.client.sendCommand(['HGET', this.keys.item(key), 'h'], AS_STRINGS);
-    return asString(h) === contentHash;
+    // The bucket entry holds the record's version tuple `ts|v|d|h|o`: its hash is the fourth field.
+    const tuple = asString(
+      await this.client.sendCommand(['HGET', this.keys.bucket(bucketOf(key)), key], AS_STRINGS),
+    );
+    return tuple !== undefined && tuple.split('|', 4)[3] === contentHash;
   }
 
   /**

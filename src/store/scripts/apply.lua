@@ -1,21 +1,20 @@
--- Applies replicated records by last-writer-wins, in one script call per chunk. The order is the
+-- Applies replicated records by last-writer-wins, in one atomic call per chunk. The order is the
 -- total order of docs/PROTOCOL.md: (updatedAt, version) numerically, then origin, then content hash
--- by byte order, then a tombstone above a put. Every record is written whole or not at all: the
--- shared keys' and the items' types are checked before the first write, and a record's first
--- write is its bucket entry, so a bucket holding another type (only ever put there by hand) fails
--- the call at that record, before any of its writes and after the records before it. Every dirty
--- mark is written (one HSET) before the records it covers.
+-- by byte order, then a tombstone above a put. Every key's type is checked before the first write
+-- (an item is a string that SET replaces whatever it held), so an error writes nothing. A previous
+-- version is read from its bucket entry (`ts|v|d|h|o`), which every write keeps equal to the
+-- item's header. Every dirty mark is written (one HSET) before the records it covers.
 --
 -- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, then per record i: item, bucket
 -- ARGV: 1 relay '0'|'1', 2 conflict log '0'|'1', 3 purge horizon (ms: a tombstone older than this
 --       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 the records as a JSON
 --       array of arrays of strings, one per record: [key, bucket id, updatedAt, version, origin,
---       deleted '0'|'1', content hash, content type, traceparent ('' = none)
---       (+ when relaying: origin as JSON, traceparent as JSON ('' = none))],
---       then per record its content ('' for a tombstone), then when relaying per record its CDC data
+--       deleted '0'|'1', content hash (+ when relaying: content type, origin as JSON, traceparent
+--       as JSON ('' = none))], then per record its item value (header line and content, built by
+--       the client: docs/PROTOCOL.md §Records), then when relaying per record its CDC data.
 -- (The small fields travel as one JSON argument, read with the cjson library Redis bundles, not a
--- dozen arguments per record: cheaper to send and to parse. Contents stay arguments of their own:
--- Redis's Lua hashes every byte of every string it makes, so a content is made into one once.)
+-- dozen arguments per record: cheaper to send and to parse. Item values stay arguments of their
+-- own: Redis's Lua hashes every byte of every string it makes, so each is made into one once.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
 -- was no previous version, or the outcome + 10 followed by the previous version's updatedAt,
 -- version, origin, deleted, hash (a backlog of new keys then costs one reply element a record).
@@ -65,10 +64,10 @@ if err then return err end
 if relay then err = expect_type(KEYS[3], 'stream') if err then return err end end
 if log_conflicts then err = expect_type(KEYS[4], 'stream') if err then return err end end
 
--- Pass 1: read every previous clock (which also checks the item's type).
+-- Pass 1: read every previous version, its tuple string or false (which checks the bucket's type).
 local prevs = {}
 for i = 1, n do
-  prevs[i] = redis.call('HMGET', KEYS[3 + 2 * i], 'ts', 'v', 'o', 'd', 'h')
+  prevs[i] = redis.call('HGET', KEYS[4 + 2 * i], records[i][1])
 end
 
 -- Which keys are already dirty (their mark, from an earlier write, stays).
@@ -94,9 +93,10 @@ for i = 1, n do
   -- Tuples keep the clock's decimal strings (6, 7) beside its numbers, to echo them unformatted.
   local incoming = { tonumber(tss), tonumber(vs), origin, deleted, hash, tss, vs }
   local prev = latest[key]
-  local p = prevs[i]
-  if prev == nil and p[1] then
-    prev = { tonumber(p[1]), tonumber(p[2]), p[3], p[4], p[5], p[1], p[2] }
+  local before = prevs[i]
+  if prev == nil and before then
+    local pts, pv, pd, ph, po = string.match(before, '^(%d+)|(%d+)|([01])|(%x*)|(.*)$')
+    prev = { tonumber(pts), tonumber(pv), po, pd, ph, pts, pv }
   end
 
   local outcome
@@ -114,10 +114,8 @@ for i = 1, n do
     latest[key] = incoming
     if not dirty[key] then
       dirty[key] = true
-      local before = ''
-      if p[1] then before = p[1] .. '|' .. p[2] .. '|' .. p[4] .. '|' .. p[5] .. '|' .. p[3] end
       marks[#marks + 1] = key
-      marks[#marks + 1] = r[2] .. before
+      marks[#marks + 1] = r[2] .. (before or '')
     end
   end
 end
@@ -134,21 +132,20 @@ for i = 1, n do
 
   if outcome == 1 then
     redis.call('HSET', KEYS[4 + 2 * i], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
-    redis.call('HSET', KEYS[3 + 2 * i], 'c', ARGV[6 + i], 'h', hash, 't', r[8], 'ts', tss, 'v', vs,
-      'o', origin, 'd', deleted, 'tp', r[9])
+    redis.call('SET', KEYS[3 + 2 * i], ARGV[6 + i])
     if deleted == '1' then
       redis.call('ZADD', KEYS[2], tss, key)
     elseif prev ~= nil and prev[4] == '1' then
       redis.call('ZREM', KEYS[2], key)
     end
     if relay then
-      local tail = ',"origin":' .. r[10] .. '}'
+      local tail = ',"origin":' .. r[9] .. '}'
       if deleted == '1' then
         redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'DEL', 'key', key,
           'meta', '{"version":' .. vs .. ',"updated_at":' .. tss .. tail)
       else
         local tp = ''
-        if r[11] ~= '' then tp = ',"trace_parent":' .. r[11] end
+        if r[10] ~= '' then tp = ',"trace_parent":' .. r[10] end
         redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'PUT', 'key', key, 'hash', hash,
           'data', ARGV[6 + n + i], 'meta', '{"content_type":"' .. r[8]
           .. '","version":' .. vs .. ',"updated_at":' .. tss .. tp .. tail)

@@ -1,6 +1,7 @@
 -- Purges expired tombstones: deletes each record that is still a tombstone older than the cutoff,
 -- removes it from its Merkle bucket, marks the key dirty (with its tuple, unless already dirty)
--- and drops it from the tombstone index.
+-- and drops it from the tombstone index. A record's version is read from its bucket entry
+-- (`ts|v|d|h|o`), which every write keeps equal to the item's header.
 -- A key that is no longer a tombstone (overwritten by a put) is only dropped from the index; a
 -- tombstone rewritten since (newer clock) gets its score corrected.
 --
@@ -12,16 +13,17 @@ local cutoff = tonumber(ARGV[1])
 local purged = 0
 for i = 1, (#ARGV - 1) / 2 do
   local key, bucket = ARGV[2 * i], ARGV[2 * i + 1]
-  local item = KEYS[1 + 2 * i]
-  local rec = redis.call('HMGET', item, 'd', 'ts', 'v', 'h', 'o')
-  if rec[1] == '1' and tonumber(rec[2]) < cutoff then
-    redis.call('DEL', item)
+  local tuple = redis.call('HGET', KEYS[2 + 2 * i], key)
+  local ts, deleted
+  if tuple then ts, deleted = string.match(tuple, '^(%d+)|%d+|([01])|') end
+  if deleted == '1' and tonumber(ts) < cutoff then
+    redis.call('DEL', KEYS[1 + 2 * i])
     redis.call('HDEL', KEYS[2 + 2 * i], key)
-    redis.call('HSETNX', KEYS[2], key, bucket .. rec[2] .. '|' .. rec[3] .. '|1|' .. rec[4] .. '|' .. rec[5])
+    redis.call('HSETNX', KEYS[2], key, bucket .. tuple)
     redis.call('ZREM', KEYS[1], key)
     purged = purged + 1
-  elseif rec[1] == '1' then
-    redis.call('ZADD', KEYS[1], rec[2], key)
+  elseif deleted == '1' then
+    redis.call('ZADD', KEYS[1], ts, key)
   else
     redis.call('ZREM', KEYS[1], key)
   end

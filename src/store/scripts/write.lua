@@ -1,7 +1,9 @@
 -- A local write (put or delete) in one atomic call: hybrid clock from the previous version, record,
 -- Merkle bucket entry, dirty mark (the key with the tuple the tree last counted for it, kept if
 -- the key is already dirty), tombstone index and CDC entry. Every key's type is checked before
--- the first write, so an error leaves nothing half-written.
+-- the first write (the item is a string that SET replaces whatever it held), so an error leaves
+-- nothing half-written. The previous version is read from the bucket entry (`ts|v|d|h|o`), which
+-- every write keeps equal to the item's header.
 --
 -- KEYS: 1 item, 2 bucket, 3 merkle:dirty, 4 tombstones, 5 cdc
 -- ARGV: 1 key, 2 bucket id, 3 now (ms), 4 origin, 5 origin as a JSON string, 6 deleted '0'|'1',
@@ -17,17 +19,20 @@ local function expect_type(key, want)
   return nil
 end
 
-local prev = redis.call('HMGET', KEYS[1], 'ts', 'v', 'd', 'h', 'o')
-for _, check in ipairs({ { KEYS[2], 'hash' }, { KEYS[3], 'hash' }, { KEYS[4], 'zset' }, { KEYS[5], 'stream' } }) do
+local before = redis.call('HGET', KEYS[2], ARGV[1])
+for _, check in ipairs({ { KEYS[3], 'hash' }, { KEYS[4], 'zset' }, { KEYS[5], 'stream' } }) do
   local err = expect_type(check[1], check[2])
   if err then return err end
 end
 
 local now = tonumber(ARGV[3])
 local ts, v = now, 1
-if prev[1] then
-  ts = math.max(now, tonumber(prev[1]) + 1)
-  v = tonumber(prev[2]) + 1
+local was_tombstone = false
+if before then
+  local pts, pv, pd = string.match(before, '^(%d+)|(%d+)|([01])|')
+  ts = math.max(now, tonumber(pts) + 1)
+  v = tonumber(pv) + 1
+  was_tombstone = pd == '1'
 end
 local tss = string.format('%.0f', ts)
 local vs = string.format('%.0f', v)
@@ -47,15 +52,17 @@ else
     'op', 'PUT', 'key', key, 'hash', hash, 'data', ARGV[12], 'meta', meta)
 end
 
-redis.call('HSET', KEYS[1], 'c', ARGV[7], 'h', hash, 't', ARGV[9], 'ts', tss, 'v', vs, 'o', origin,
-  'd', deleted, 'tp', ARGV[10])
+-- The record: its header line (docs/PROTOCOL.md §Records), then its content.
+local tp = ''
+if ARGV[11] ~= '' then tp = ',"tp":' .. ARGV[11] end
+redis.call('SET', KEYS[1], '{"ts":' .. tss .. ',"v":' .. vs .. ',"d":' .. deleted .. ',"h":"' .. hash
+  .. '","o":' .. ARGV[5] .. ',"t":"' .. ARGV[9] .. '"' .. tp .. '}\n')
+if ARGV[7] ~= '' then redis.call('APPEND', KEYS[1], ARGV[7]) end
 redis.call('HSET', KEYS[2], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
-local before = ''
-if prev[1] then before = prev[1] .. '|' .. prev[2] .. '|' .. prev[3] .. '|' .. prev[4] .. '|' .. prev[5] end
-redis.call('HSETNX', KEYS[3], key, ARGV[2] .. before)
+redis.call('HSETNX', KEYS[3], key, ARGV[2] .. (before or ''))
 if deleted == '1' then
   redis.call('ZADD', KEYS[4], ts, key)
-elseif prev[3] == '1' then
+elseif was_tombstone then
   redis.call('ZREM', KEYS[4], key)
 end
 return { tss, vs, id }
