@@ -58,13 +58,6 @@ export function leafHash(v: RecordVersion): Buffer {
   return digest('sha256', text, 'buffer');
 }
 
-/** Orders keys by the byte order of their utf-8 encoding (the order bucket hashes use). */
-export function compareKeysUtf8(a: string, b: string): number {
-  if (a === b) return 0;
-  if (isAscii(a) && isAscii(b)) return a < b ? -1 : 1;
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
 const NON_ASCII = /[\u0080-\uffff]/;
 
 function isAscii(text: string): boolean {

@@ -8,6 +8,7 @@ import { compareVersions, type StoredRecord } from '../../src/model/record.js';
 import { sha256Hex } from '../../src/store/input.js';
 import { bucketOf, computeRoot, ZERO_HASH } from '../../src/store/merkle-hash.js';
 import { MerkleReader } from '../../src/store/merkle-reader.js';
+import { encodeRecordValue } from '../../src/store/record-value.js';
 import { SCRIPTS } from '../../src/store/lua-script.js';
 import { SyncStore, type SyncStoreOptions } from '../../src/store/sync-store.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
@@ -256,6 +257,7 @@ describe('SyncStore CDC stream', () => {
       await store.put('uk.nhs.patient.1', { name: 'Alice' }, { traceParent: '00-ab-01' })
     ).record;
     const value = await raw.get(store.keys.item(put.key));
+    assert.deepEqual(value, encodeRecordValue(put));
     assert.equal(
       value?.toString(),
       `{"ts":${put.updatedAt},"v":1,"d":0,"h":"${put.contentHash}","o":"node \\"a\\" \\\\ é",` +
