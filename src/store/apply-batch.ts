@@ -4,11 +4,12 @@
  */
 import type { RedisArgument } from '@redis/client';
 import { encodeData } from '../codec/zstd.js';
-import type { RecordVersion, StoredRecord } from '../model/record.js';
+import { StoreError } from '../errors.js';
+import type { StoredRecord } from '../model/record.js';
 import type { StoreKeys } from './keys.js';
 import type { ApplyOutcome, ApplyResult } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
-import { bucketOf } from './merkle-hash.js';
+import { bucketOf, formatVersionTuple, parseVersionTuple } from './merkle-hash.js';
 import { encodeRecordValue } from './record-value.js';
 import type { CommandSender } from './redis-io.js';
 
@@ -64,8 +65,8 @@ export async function applyRecords(
       const record = records[index++]!;
       const code = Number(reply[i]);
       if (code > 10) {
-        results.push(toResult(record.key, code - 10, reply, i + 1));
-        i += 6;
+        results.push(toResult(record.key, code - 10, reply[i + 1]));
+        i += 2;
       } else {
         results.push({ key: record.key, outcome: OUTCOMES[code - 1] ?? 'stale' });
         i += 1;
@@ -89,15 +90,8 @@ function applyChunk(
     const bucket = bucketOf(r.key);
     redisKeys.push(keys.item(r.key), keys.bucket(bucket));
     // A tombstone is normalised (no content, no hash, binary) so every node stores it identically.
-    const record = [
-      r.key,
-      bucket,
-      String(r.updatedAt),
-      String(r.version),
-      r.origin,
-      r.deleted ? '1' : '0',
-      r.deleted ? '' : r.contentHash,
-    ];
+    const version = r.deleted && r.contentHash !== '' ? { ...r, contentHash: '' } : r;
+    const record = [r.key, bucket, formatVersionTuple(version), r.deleted ? '1' : '0'];
     values.push(encodeRecordValue(r));
     if (relay) {
       datas.push(r.deleted ? '' : encodeData(r.content).data);
@@ -123,15 +117,11 @@ function applyChunk(
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);
 }
 
-function toResult(key: string, code: number, reply: readonly unknown[], i: number): ApplyResult {
+function toResult(key: string, code: number, tuple: unknown): ApplyResult {
   const outcome = OUTCOMES[code - 1] ?? 'stale';
-  const previous: RecordVersion = {
-    key,
-    updatedAt: Number(reply[i]),
-    version: Number(reply[i + 1]),
-    origin: String(reply[i + 2]),
-    deleted: String(reply[i + 3]) === '1',
-    contentHash: String(reply[i + 4]),
-  };
+  const previous = parseVersionTuple(key, String(tuple));
+  if (previous === undefined) {
+    throw new StoreError(`apply: the stored version of ${JSON.stringify(key)} is not a tuple`);
+  }
   return { key, outcome, previous };
 }

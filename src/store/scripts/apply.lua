@@ -8,16 +8,18 @@
 -- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, then per record i: item, bucket
 -- ARGV: 1 relay '0'|'1', 2 conflict log '0'|'1', 3 purge horizon (ms: a tombstone older than this
 --       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 the records as a JSON
---       array of arrays of strings, one per record: [key, bucket id, updatedAt, version, origin,
---       deleted '0'|'1', content hash (+ when relaying: content type, origin as JSON, traceparent
---       as JSON ('' = none))], then per record its item value (header line and content, built by
---       the client: docs/PROTOCOL.md §Records), then when relaying per record its CDC data.
+--       array of arrays of strings, one per record: [key, bucket id, version tuple
+--       `ts|v|d|h|o` (docs/PROTOCOL.md §Merkle), deleted '0'|'1' (+ when relaying: content type,
+--       origin as JSON, traceparent as JSON ('' = none))], then per record its item value (header
+--       line and content, built by the client: docs/PROTOCOL.md §Records), then when relaying per
+--       record its CDC data.
 -- (The small fields travel as one JSON argument, read with the cjson library Redis bundles, not a
 -- dozen arguments per record: cheaper to send and to parse. Item values stay arguments of their
--- own: Redis's Lua hashes every byte of every string it makes, so each is made into one once.)
+-- own: Redis's Lua hashes every byte of every string it makes, so each is made into one once. A
+-- tuple is parsed only when it must be compared: a new key, or an identical version, needs none.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
--- was no previous version, or the outcome + 10 followed by the previous version's updatedAt,
--- version, origin, deleted, hash (a backlog of new keys then costs one reply element a record).
+-- was no previous version, or the outcome + 10 followed by the previous version's tuple (a backlog
+-- of new keys then costs one reply element a record).
 
 local relay = ARGV[1] == '1'
 local log_conflicts = ARGV[2] == '1'
@@ -47,7 +49,13 @@ local function cmp_bytes(a, b)
   return la < lb and -1 or 1
 end
 
--- Compares version tuples { ts (number), v (number), origin, deleted, hash }.
+-- A version tuple string parsed: { ts (number), v (number), origin, deleted, hash, ts string }.
+local function parse(tuple)
+  local ts, v, d, h, o = string.match(tuple, '^(%d+)|(%d+)|([01])|(%x*)|(.*)$')
+  return { tonumber(ts), tonumber(v), o, d, h, ts }
+end
+
+-- Compares parsed version tuples.
 local function cmp(a, b)
   if a[1] ~= b[1] then return a[1] < b[1] and -1 or 1 end
   if a[2] ~= b[2] then return a[2] < b[2] and -1 or 1 end
@@ -81,41 +89,44 @@ for first = 1, n, 1000 do
   end
 end
 
--- Pass 2: decide, with no write. `latest` holds what this call will have written, for a key
+-- Pass 2: decide, with no write. `latest` holds the tuple this call will have written, for a key
 -- present twice; `marks` the dirty marks to add: the key with the tuple the tree last counted for
--- it (its version before this call).
+-- it (its version before this call). Tuples are canonical (decimal without leading zeros), so two
+-- versions are equal exactly when their tuples are.
 local latest = {}
 local outcomes = {}
+local previous = {}
+local parsed = {}
 local marks = {}
 for i = 1, n do
   local r = records[i]
-  local key, tss, vs, origin, deleted, hash = r[1], r[3], r[4], r[5], r[6], r[7]
-  -- Tuples keep the clock's decimal strings (6, 7) beside its numbers, to echo them unformatted.
-  local incoming = { tonumber(tss), tonumber(vs), origin, deleted, hash, tss, vs }
-  local prev = latest[key]
-  local before = prevs[i]
-  if prev == nil and before then
-    local pts, pv, pd, ph, po = string.match(before, '^(%d+)|(%d+)|([01])|(%x*)|(.*)$')
-    prev = { tonumber(pts), tonumber(pv), po, pd, ph, pts, pv }
-  end
-
+  local key, tuple, deleted = r[1], r[3], r[4]
+  local prev = latest[key] or prevs[i]
   local outcome
-  if prev == nil then
-    if deleted == '1' and incoming[1] < horizon then outcome = 3 else outcome = 1 end
+  if not prev then
+    outcome = 1
+    if deleted == '1' then
+      parsed[i] = parse(tuple)
+      if parsed[i][1] < horizon then outcome = 3 end
+    end
+  elseif prev == tuple then
+    outcome = 2
   else
-    local c = cmp(incoming, prev)
+    local incoming, p = parse(tuple), parse(prev)
+    parsed[i] = incoming
+    local c = cmp(incoming, p)
     if c > 0 then outcome = 1
-    elseif c == 0 then outcome = 2
-    elseif prev[2] > incoming[2] then outcome = 3
+    elseif p[2] > incoming[2] then outcome = 3
     else outcome = 4 end
   end
-  outcomes[i] = { outcome, prev, incoming }
+  outcomes[i] = outcome
+  previous[i] = prev
   if outcome == 1 then
-    latest[key] = incoming
+    latest[key] = tuple
     if not dirty[key] then
       dirty[key] = true
       marks[#marks + 1] = key
-      marks[#marks + 1] = r[2] .. (before or '')
+      marks[#marks + 1] = r[2] .. (prevs[i] or '')
     end
   end
 end
@@ -127,45 +138,47 @@ end
 local out = {}
 for i = 1, n do
   local r = records[i]
-  local key, tss, vs, origin, deleted, hash = r[1], r[3], r[4], r[5], r[6], r[7]
-  local outcome, prev, incoming = outcomes[i][1], outcomes[i][2], outcomes[i][3]
+  local key, tuple, deleted = r[1], r[3], r[4]
+  local outcome, prev = outcomes[i], previous[i]
 
   if outcome == 1 then
-    redis.call('HSET', KEYS[4 + 2 * i], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
+    redis.call('HSET', KEYS[4 + 2 * i], key, tuple)
     redis.call('SET', KEYS[3 + 2 * i], ARGV[6 + i])
     if deleted == '1' then
-      redis.call('ZADD', KEYS[2], tss, key)
-    elseif prev ~= nil and prev[4] == '1' then
+      parsed[i] = parsed[i] or parse(tuple)
+      redis.call('ZADD', KEYS[2], parsed[i][6], key)
+    elseif prev and string.match(prev, '^%d+|%d+|1|') then
       redis.call('ZREM', KEYS[2], key)
     end
     if relay then
-      local tail = ',"origin":' .. r[9] .. '}'
+      local t = parsed[i] or parse(tuple)
+      local head = '{"version":' .. t[2] .. ',"updated_at":' .. t[6]
+      local tail = ',"origin":' .. r[6] .. '}'
       if deleted == '1' then
         redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'DEL', 'key', key,
-          'meta', '{"version":' .. vs .. ',"updated_at":' .. tss .. tail)
+          'meta', head .. tail)
       else
         local tp = ''
-        if r[10] ~= '' then tp = ',"trace_parent":' .. r[10] end
-        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'PUT', 'key', key, 'hash', hash,
-          'data', ARGV[6 + n + i], 'meta', '{"content_type":"' .. r[8]
-          .. '","version":' .. vs .. ',"updated_at":' .. tss .. tp .. tail)
+        if r[7] ~= '' then tp = ',"trace_parent":' .. r[7] end
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'PUT', 'key', key, 'hash', t[5],
+          'data', ARGV[6 + n + i], 'meta', '{"content_type":"' .. r[5] .. '",' .. string.sub(head, 2)
+          .. tp .. tail)
       end
     end
   end
 
-  if log_conflicts and prev ~= nil and (outcome == 4 or (outcome == 1 and prev[2] >= incoming[2])) then
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'key', key,
-      'local', prev[6] .. '|' .. prev[7] .. '|' .. prev[4] .. '|' .. prev[5] .. '|' .. prev[3],
-      'incoming', tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin,
-      'winner', outcome == 4 and 'local' or 'incoming')
+  -- A conflict: the incoming version lost to a concurrent local one, or beat one that was not
+  -- older in version (so it did not descend from it either).
+  if log_conflicts and prev and (outcome == 4 or (outcome == 1 and parse(prev)[2] >= parsed[i][2])) then
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'key', key, 'local', prev,
+      'incoming', tuple, 'winner', outcome == 4 and 'local' or 'incoming')
   end
 
-  local o = #out
-  if prev == nil then
-    out[o + 1] = outcome
+  if prev then
+    out[#out + 1] = outcome + 10
+    out[#out + 1] = prev
   else
-    out[o + 1] = outcome + 10
-    out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] = prev[6], prev[7], prev[3], prev[4], prev[5]
+    out[#out + 1] = outcome
   end
 end
 return out
