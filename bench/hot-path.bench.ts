@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient, RESP_TYPES } from '@redis/client';
+import { createClient } from '@redis/client';
 import { encodeCdcEntry } from '../src/codec/cdc.js';
 import type { StoredRecord } from '../src/model/record.js';
 import { SyncStore } from '../src/store/sync-store.js';
@@ -18,7 +18,6 @@ import { perSecond, type BenchOptions, type BenchRow } from './report.js';
 import { createHash } from 'node:crypto';
 
 const SECTION = 'hot-path';
-const BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 
 /** A ~1 KB JSON document, partly compressible like real records. */
 export function document(i: number, t?: number): Buffer {
@@ -68,50 +67,17 @@ async function fillStream(url: string, n: number): Promise<string> {
   return last;
 }
 
-/**
- * XREAD COUNT 1000 from A, pipelined HSETs of the same records into B, until `n` are copied. The
- * next read overlaps the writes of the previous batch (as the engine's reads overlap its applies),
- * so the baseline is as fast as a plain copy gets.
- */
-async function rawBaseline(from: string, to: string, n: number): Promise<number> {
-  // No per-command timeout: node-redis arms an AbortSignal per command otherwise.
-  const source = createClient({ url: from, commandOptions: { timeout: 0 } });
-  const target = createClient({ url: to, commandOptions: { timeout: 0 } });
-  await Promise.all([source.connect(), target.connect()]);
-  const started = performance.now();
-  let cursor = '0-0';
-  let copied = 0;
-  let writing: Promise<unknown> = Promise.resolve();
-  while (copied < n) {
-    const reply = await source.sendCommand<Record<string, [Buffer, Buffer[]][]>>(
-      ['XREAD', 'COUNT', '1000', 'STREAMS', 'cdc', cursor],
-      BUFFERS,
-    );
-    const entries = Object.values(reply)[0] ?? [];
-    if (entries.length === 0) break;
-    await writing;
-    writing = Promise.all(
-      entries.map(([, f]) =>
-        target.sendCommand([
-          'HSET',
-          Buffer.concat([Buffer.from('item:'), f[3]!]),
-          'h',
-          f[5]!,
-          'c',
-          f[7]!,
-          'm',
-          f[9]!,
-        ]),
-      ),
-    );
-    copied += entries.length;
-    cursor = String(entries.at(-1)![0]);
-  }
-  await writing;
-  const ms = performance.now() - started;
-  source.destroy();
-  target.destroy();
-  return perSecond(copied, ms);
+/** The raw baseline (bench/support/baseline-child.mjs) in a fresh process, as the engine is. */
+function rawBaseline(from: string, to: string, n: number): Promise<number> {
+  const child = fork(
+    fileURLToPath(new URL('./support/baseline-child.mjs', import.meta.url)),
+    [JSON.stringify({ from, to, n })],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
+  return new Promise((resolve, reject) => {
+    child.once('message', (m: { type: string; rate: number }) => resolve(m.rate));
+    child.once('exit', (code) => reject(new Error(`baseline child exited ${code}`)));
+  });
 }
 
 export interface ChildStats {
