@@ -1,5 +1,5 @@
 /**
- * How a record is laid out in Redis (docs/PROTOCOL.md §Records): one string, a JSON header line
+ * How a record is laid out in Redis (docs/PROTOCOL.md §2): one string, a JSON header line
  * and the content bytes. Both ways; the Lua write script builds the same header.
  */
 import type { ContentType, StoredRecord } from '../model/record.js';

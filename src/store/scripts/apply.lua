@@ -9,14 +9,14 @@
 -- ARGV: 1 relay '0'|'1', 2 conflict log '0'|'1', 3 purge horizon (ms: a tombstone older than this
 --       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 the records as a JSON
 --       array of arrays of strings, one per record: [key, bucket id, version tuple
---       `ts|v|d|h|o` (docs/PROTOCOL.md §Merkle), deleted '0'|'1' (+ when relaying: content type,
+--       `ts|v|d|h|o` (docs/PROTOCOL.md §4), deleted '0'|'1' (+ when relaying: content type,
 --       origin as JSON, traceparent as JSON ('' = none))], then per record its item value (header
---       line and content, built by the client: docs/PROTOCOL.md §Records), then when relaying per
+--       line and content, built by the client: docs/PROTOCOL.md §2), then when relaying per
 --       record its CDC data.
 -- (The small fields travel as one JSON argument, read with the cjson library Redis bundles, not a
 -- dozen arguments per record: cheaper to send and to parse. Item values stay arguments of their
 -- own: Redis's Lua hashes every byte of every string it makes, so each is made into one once. A
--- tuple is parsed only when it must be compared: a new key, or an identical version, needs none.)
+-- tuple is parsed only when it must be read: a new live key, or an identical version, needs none.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
 -- was no previous version, or the outcome + 10 followed by the previous version's tuple (a backlog
 -- of new keys then costs one reply element a record).
@@ -116,6 +116,7 @@ for i = 1, n do
     parsed[i] = incoming
     local c = cmp(incoming, p)
     if c > 0 then outcome = 1
+    elseif c == 0 then outcome = 2 -- equal versions in tuples written some other way
     elseif p[2] > incoming[2] then outcome = 3
     else outcome = 4 end
   end

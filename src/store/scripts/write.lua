@@ -52,7 +52,7 @@ else
     'op', 'PUT', 'key', key, 'hash', hash, 'data', ARGV[12], 'meta', meta)
 end
 
--- The record: its header line (docs/PROTOCOL.md §Records), then its content.
+-- The record: its header line (docs/PROTOCOL.md §2), then its content.
 local tp = ''
 if ARGV[11] ~= '' then tp = ',"tp":' .. ARGV[11] end
 redis.call('SET', KEYS[1], '{"ts":' .. tss .. ',"v":' .. vs .. ',"d":' .. deleted .. ',"h":"' .. hash
