@@ -19,7 +19,7 @@ import {
 import { storeKeys, type StoreKeys } from './keys.js';
 import type { ApplyResult, DeadLetter, LocalStore, MerkleNode } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
-import { bucketOf } from './merkle-hash.js';
+import { bucketOf, parseVersionTuple } from './merkle-hash.js';
 import { MerkleReader } from './merkle-reader.js';
 import { MerkleRefresher, type MerkleRefreshOptions, type RefreshStats } from './merkle-refresh.js';
 import {
@@ -326,11 +326,11 @@ export class SyncStore implements LocalStore {
   /** True when the store holds `key` with this content hash (`''` matches a tombstone). */
   async isCurrent(key: string, contentHash: string): Promise<boolean> {
     checkKey(key);
-    // The bucket entry holds the record's version tuple `ts|v|d|h|o`: its hash is the fourth field.
+    // The bucket entry holds the record's version tuple, hash included.
     const tuple = asString(
       await this.client.sendCommand(['HGET', this.keys.bucket(bucketOf(key)), key], AS_STRINGS),
     );
-    return tuple !== undefined && tuple.split('|', 4)[3] === contentHash;
+    return tuple !== undefined && parseVersionTuple(key, tuple)?.contentHash === contentHash;
   }
 
   /**
