@@ -223,10 +223,11 @@ export class Tailer {
         this.#catchingUp = full;
         if (full) {
           // Catching up: read the next batch while this one is decoded (it starts where this ends).
+          const cursor = entries[entries.length - 1]!.id;
           const next = hot.adaptiveBatchSize ? this.#sizer.size : hot.batchSize;
-          const read = this.#readFrom(entries[entries.length - 1]!.id, next, signal);
+          const read = this.#readFrom(cursor, next, signal);
           read.catch(() => undefined); // awaited when taken; a discarded one must not go unhandled
-          this.#prefetch = { cursor: entries[entries.length - 1]!.id, size: next, read };
+          this.#prefetch = { cursor, size: next, read };
         }
         const decodeStarted = performance.now();
         const batch = decodeBatch(
@@ -401,9 +402,7 @@ export class Tailer {
 
   /** Reads the batch after the read cursor: XRANGE while catching up, XREAD BLOCK otherwise. */
   #read(size: number, blockMs: number, signal: AbortSignal): Promise<RawEntry[]> {
-    return this.#catchingUp
-      ? this.#readFrom(this.#readCursor, size, signal)
-      : this.#readFrom(this.#readCursor, size, signal, blockMs);
+    return this.#readFrom(this.#readCursor, size, signal, this.#catchingUp ? undefined : blockMs);
   }
 
   /** Reads up to `size` entries after `cursor`: XREAD BLOCK `blockMs` when given, else XRANGE. */
