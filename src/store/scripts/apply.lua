@@ -97,6 +97,7 @@ local latest = {}
 local outcomes = {}
 local previous = {}
 local parsed = {}
+local parsed_prev = {}
 local marks = {}
 for i = 1, n do
   local r = records[i]
@@ -113,7 +114,7 @@ for i = 1, n do
     outcome = 2
   else
     local incoming, p = parse(tuple), parse(prev)
-    parsed[i] = incoming
+    parsed[i], parsed_prev[i] = incoming, p
     local c = cmp(incoming, p)
     if c > 0 then outcome = 1
     elseif c == 0 then outcome = 2 -- equal versions in tuples written some other way
@@ -170,7 +171,7 @@ for i = 1, n do
 
   -- A conflict: the incoming version lost to a concurrent local one, or beat one that was not
   -- older in version (so it did not descend from it either).
-  if log_conflicts and prev and (outcome == 4 or (outcome == 1 and parse(prev)[2] >= parsed[i][2])) then
+  if log_conflicts and prev and (outcome == 4 or (outcome == 1 and parsed_prev[i][2] >= parsed[i][2])) then
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'key', key, 'local', prev,
       'incoming', tuple, 'winner', outcome == 4 and 'local' or 'incoming')
   end
