@@ -7,7 +7,7 @@ import type { StoredRecord } from '../src/model/record.js';
 import { sha256Hex } from '../src/store/input.js';
 import type { SyncStore } from '../src/store/sync-store.js';
 import { startMesh, type Mesh, type MeshNode } from '../test/helpers/mesh.js';
-import type { BenchOptions, BenchRow } from './report.js';
+import { median, type BenchOptions, type BenchRow } from './report.js';
 
 const SECTION = 'cold-path';
 const REPAIR_KEYS = 100_000;
@@ -40,11 +40,6 @@ async function fillIdentical(stores: readonly SyncStore[], count: number): Promi
     await Promise.all(stores.map((s) => s.apply(batch)));
   }
   await Promise.all(stores.map((s) => s.merkleRoot()));
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 function percentile(values: readonly number[], p: number): number {

@@ -14,7 +14,7 @@ import { encodeCdcEntry } from '../src/codec/cdc.js';
 import type { StoredRecord } from '../src/model/record.js';
 import { SyncStore } from '../src/store/sync-store.js';
 import { startRedis, type RedisServer } from '../test/helpers/redis-server.js';
-import { perSecond, type BenchOptions, type BenchRow } from './report.js';
+import { median, medianBy, perSecond, type BenchOptions, type BenchRow } from './report.js';
 import { createHash } from 'node:crypto';
 
 const SECTION = 'hot-path';
@@ -229,10 +229,6 @@ async function replicate(
   };
 }
 
-function median<T>(items: readonly T[], by: (item: T) => number): T {
-  return [...items].sort((x, y) => by(x) - by(y))[Math.floor(items.length / 2)]!;
-}
-
 async function throughput(
   a: RedisServer,
   b: RedisServer,
@@ -245,7 +241,7 @@ async function throughput(
     await flush(b.url);
     baselines.push(await rawBaseline(a.url, b.url, n));
   }
-  const baseline = median(baselines, (x) => x);
+  const baseline = median(baselines);
   const rows: BenchRow[] = [];
   for (const batch of BACKLOG_BATCHES) {
     const primary = batch === BACKLOG_BATCHES[0];
@@ -253,7 +249,7 @@ async function throughput(
     for (let run = 0; run < (primary ? RUNS : 1); run++) {
       runs.push(await replicate(a, b, n, join(dir, `tp-${batch}-${run}`), batch));
     }
-    const { rate, cpu } = median(runs, (r) => r.rate);
+    const { rate, cpu } = medianBy(runs, (r) => r.rate);
     const rates = runs.map((r) => Math.round(r.rate).toLocaleString('en-GB')).join(', ');
     rows.push(
       {

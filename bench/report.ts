@@ -28,6 +28,16 @@ export type BenchModule = {
   run(options?: BenchOptions): Promise<BenchRow[]>;
 };
 
+/** The middle item of `items` ordered by `by` (the upper middle of an even count). */
+export function medianBy<T>(items: readonly T[], by: (item: T) => number): T {
+  return [...items].sort((x, y) => by(x) - by(y))[Math.floor(items.length / 2)]!;
+}
+
+/** The median of `values` (the upper middle of an even count). */
+export function median(values: readonly number[]): number {
+  return medianBy(values, (v) => v);
+}
+
 function fmt(value: number | undefined): string {
   if (value === undefined) return '';
   if (Number.isInteger(value)) return value.toLocaleString('en-GB');
