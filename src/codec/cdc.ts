@@ -32,6 +32,8 @@ export interface CdcPut {
   readonly content: Buffer;
   /** Whether `data` was a zstd frame. */
   readonly compressed: boolean;
+  /** The `data` field as it came: the zstd frame when `compressed`, else the content itself. */
+  readonly data: Buffer;
   readonly meta: CdcMeta | undefined;
 }
 
@@ -226,7 +228,7 @@ export function parseCdcEntry(fields: readonly Buffer[], options: ParseOptions =
       throw new CorruptEntryError('hash_mismatch', `hash of ${keyText} does not match its content`);
     }
   }
-  return { op: 'PUT', key: keyText, hash: hashText, contentHash, content, compressed, meta };
+  return { op: 'PUT', key: keyText, hash: hashText, contentHash, content, compressed, data, meta };
 }
 
 function looksLikeJson(content: Buffer): boolean {
@@ -273,6 +275,7 @@ export function eventToRecord(event: CdcEvent, entryId: string, peerId: string):
     origin,
     deleted: false,
     ...(traceParent !== undefined ? { traceParent } : {}),
+    ...(event.compressed ? { frame: event.data } : {}),
   };
 }
 
@@ -314,7 +317,7 @@ export function encodeCdcEntry(record: StoredRecord): Buffer[] {
     Buffer.from('hash'),
     Buffer.from(record.contentHash, 'latin1'),
     Buffer.from('data'),
-    encodeData(record.content).data,
+    record.frame ?? encodeData(record.content).data,
     Buffer.from('meta'),
     Buffer.from(encodeMeta(record), 'utf8'),
   ];

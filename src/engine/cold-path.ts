@@ -47,6 +47,8 @@ export interface ColdPeer {
 export interface ColdPathContext {
   readonly localNodeId: string;
   readonly settings: () => ResolvedColdPath;
+  /** Bound on a fetched record's decompressed content (`store.max_item_bytes`). */
+  readonly maxItemBytes: number;
   readonly store: LocalStore;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -258,7 +260,12 @@ export class ColdPath {
     try {
       report = await runRepair(
         ctx.store,
-        { peerId, link: peer.link, redisPrefix: peer.config.redisPrefix },
+        {
+          peerId,
+          link: peer.link,
+          redisPrefix: peer.config.redisPrefix,
+          maxItemBytes: ctx.maxItemBytes,
+        },
         {
           dryRun,
           budget: Math.max(0, maxItems ?? ctx.settings().maxItemsPerCycle),

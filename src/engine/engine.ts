@@ -157,6 +157,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
       this.#cold = new ColdPath({
         localNodeId: this.nodeId,
         settings: () => this.#config.replication.coldPath,
+        maxItemBytes: this.#config.store.maxItemBytes,
         store: this.#store,
         metrics: this.metrics,
         logger: this.logger,

@@ -59,6 +59,8 @@ export interface RepairPeer {
   readonly peerId: string;
   readonly link: PeerLink;
   readonly redisPrefix: string;
+  /** Bound on a fetched record's decompressed content (`store.max_item_bytes`). */
+  readonly maxItemBytes: number;
 }
 
 /** What one repair may do. */
@@ -79,7 +81,7 @@ export async function runRepair(
   peer: RepairPeer,
   plan: RepairPlan,
 ): Promise<RepairReport> {
-  const { peerId, link, redisPrefix } = peer;
+  const { peerId, link, redisPrefix, maxItemBytes } = peer;
   const { dryRun, budget } = plan;
   const started = performance.now();
   let roundTrips = 0;
@@ -93,7 +95,7 @@ export async function runRepair(
       const sender: CommandSender = {
         sendCommand: (args, options) => client.sendCommand(args, options),
       };
-      return fn(new MerkleReader(sender, redisPrefix), sender);
+      return fn(new MerkleReader(sender, redisPrefix, maxItemBytes), sender);
     });
   };
   const report = (

@@ -27,6 +27,12 @@ export interface StoredRecord extends Clock {
   readonly deleted: boolean;
   /** W3C traceparent of the write, when the writer gave one. */
   readonly traceParent?: string;
+  /**
+   * The content as the zstd frame it arrived in (a CDC `data` field or a stored record), when it
+   * came compressed: it decompresses to `content`. A store may keep these bytes as they are
+   * instead of compressing the content again; SyncStore does (docs/PROTOCOL.md §2).
+   */
+  readonly frame?: Buffer;
 }
 
 /** The fields of a record that the total order compares, and that a Merkle leaf covers. */

@@ -10,7 +10,7 @@ import type { StoreKeys } from './keys.js';
 import type { ApplyOutcome, ApplyResult } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf, formatVersionTuple, parseVersionTuple } from './merkle-hash.js';
-import { encodeRecordValue } from './record-value.js';
+import { encodeRecordValue, storedBody } from './record-value.js';
 import type { CommandSender } from './redis-io.js';
 
 /** How one apply call behaves. */
@@ -29,7 +29,7 @@ export interface ApplyOptions {
 }
 
 /**
- * Content bytes per script call: a call ends before the record that would pass this (a call holds
+ * Stored bytes (contents, or their frames) per script call: a call ends before the record that would pass this (a call holds
  * at least one record), so one call never blocks Redis long or nears its 512 MB argument limit.
  */
 export const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -47,7 +47,7 @@ export async function applyRecords(
   let start = 0;
   let bytes = 0;
   for (let i = 0; i < records.length; i++) {
-    const size = records[i]!.deleted ? 0 : records[i]!.content.length;
+    const size = records[i]!.deleted ? 0 : storedBody(records[i]!).length;
     if (i > start && (i - start >= options.chunkSize || bytes + size > CHUNK_BYTES)) {
       calls.push(applyChunk(client, records.slice(start, i), options));
       start = i;
@@ -86,7 +86,9 @@ function applyChunk(
   const values: RedisArgument[] = [];
   const datas: RedisArgument[] = [];
   const fields: string[][] = [];
-  for (const r of chunk) {
+  for (const given of chunk) {
+    // Relayed without a frame: compressed once, for the CDC entry and the stored record alike.
+    const r = relay && !given.deleted && given.frame === undefined ? withFrame(given) : given;
     const bucket = bucketOf(r.key);
     redisKeys.push(keys.item(r.key), keys.bucket(bucket));
     // A tombstone is normalised (no content, no hash, binary) so every node stores it identically.
@@ -94,7 +96,7 @@ function applyChunk(
     const record = [r.key, bucket, formatVersionTuple(version), r.deleted ? '1' : '0'];
     values.push(encodeRecordValue(r));
     if (relay) {
-      datas.push(r.deleted ? '' : encodeData(r.content).data);
+      datas.push(r.deleted ? '' : storedBody(r));
       const tp = r.traceParent;
       record.push(
         r.deleted ? 'binary' : r.contentType,
@@ -115,6 +117,12 @@ function applyChunk(
     ...datas,
   ];
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);
+}
+
+/** The record with its content's zstd frame, when compression makes it smaller. */
+function withFrame(record: StoredRecord): StoredRecord {
+  const { data, compressed } = encodeData(record.content);
+  return compressed ? { ...record, frame: data } : record;
 }
 
 function toResult(key: string, code: number, tuple: unknown): ApplyResult {

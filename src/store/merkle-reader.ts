@@ -3,6 +3,7 @@
  * reads only (GET, HGET, HMGET, HGETALL): it works under a read-only ACL and never changes anything.
  * It does not bring the tree up to date; the store's owner does that (`SyncStore.refreshMerkle`).
  */
+import { DEFAULT_MAX_ITEM_BYTES } from '../codec/zstd.js';
 import { StoreError } from '../errors.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { MerkleNode } from './local-store.js';
@@ -27,6 +28,8 @@ export class MerkleReader {
   constructor(
     private readonly client: CommandSender,
     prefix = '',
+    /** Bound on a record's decompressed content: a stored frame that passes it is no record. */
+    private readonly maxItemBytes = DEFAULT_MAX_ITEM_BYTES,
   ) {
     this.keys = storeKeys(prefix);
   }
@@ -130,7 +133,7 @@ export class MerkleReader {
     const replies = await Promise.all(
       keys.map((key) => this.client.sendCommand<unknown>(['GET', this.keys.item(key)], AS_BUFFERS)),
     );
-    return replies.map((value, i) => parseRecordValue(keys[i]!, value));
+    return replies.map((value, i) => parseRecordValue(keys[i]!, value, this.maxItemBytes));
   }
 }
 

@@ -1,30 +1,42 @@
 /**
- * How a record is laid out in Redis (docs/PROTOCOL.md §2): one string, a JSON header line
- * and the content bytes. Both ways; the Lua write script builds the same header.
+ * How a record is laid out in Redis (docs/PROTOCOL.md §2): one string, a JSON header line and the
+ * content bytes, or the content's zstd frame when it came compressed. Both ways; the Lua write
+ * script builds the same header.
  */
+import { decompressBounded, DEFAULT_MAX_ITEM_BYTES } from '../codec/zstd.js';
+import { CorruptEntryError } from '../errors.js';
 import type { ContentType, StoredRecord } from '../model/record.js';
 
 const NEWLINE = 0x0a;
 
+/** The bytes stored after a live record's header: its zstd frame when it has one, else its content. */
+export function storedBody(record: StoredRecord): Buffer {
+  return record.frame ?? record.content;
+}
+
 /**
- * The header line of a record, without its newline: `{"ts":…,"v":…,"d":0|1,"h":"…","o":…,"t":"…"}`,
- * plus `,"tp":…` before the brace when there is a traceparent. Keys in this order, no spaces.
+ * The header line of a record, without its newline:
+ * `{"ts":…,"v":…,"d":0|1,"h":"…","o":…,"t":"…"}`, plus `,"z":1` when the body is a zstd frame and
+ * `,"tp":…` when there is a traceparent, in that order, before the brace. No spaces.
  */
 export function recordHeader(record: StoredRecord): string {
   const tp = record.traceParent === undefined ? '' : `,"tp":${JSON.stringify(record.traceParent)}`;
-  return record.deleted
-    ? `{"ts":${record.updatedAt},"v":${record.version},"d":1,"h":"","o":${JSON.stringify(record.origin)},"t":"binary"${tp}}`
-    : `{"ts":${record.updatedAt},"v":${record.version},"d":0,"h":"${record.contentHash}","o":${JSON.stringify(record.origin)},"t":"${record.contentType}"${tp}}`;
+  if (record.deleted) {
+    return `{"ts":${record.updatedAt},"v":${record.version},"d":1,"h":"","o":${JSON.stringify(record.origin)},"t":"binary"${tp}}`;
+  }
+  const z = record.frame === undefined ? '' : ',"z":1';
+  return `{"ts":${record.updatedAt},"v":${record.version},"d":0,"h":"${record.contentHash}","o":${JSON.stringify(record.origin)},"t":"${record.contentType}"${z}${tp}}`;
 }
 
-/** The value of a record's key: header, newline, content (none for a tombstone). */
+/** The value of a record's key: header, newline, body (none for a tombstone). */
 export function encodeRecordValue(record: StoredRecord): Buffer {
   const header = `${recordHeader(record)}\n`;
-  if (record.deleted || record.content.length === 0) return Buffer.from(header, 'utf8');
+  const body = record.deleted ? undefined : storedBody(record);
+  if (body === undefined || body.length === 0) return Buffer.from(header, 'utf8');
   const length = Buffer.byteLength(header, 'utf8');
-  const value = Buffer.allocUnsafe(length + record.content.length);
+  const value = Buffer.allocUnsafe(length + body.length);
   value.write(header, 0, 'utf8');
-  record.content.copy(value, length);
+  body.copy(value, length);
   return value;
 }
 
@@ -34,9 +46,14 @@ function isSafeNonNegative(value: unknown): value is number {
 
 /**
  * The record stored as `value` (a GET reply) under `key`; undefined when there is none, or when
- * the value is not a record (which only a foreign writer could cause).
+ * the value is not a record (which only a foreign writer could cause: a header that is not one,
+ * or a frame that does not decompress within `maxItemBytes`).
  */
-export function parseRecordValue(key: string, value: unknown): StoredRecord | undefined {
+export function parseRecordValue(
+  key: string,
+  value: unknown,
+  maxItemBytes: number = DEFAULT_MAX_ITEM_BYTES,
+): StoredRecord | undefined {
   if (!Buffer.isBuffer(value)) return undefined;
   const end = value.indexOf(NEWLINE);
   if (end < 0) return undefined;
@@ -47,13 +64,24 @@ export function parseRecordValue(key: string, value: unknown): StoredRecord | un
     return undefined;
   }
   if (typeof header !== 'object' || header === null) return undefined;
-  const { ts, v, d, h, o, t, tp } = header as Record<string, unknown>;
+  const { ts, v, d, h, o, t, z, tp } = header as Record<string, unknown>;
   if (!isSafeNonNegative(ts) || !isSafeNonNegative(v) || typeof o !== 'string') return undefined;
   const deleted = d === 1;
   const contentType: ContentType = t === 'json' ? 'json' : 'binary';
+  const body = deleted ? Buffer.alloc(0) : value.subarray(end + 1);
+  let content = body;
+  const compressed = !deleted && z === 1;
+  if (compressed) {
+    try {
+      content = decompressBounded(body, maxItemBytes);
+    } catch (error) {
+      if (error instanceof CorruptEntryError) return undefined;
+      throw error;
+    }
+  }
   return {
     key,
-    content: deleted ? Buffer.alloc(0) : value.subarray(end + 1),
+    content,
     contentHash: deleted || typeof h !== 'string' ? '' : h,
     contentType,
     version: v,
@@ -61,5 +89,6 @@ export function parseRecordValue(key: string, value: unknown): StoredRecord | un
     origin: o,
     deleted,
     ...(typeof tp === 'string' && tp !== '' ? { traceParent: tp } : {}),
+    ...(compressed ? { frame: body } : {}),
   };
 }

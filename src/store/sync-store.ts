@@ -130,7 +130,7 @@ export class SyncStore implements LocalStore {
     this.settings = Object.freeze({ ...DEFAULT_STORE, ...definedOnly(options.store ?? {}) });
     this.clock = options.clock ?? Date.now;
     this.applyChunkSize = options.applyChunkSize ?? 200;
-    this.reader = new MerkleReader(client, this.keys.prefix);
+    this.reader = new MerkleReader(client, this.keys.prefix, this.settings.maxItemBytes);
     this.refresher = new MerkleRefresher(client, this.keys, options.merkle);
   }
 
@@ -265,7 +265,9 @@ export class SyncStore implements LocalStore {
   ): Promise<WriteResult> {
     const bucket = bucketOf(key);
     const now = Math.floor(this.clock());
-    const data = deleted ? content : encodeData(content).data;
+    const { data, compressed } = deleted
+      ? { data: content, compressed: false }
+      : encodeData(content);
     const [ts, v, streamId] = await SCRIPTS.write.run<[string, string, string]>(
       this.client,
       [
@@ -282,7 +284,7 @@ export class SyncStore implements LocalStore {
         this.nodeId,
         JSON.stringify(this.nodeId),
         deleted ? '1' : '0',
-        content,
+        compressed ? '1' : '0',
         contentHash,
         contentType,
         traceParent ?? '',
@@ -301,6 +303,7 @@ export class SyncStore implements LocalStore {
       origin: this.nodeId,
       deleted,
       ...(traceParent === undefined ? {} : { traceParent }),
+      ...(compressed ? { frame: data } : {}),
     };
     return { record, streamId };
   }

@@ -11,7 +11,7 @@
 --       array of arrays of strings, one per record: [key, bucket id, version tuple
 --       `ts|v|d|h|o` (docs/PROTOCOL.md §4), deleted '0'|'1' (+ when relaying: content type,
 --       origin as JSON, traceparent as JSON ('' = none))], then per record its item value (header
---       line and content, built by the client: docs/PROTOCOL.md §2), then when relaying per
+--       line and body, built by the client: docs/PROTOCOL.md §2), then when relaying per
 --       record its CDC data.
 -- (The small fields travel as one JSON argument, read with the cjson library Redis bundles, not a
 -- dozen arguments per record: cheaper to send and to parse. Item values stay arguments of their

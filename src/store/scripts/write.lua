@@ -7,7 +7,7 @@
 --
 -- KEYS: 1 item, 2 bucket, 3 merkle:dirty, 4 tombstones, 5 cdc
 -- ARGV: 1 key, 2 bucket id, 3 now (ms), 4 origin, 5 origin as a JSON string, 6 deleted '0'|'1',
---       7 content, 8 content hash, 9 content type, 10 traceparent ('' = none),
+--       7 '1' when the CDC data is a zstd frame of the content, else '0', 8 content hash, 9 content type, 10 traceparent ('' = none),
 --       11 traceparent as a JSON string ('' = none), 12 CDC data, 13 CDC MAXLEN
 -- Returns: { updatedAt, version, stream id }
 
@@ -52,12 +52,15 @@ else
     'op', 'PUT', 'key', key, 'hash', hash, 'data', ARGV[12], 'meta', meta)
 end
 
--- The record: its header line (docs/PROTOCOL.md §2), then its content.
+-- The record: its header line (docs/PROTOCOL.md §2), then the CDC data: the content, or its zstd
+-- frame (flagged "z"), stored as it is sent.
 local tp = ''
 if ARGV[11] ~= '' then tp = ',"tp":' .. ARGV[11] end
+local z = ''
+if ARGV[7] == '1' then z = ',"z":1' end
 redis.call('SET', KEYS[1], '{"ts":' .. tss .. ',"v":' .. vs .. ',"d":' .. deleted .. ',"h":"' .. hash
-  .. '","o":' .. ARGV[5] .. ',"t":"' .. ARGV[9] .. '"' .. tp .. '}\n')
-if ARGV[7] ~= '' then redis.call('APPEND', KEYS[1], ARGV[7]) end
+  .. '","o":' .. ARGV[5] .. ',"t":"' .. ARGV[9] .. '"' .. z .. tp .. '}\n')
+if deleted ~= '1' and ARGV[12] ~= '' then redis.call('APPEND', KEYS[1], ARGV[12]) end
 redis.call('HSET', KEYS[2], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
 redis.call('HSETNX', KEYS[3], key, ARGV[2] .. (before or ''))
 if deleted == '1' then
