@@ -15,6 +15,9 @@ import {
   type RedisConnection,
 } from './redis-connection.js';
 
+/** How often {@link PeerLink.waitReady} re-checks readiness between connection events. */
+const READY_RECHECK_MS = 1000;
+
 /** Callbacks a link reports through. */
 export interface PeerLinkEvents {
   readonly onUp: (peerId: string) => void;
@@ -49,6 +52,8 @@ export class PeerLink {
   readonly #abort = new AbortController();
   readonly #log: Logger;
   #pingTimer: NodeJS.Timeout | undefined;
+  /** Wakes the callers of {@link waitReady} (on any connection event, and on close). */
+  #readyWaiters: (() => void)[] = [];
 
   constructor(
     readonly peer: ResolvedPeer,
@@ -101,7 +106,14 @@ export class PeerLink {
   async waitReady(signal: AbortSignal): Promise<boolean> {
     while (!this.#closed && !signal.aborted) {
       if (this.connected) return true;
-      await sleep(50, signal);
+      // Woken by any connection event (a peer that comes back is read at once); the timer only
+      // re-checks, in case readiness changed with no event.
+      const controller = new AbortController();
+      const stop = (): void => controller.abort();
+      signal.addEventListener('abort', stop, { once: true });
+      this.#readyWaiters.push(stop);
+      await sleep(READY_RECHECK_MS, controller.signal);
+      signal.removeEventListener('abort', stop);
     }
     return false;
   }
@@ -173,6 +185,7 @@ export class PeerLink {
     destroyQuietly(this.#reader);
     await closeQuietly(this.#query, 500);
     this.#setUp(false, 'closed');
+    this.#wakeReadyWaiters();
   }
 
   #create(role: Role): RedisConnection {
@@ -225,6 +238,13 @@ export class PeerLink {
 
   #refresh(reason: string): void {
     this.#setUp(this.connected, reason);
+    this.#wakeReadyWaiters();
+  }
+
+  #wakeReadyWaiters(): void {
+    const waiters = this.#readyWaiters;
+    this.#readyWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   #setUp(up: boolean, reason: string): void {
