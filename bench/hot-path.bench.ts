@@ -67,17 +67,45 @@ async function fillStream(url: string, n: number): Promise<string> {
   return last;
 }
 
+/** µs of CPU per event of the copying process, the local (target) Redis and the peer's. */
+interface CpuSplit {
+  readonly node: number;
+  readonly local: number;
+  readonly peer: number;
+}
+
+/** A run of the raw baseline: its rate, its CPU split, and the target's memory per record. */
+interface BaselineRun {
+  readonly rate: number;
+  readonly cpu: CpuSplit;
+  readonly bytesPerRecord: number;
+}
+
 /** The raw baseline (bench/support/baseline-child.mjs) in a fresh process, as the engine is. */
-function rawBaseline(from: string, to: string, n: number): Promise<number> {
+async function rawBaseline(a: RedisServer, b: RedisServer, n: number): Promise<BaselineRun> {
+  const [peerCpu, localCpu, memory] = await Promise.all([
+    redisCpuUs(a.url),
+    redisCpuUs(b.url),
+    usedMemory(b.url),
+  ]);
   const child = fork(
     fileURLToPath(new URL('./support/baseline-child.mjs', import.meta.url)),
-    [JSON.stringify({ from, to, n })],
+    [JSON.stringify({ from: a.url, to: b.url, n })],
     { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
   );
-  return new Promise((resolve, reject) => {
-    child.once('message', (m: { type: string; rate: number }) => resolve(m.rate));
+  const { rate, cpuUs } = await new Promise<{ rate: number; cpuUs: number }>((resolve, reject) => {
+    child.once('message', (m: { type: string; rate: number; cpuUs: number }) => resolve(m));
     child.once('exit', (code) => reject(new Error(`baseline child exited ${code}`)));
   });
+  return {
+    rate,
+    cpu: {
+      node: cpuUs / n,
+      local: ((await redisCpuUs(b.url)) - localCpu) / n,
+      peer: ((await redisCpuUs(a.url)) - peerCpu) / n,
+    },
+    bytesPerRecord: ((await usedMemory(b.url)) - memory) / n,
+  };
 }
 
 export interface ChildStats {
@@ -166,6 +194,15 @@ async function redisCpuUs(url: string): Promise<number> {
   return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
 }
 
+/** Redis `used_memory`, bytes. */
+async function usedMemory(url: string): Promise<number> {
+  const c = createClient({ url });
+  await c.connect();
+  const info = await c.sendCommand<string>(['INFO', 'memory']);
+  c.destroy();
+  return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? NaN);
+}
+
 async function flush(url: string): Promise<void> {
   const c = createClient({ url });
   await c.connect();
@@ -193,8 +230,10 @@ const RUNS = 3;
 interface Replication {
   readonly rate: number;
   /** µs per event of the engine process, the local Redis and the peer's. */
-  readonly cpu: { engine: number; local: number; peer: number };
+  readonly cpu: CpuSplit;
   readonly peakRssMb: number;
+  /** The local Redis's `used_memory` growth per replicated record (store, tree and all). */
+  readonly bytesPerRecord: number;
 }
 
 /** One engine process replicating the `n`-event backlog on A into an empty B. */
@@ -206,6 +245,7 @@ async function replicate(
   batch: number,
 ): Promise<Replication> {
   await flush(b.url);
+  const memory = await usedMemory(b.url);
   const child = new EngineChild(engineConfig(a.url, b.url, dir, batch), false);
   await child.ready();
   const before = await child.stats();
@@ -216,7 +256,7 @@ async function replicate(
     stats = await child.stats();
   }
   const cpu = {
-    engine: (stats.cpuUs - before.cpuUs) / stats.applied,
+    node: (stats.cpuUs - before.cpuUs) / stats.applied,
     local: ((await redisCpuUs(b.url)) - localCpu) / stats.applied,
     peer: ((await redisCpuUs(a.url)) - peerCpu) / stats.applied,
   };
@@ -226,6 +266,7 @@ async function replicate(
     rate: perSecond(stats.applied, stats.elapsedMs),
     cpu,
     peakRssMb: Math.round(stats.peakRssKb / 1024),
+    bytesPerRecord: ((await usedMemory(b.url)) - memory) / n,
   };
 }
 
@@ -236,20 +277,30 @@ async function throughput(
   dir: string,
 ): Promise<BenchRow[]> {
   await fillStream(a.url, n);
-  const baselines: number[] = [];
+  const baselineRuns: BaselineRun[] = [];
   for (let run = 0; run < RUNS; run++) {
     await flush(b.url);
-    baselines.push(await rawBaseline(a.url, b.url, n));
+    baselineRuns.push(await rawBaseline(a, b, n));
   }
+  const baselines = baselineRuns.map((r) => r.rate);
   const baseline = median(baselines);
-  const rows: BenchRow[] = [];
+  const raw = medianBy(baselineRuns, (r) => r.rate);
+  const rows: BenchRow[] = [
+    {
+      section: SECTION,
+      name: 'raw baseline CPU per event: copying process + local Redis + peer Redis',
+      value: Math.round(raw.cpu.node + raw.cpu.local + raw.cpu.peer),
+      unit: 'µs',
+      note: `${splitText(raw.cpu)} µs (the median-rate run)`,
+    },
+  ];
   for (const batch of BACKLOG_BATCHES) {
     const primary = batch === BACKLOG_BATCHES[0];
     const runs: Replication[] = [];
     for (let run = 0; run < (primary ? RUNS : 1); run++) {
       runs.push(await replicate(a, b, n, join(dir, `tp-${batch}-${run}`), batch));
     }
-    const { rate, cpu } = medianBy(runs, (r) => r.rate);
+    const { rate, cpu, bytesPerRecord } = medianBy(runs, (r) => r.rate);
     const rates = runs.map((r) => Math.round(r.rate).toLocaleString('en-GB')).join(', ');
     rows.push(
       {
@@ -266,9 +317,18 @@ async function throughput(
       {
         section: SECTION,
         name: `CPU per event (batch_size ${batch}): engine + local Redis + peer Redis`,
-        value: Math.round(cpu.engine + cpu.local + cpu.peer),
+        value: Math.round(cpu.node + cpu.local + cpu.peer),
         unit: 'µs',
-        note: `${cpu.engine.toFixed(1)} + ${cpu.local.toFixed(1)} + ${cpu.peer.toFixed(1)} µs (2 cores shared by all three)`,
+        note: `${splitText(cpu)} µs (2 cores shared by all three)`,
+      },
+      {
+        section: SECTION,
+        name: `local Redis memory per replicated record (batch_size ${batch})`,
+        value: Math.round(bytesPerRecord),
+        unit: 'bytes',
+        baseline: Math.round(raw.bytesPerRecord),
+        ratio: bytesPerRecord / raw.bytesPerRecord,
+        note: 'used_memory growth: record, Merkle leaf and dirty mark; baseline: one hash per record',
       },
       {
         section: SECTION,
@@ -280,6 +340,10 @@ async function throughput(
     );
   }
   return rows;
+}
+
+function splitText(cpu: CpuSplit): string {
+  return `${cpu.node.toFixed(1)} + ${cpu.local.toFixed(1)} + ${cpu.peer.toFixed(1)}`;
 }
 
 export async function latency(

@@ -6,7 +6,8 @@
  * argv[2]: { from, to, n }. XREAD COUNT 1000 from `from`, pipelined HSETs of the same records
  * into `to`, until `n` are copied; the next read overlaps the writes of the previous batch (as the
  * engine's reads overlap its applies), so the baseline is as fast as a plain copy gets. No parsing,
- * verification or LWW. Sends { type: 'rate', rate } (records/s) and exits.
+ * verification or LWW. Sends { type: 'rate', rate, cpuUs } (records/s, and this process's CPU time
+ * while copying, µs) and exits.
  */
 import { createClient, RESP_TYPES } from '@redis/client';
 
@@ -17,6 +18,7 @@ const source = createClient({ url: from, commandOptions: { timeout: 0 } });
 const target = createClient({ url: to, commandOptions: { timeout: 0 } });
 await Promise.all([source.connect(), target.connect()]);
 const started = performance.now();
+const cpuBefore = process.cpuUsage();
 let cursor = '0-0';
 let copied = 0;
 let writing = Promise.resolve();
@@ -47,6 +49,9 @@ while (copied < n) {
 }
 await writing;
 const ms = performance.now() - started;
+const cpu = process.cpuUsage(cpuBefore);
 source.destroy();
 target.destroy();
-process.send?.({ type: 'rate', rate: (copied / ms) * 1000 }, () => process.exit(0));
+process.send?.({ type: 'rate', rate: (copied / ms) * 1000, cpuUs: cpu.user + cpu.system }, () =>
+  process.exit(0),
+);
