@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { createClient, RESP_TYPES } from '@redis/client';
 import { snapshot, startMesh, type Mesh, type MeshNode } from '../helpers/mesh.js';
 import { converged, metric, trimStream } from './cold-path-support.js';
 
@@ -62,6 +63,32 @@ describe('cold path: two nodes, repair alone', () => {
     const again = await a.engine.repair(b.id);
     assert.equal(again.inSync, true);
     assert.equal(again.peerRoundTrips, 1);
+  });
+
+  it('stores a repaired record byte for byte as the peer does: a compressed content stays its frame', async () => {
+    const doc = { notes: Array.from({ length: 30 }, (_, i) => `visit ${i}: no change`) };
+    await a.store.put('frame.big', doc);
+    await a.store.put('frame.small', { s: 1 });
+    await b.engine.repair(a.id);
+    const raw = createClient({ url: b.redis.url });
+    const rawA = createClient({ url: a.redis.url });
+    await Promise.all([raw.connect(), rawA.connect()]);
+    try {
+      for (const key of ['frame.big', 'frame.small']) {
+        const get = (client: typeof raw, store: MeshNode['store']) =>
+          client.sendCommand<Buffer>(['GET', store.keys.item(key)], {
+            typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
+          });
+        const [onA, onB] = await Promise.all([get(rawA, a.store), get(raw, b.store)]);
+        assert.ok(onB !== null && onB.equals(onA), `${key}: same bytes on both nodes`);
+      }
+      const big = await raw.sendCommand<string>(['GET', b.store.keys.item('frame.big')]);
+      assert.match(big.slice(0, big.indexOf('\n')), /"z":1/);
+      assert.deepEqual((await b.store.get('frame.big'))?.content, Buffer.from(JSON.stringify(doc)));
+    } finally {
+      raw.destroy();
+      rawA.destroy();
+    }
   });
 
   it('never deletes a key the peer lacks (the seed data-loss case)', async () => {
