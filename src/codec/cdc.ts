@@ -124,12 +124,46 @@ function optionalString(value: unknown, field: string): string | undefined {
   return value;
 }
 
+/**
+ * A meta exactly as our writers and the Rust sync-engine spell it: these keys in this order, no
+ * spaces, strings without escapes or control characters, integers without leading zeros. One regex
+ * reads it instead of JSON.parse and the checks after it (a third of a replicated event's parse
+ * time); anything else takes the general path. Both give the same result (a property test holds
+ * them to it).
+ */
+const CANONICAL_META =
+  /^\{(?:"content_type":"(json|binary)",)?"version":(0|[1-9][0-9]{0,15}),"updated_at":(0|[1-9][0-9]{0,15})(?:,"trace_parent":"([^"\\\u0000-\u001f]*)")?(?:,"origin":"([^"\\\u0000-\u001f]*)")?\}$/;
+
 /** Parses the `meta` JSON; unknown fields are ignored. */
 export function parseMeta(raw: Buffer): CdcMeta {
   if (raw.length > MAX_META_BYTES) throw new CorruptEntryError('bad_meta', 'meta is too large');
+  const text = decodeUtf8(raw, 'meta');
+  const m = CANONICAL_META.exec(text);
+  if (m !== null) {
+    const version = Number(m[2]);
+    const updatedAt = Number(m[3]);
+    if (Number.isSafeInteger(version) && Number.isSafeInteger(updatedAt)) {
+      const meta: {
+        contentType?: ContentType;
+        version: number;
+        updatedAt: number;
+        traceParent?: string;
+        origin?: string;
+      } = { version, updatedAt };
+      if (m[1] !== undefined) meta.contentType = m[1] as ContentType;
+      if (m[4] !== undefined) meta.traceParent = m[4];
+      if (m[5] !== undefined && m[5].length > 0) meta.origin = m[5];
+      return meta;
+    }
+  }
+  return parseMetaText(text);
+}
+
+/** The general path of {@link parseMeta}: any JSON object. Exported for the tests. */
+export function parseMetaText(text: string): CdcMeta {
   let json: unknown;
   try {
-    json = JSON.parse(decodeUtf8(raw, 'meta'));
+    json = JSON.parse(text);
   } catch (cause) {
     if (cause instanceof CorruptEntryError) throw cause;
     throw new CorruptEntryError('bad_meta', 'meta is not valid JSON', { cause });

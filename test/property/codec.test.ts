@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { encodeCdcEntry, eventToRecord, parseCdcEntry } from '../../src/codec/cdc.js';
+import {
+  encodeCdcEntry,
+  eventToRecord,
+  parseCdcEntry,
+  parseMeta,
+  parseMetaText,
+} from '../../src/codec/cdc.js';
 import { decompressBounded, encodeData, ZSTD_MAGIC } from '../../src/codec/zstd.js';
 import { CorruptEntryError } from '../../src/errors.js';
 import { createHash } from 'node:crypto';
@@ -91,6 +97,55 @@ describe('codec properties', () => {
     // A surrogate pair spelled as escapes is one well-formed character.
     const pair = ['op', 'DEL', 'key', 'k', 'meta', '{"origin":"\\ud83d\\ude80"}'];
     assert.equal(parseCdcEntry(pair.map((s) => Buffer.from(s))).meta?.origin, '🚀');
+  });
+
+  it('reads a meta the same by its canonical fast path as by JSON.parse, or rejects it the same', () => {
+    const text = fc.string({ unit: 'binary', maxLength: 12 });
+    const part = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
+    const metaArb = fc
+      .record({
+        contentType: part(fc.constantFrom('json', 'binary', 'text', '')),
+        version: fc.oneof(fc.nat(), fc.constantFrom(2 ** 53, 2 ** 60, -1)),
+        updatedAt: fc.oneof(fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER + 2)),
+        traceParent: part(text),
+        origin: part(text),
+        // Spellings JSON accepts and the fast path must not: leading zeros, spaces, escapes.
+        twist: fc.constantFrom('', 'zeros', 'space', 'escape', 'order', 'null'),
+      })
+      .map(({ contentType, version, updatedAt, traceParent, origin, twist }) => {
+        const q = (s: string) => (twist === 'escape' ? JSON.stringify(s) : `"${s}"`);
+        const num = (n: number) => (twist === 'zeros' ? `0${n}` : String(n));
+        const fields = [
+          contentType === undefined ? '' : `"content_type":${q(contentType)},`,
+          `"version":${num(version)},"updated_at":${num(updatedAt)}`,
+          traceParent === undefined ? '' : `,"trace_parent":${q(traceParent)}`,
+          origin === undefined ? '' : `,"origin":${twist === 'null' ? 'null' : q(origin)}`,
+        ];
+        if (twist === 'order') fields.reverse();
+        return `{${fields.join(twist === 'space' ? ' ' : '')}}`.replace(',}', '}');
+      });
+    fc.assert(
+      fc.property(metaArb, (meta) => {
+        const outcome = (read: () => unknown) => {
+          try {
+            return { ok: read() };
+          } catch (error) {
+            assert.ok(error instanceof CorruptEntryError, String(error));
+            return { reason: error.reason };
+          }
+        };
+        const raw = Buffer.from(meta);
+        const general = outcome(() =>
+          parseMetaText(new TextDecoder('utf-8', { fatal: true }).decode(raw)),
+        );
+        assert.deepEqual(
+          outcome(() => parseMeta(raw)),
+          general,
+          meta,
+        );
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('arbitrary field lists never throw anything but CorruptEntryError', () => {
