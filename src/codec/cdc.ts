@@ -299,7 +299,8 @@ export function eventToRecord(event: CdcEvent, entryId: string, peerId: string):
       ...(traceParent !== undefined ? { traceParent } : {}),
     };
   }
-  return {
+  // Optional fields assigned, not spread in: this runs for every replicated event.
+  const record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = {
     key: event.key,
     content: event.content,
     contentHash: event.contentHash,
@@ -308,9 +309,10 @@ export function eventToRecord(event: CdcEvent, entryId: string, peerId: string):
     version,
     origin,
     deleted: false,
-    ...(traceParent !== undefined ? { traceParent } : {}),
-    ...(event.compressed ? { frame: event.data } : {}),
   };
+  if (traceParent !== undefined) record.traceParent = traceParent;
+  if (event.compressed) record.frame = event.data;
+  return record;
 }
 
 const EMPTY = Buffer.alloc(0);

@@ -105,7 +105,9 @@ export function entriesFromReply(reply: unknown): RawEntry[] {
   for (const item of list as unknown[]) {
     if (!Array.isArray(item) || item.length < 2) continue;
     const fields = Array.isArray(item[1]) ? (item[1] as Buffer[]) : [];
-    out.push({ id: String(item[0]), fields });
+    const id: unknown = item[0];
+    // Stream ids are ASCII: latin1 is the cheapest decoding of the Buffer a reply holds.
+    out.push({ id: Buffer.isBuffer(id) ? id.toString('latin1') : String(id), fields });
   }
   return out;
 }
