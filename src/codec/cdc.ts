@@ -132,6 +132,7 @@ function optionalString(value: unknown, field: string): string | undefined {
  * them to it).
  */
 const CANONICAL_META =
+  // eslint-disable-next-line no-control-regex -- JSON refuses raw control characters in strings, so must this
   /^\{(?:"content_type":"(json|binary)",)?"version":(0|[1-9][0-9]{0,15}),"updated_at":(0|[1-9][0-9]{0,15})(?:,"trace_parent":"([^"\\\u0000-\u001f]*)")?(?:,"origin":"([^"\\\u0000-\u001f]*)")?\}$/;
 
 /** Parses the `meta` JSON; unknown fields are ignored. */
