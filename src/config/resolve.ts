@@ -46,6 +46,30 @@ class Problems {
   }
 }
 
+/**
+ * The path of the first value that contains itself, or undefined. A YAML alias inside the mapping
+ * it names (`&x` with `k: *x` or `<<: *x` in it) makes such an object; found by the config fuzzer,
+ * it overflowed the stack of every walk below. Shared values that are not cycles are fine.
+ */
+function cyclePath(
+  value: unknown,
+  ancestors: object[] = [],
+  path: ConfigPath = [],
+): ConfigPath | undefined {
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return undefined;
+  if (ancestors.includes(value)) return path;
+  ancestors.push(value);
+  const entries: [string | number, unknown][] = Array.isArray(value)
+    ? value.map((child, i): [number, unknown] => [i, child])
+    : Object.entries(value);
+  for (const [key, child] of entries) {
+    const found = cyclePath(child, ancestors, [...path, key]);
+    if (found !== undefined) return found;
+  }
+  ancestors.pop();
+  return undefined;
+}
+
 /** YAML's empty value (`key:`) means "use the default", as if the key were absent. */
 function dropNulls(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(dropNulls);
@@ -346,8 +370,13 @@ function build(parsed: ParsedConfig, baseDir: string, problems: Problems): Resol
  * @throws {ConfigValidationError} (a `ConfigError`) naming the path of every bad field.
  */
 export function resolveConfig(options: unknown, source: ConfigSource = {}): ResolvedConfig {
-  const input = dropNulls(options ?? {});
   const problems = new Problems();
+  const cycle = cyclePath(options);
+  if (cycle !== undefined) {
+    problems.add(cycle, 'an alias refers to a mapping or list that contains it (a cycle)');
+    problems.throwIfAny(source);
+  }
+  const input = dropNulls(options ?? {});
   const result = configSchema.safeParse(input);
   if (!result.success) {
     for (const issue of result.error.issues) problems.raw.push(...fromZodIssue(issue, input));

@@ -343,6 +343,47 @@ describe('environment interpolation', () => {
 });
 
 describe('config errors', () => {
+  it('an alias inside the mapping it names (a cycle) is a ConfigError with its path, not a crash', () => {
+    // Found by the config fuzzer: `&x` then `<<: *x` made a circular object that overflowed the stack.
+    for (const [text, path, line] of [
+      ['&x\n<<: *x\n', '["<<"]', 2],
+      ['&x\n    <<: *x\n', '["<<"]', 2],
+      [
+        yaml(['replication: &r', '  local_node_id: n1', '  settings:', '    again: *r']),
+        'replication.settings.again',
+        4,
+      ],
+    ] as const) {
+      const error = failure(text);
+      assert.equal(error.path, path);
+      assert.match(error.message, new RegExp(`^node\\.yaml:${line}:\\d+ .*a cycle`));
+    }
+    // Options built in code: the same, without a line.
+    const options: Record<string, Record<string, unknown>> = {
+      replication: { local_node_id: 'n1' },
+    };
+    options['replication']!['self'] = options;
+    assert.throws(
+      () => resolveConfig(options),
+      (error: unknown) =>
+        error instanceof ConfigValidationError && error.path === 'replication.self',
+    );
+    // The same mapping aliased twice, with no cycle, is fine.
+    const shared = parse(
+      yaml([
+        'replication:',
+        '  local_node_id: n1',
+        '  peers:',
+        '    - { node_id: a, redis_url: "rediss://a:6379", tls: &tls { servername: peers.example } }',
+        '    - { node_id: b, redis_url: "rediss://b:6379", tls: *tls }',
+      ]),
+    );
+    assert.deepEqual(
+      shared.replication.peers.map((p) => p.tls?.servername),
+      ['peers.example', 'peers.example'],
+    );
+  });
+
   it('unknown key, with a suggestion', () => {
     const error = failure(
       yaml([
