@@ -114,6 +114,8 @@ export class PeerLink {
       this.#readyWaiters.push(stop);
       await sleep(READY_RECHECK_MS, controller.signal);
       signal.removeEventListener('abort', stop);
+      const left = this.#readyWaiters.indexOf(stop); // still listed when the timer ended the wait
+      if (left >= 0) this.#readyWaiters.splice(left, 1);
     }
     return false;
   }

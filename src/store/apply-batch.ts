@@ -29,8 +29,9 @@ export interface ApplyOptions {
 }
 
 /**
- * Stored bytes (contents, or their frames) per script call: a call ends before the record that would pass this (a call holds
- * at least one record), so one call never blocks Redis long or nears its 512 MB argument limit.
+ * Stored bytes (contents, or their frames) per script call: a call ends before the record that
+ * would pass this (a call holds at least one record), so one call never blocks Redis long or nears
+ * its 512 MB argument limit.
  */
 export const CHUNK_BYTES = 4 * 1024 * 1024;
 
