@@ -183,24 +183,29 @@ export function engineConfig(
   };
 }
 
-/** CPU time (user + system) a redis-server has used, µs. */
-async function redisCpuUs(url: string): Promise<number> {
+/** Numeric fields of one `INFO` section of a redis-server (NaN for a field it lacks). */
+async function redisInfo(
+  url: string,
+  section: string,
+  names: readonly string[],
+): Promise<number[]> {
   const c = createClient({ url });
   await c.connect();
-  const info = await c.sendCommand<string>(['INFO', 'cpu']);
+  const info = await c.sendCommand<string>(['INFO', section]);
   c.destroy();
-  const field = (name: string): number =>
-    Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
-  return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
+  return names.map((name) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN));
+}
+
+/** CPU time (user + system) a redis-server has used, µs. */
+async function redisCpuUs(url: string): Promise<number> {
+  const [user, sys] = await redisInfo(url, 'cpu', ['used_cpu_user', 'used_cpu_sys']);
+  return (user! + sys!) * 1e6;
 }
 
 /** Redis `used_memory`, bytes. */
 async function usedMemory(url: string): Promise<number> {
-  const c = createClient({ url });
-  await c.connect();
-  const info = await c.sendCommand<string>(['INFO', 'memory']);
-  c.destroy();
-  return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? NaN);
+  const [bytes] = await redisInfo(url, 'memory', ['used_memory']);
+  return bytes!;
 }
 
 async function flush(url: string): Promise<void> {

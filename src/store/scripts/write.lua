@@ -7,8 +7,9 @@
 --
 -- KEYS: 1 item, 2 bucket, 3 merkle:dirty, 4 tombstones, 5 cdc
 -- ARGV: 1 key, 2 bucket id, 3 now (ms), 4 origin, 5 origin as a JSON string, 6 deleted '0'|'1',
---       7 '1' when the CDC data is a zstd frame of the content, else '0', 8 content hash, 9 content type, 10 traceparent ('' = none),
---       11 traceparent as a JSON string ('' = none), 12 CDC data, 13 CDC MAXLEN
+--       7 '1' when the CDC data is a zstd frame of the content, else '0', 8 content hash,
+--       9 content type, 10 traceparent ('' = none), 11 traceparent as a JSON string ('' = none),
+--       12 CDC data (also the item's body), 13 CDC MAXLEN
 -- Returns: { updatedAt, version, stream id }
 
 local function expect_type(key, want)
