@@ -8,7 +8,13 @@ import { CorruptEntryError } from '../errors.js';
 import type { ContentType, StoredRecord } from '../model/record.js';
 import { TOMBSTONE_HASH } from '../model/record.js';
 import { streamIdMs } from './stream-id.js';
-import { DEFAULT_MAX_ITEM_BYTES, decompressBounded, encodeData, hasZstdMagic } from './zstd.js';
+import {
+  DEFAULT_MAX_ITEM_BYTES,
+  decompressBounded,
+  encodeData,
+  hasZstdMagic,
+  withContent,
+} from './zstd.js';
 
 /** The clock and type a CDC entry's `meta` JSON carries; absent fields stay undefined. */
 export interface CdcMeta {
@@ -28,7 +34,7 @@ export interface CdcPut {
   readonly hash: string | undefined;
   /** sha256 hex of `content` (verified `hash`, or computed). */
   readonly contentHash: string;
-  /** Decompressed content. */
+  /** Decompressed content (with {@link ParseOptions.lazyContent}: decompressed on first read). */
   readonly content: Buffer;
   /** Whether `data` was a zstd frame. */
   readonly compressed: boolean;
@@ -50,6 +56,13 @@ export type CdcEvent = CdcPut | CdcDel;
 export interface ParseOptions {
   /** Bound on the (decompressed) content size. @default 64 MiB */
   readonly maxItemBytes?: number;
+  /**
+   * For a consumer that keeps a frame as it is (SyncStore stores it): a zstd frame is only hashed
+   * (decompressed into a buffer reused for every entry), and the event's and its record's `content`
+   * are accessors that decompress it on first read. Such objects are not plain: spreading one
+   * leaves the content out. @default false
+   */
+  readonly lazyContent?: boolean;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -254,16 +267,48 @@ export function parseCdcEntry(fields: readonly Buffer[], options: ParseOptions =
     );
   }
   const compressed = hasZstdMagic(data);
-  const content = compressed ? decompressBounded(data, maxItemBytes) : data;
-  const contentHash = sha256Hex(content);
-  let hashText: string | undefined;
-  if (hash !== undefined) {
-    hashText = hash.toString('latin1').toLowerCase();
-    if (hashText !== contentHash) {
-      throw new CorruptEntryError('hash_mismatch', `hash of ${keyText} does not match its content`);
-    }
+  const lazy = compressed && options.lazyContent === true;
+  const content = compressed && !lazy ? decompressBounded(data, maxItemBytes) : data;
+  const contentHash = lazy ? withContent(data, maxItemBytes, sha256Hex) : sha256Hex(content);
+  if (hash !== undefined && !sameHex(hash, contentHash)) {
+    throw new CorruptEntryError('hash_mismatch', `hash of ${keyText} does not match its content`);
   }
+  const hashText = hash === undefined ? undefined : contentHash;
+  if (lazy) return new LazyPut(keyText, hashText, contentHash, data, meta, maxItemBytes);
   return { op: 'PUT', key: keyText, hash: hashText, contentHash, content, compressed, data, meta };
+}
+
+/** Whether the hex digits `given` (either case) spell `hex` (lowercase). */
+function sameHex(given: Buffer, hex: string): boolean {
+  if (given.length !== hex.length) return false;
+  for (let i = 0; i < given.length; i++) {
+    const c = given[i]!;
+    // ASCII A-Z to a-z; any other byte stays, and a non-digit never equals a digit of `hex`.
+    if ((c >= 0x41 && c <= 0x5a ? c + 0x20 : c) !== hex.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** A PUT of a zstd frame parsed with `lazyContent`: its content is decompressed when first read. */
+class LazyPut implements CdcPut {
+  readonly op = 'PUT';
+  readonly compressed = true;
+  readonly #maxItemBytes: number;
+  #content: Buffer | undefined;
+  constructor(
+    readonly key: string,
+    readonly hash: string | undefined,
+    readonly contentHash: string,
+    readonly data: Buffer,
+    readonly meta: CdcMeta | undefined,
+    maxItemBytes: number,
+  ) {
+    this.#maxItemBytes = maxItemBytes;
+  }
+  get content(): Buffer {
+    // It decompressed within the bound when it was hashed, so it does again.
+    return (this.#content ??= decompressBounded(this.data, this.#maxItemBytes));
+  }
 }
 
 function looksLikeJson(content: Buffer): boolean {
@@ -300,23 +345,55 @@ export function eventToRecord(event: CdcEvent, entryId: string, peerId: string):
       ...(traceParent !== undefined ? { traceParent } : {}),
     };
   }
+  const contentType = meta?.contentType ?? (looksLikeJson(event.content) ? 'json' : 'binary');
+  if (event instanceof LazyPut) {
+    return new LazyRecord(event, contentType, updatedAt, version, origin, traceParent);
+  }
   // Optional fields assigned, not spread in: this runs for every replicated event.
   const record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = {
     key: event.key,
     content: event.content,
     contentHash: event.contentHash,
-    contentType: meta?.contentType ?? (looksLikeJson(event.content) ? 'json' : 'binary'),
+    contentType,
     updatedAt,
     version,
     origin,
     deleted: false,
   };
-  if (traceParent !== undefined) record.traceParent = traceParent;
   if (event.compressed) record.frame = event.data;
+  if (traceParent !== undefined) record.traceParent = traceParent;
   return record;
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The record of a {@link LazyPut}: its content is read through from the event. */
+class LazyRecord implements StoredRecord {
+  readonly key: string;
+  readonly contentHash: string;
+  readonly deleted = false;
+  readonly frame: Buffer;
+  // Declared, not a field: a record without a traceparent has no such property (as plain ones).
+  declare readonly traceParent?: string;
+  readonly #event: LazyPut;
+  constructor(
+    event: LazyPut,
+    readonly contentType: ContentType,
+    readonly updatedAt: number,
+    readonly version: number,
+    readonly origin: string,
+    traceParent: string | undefined,
+  ) {
+    this.key = event.key;
+    this.contentHash = event.contentHash;
+    this.frame = event.data;
+    if (traceParent !== undefined) (this as { traceParent?: string }).traceParent = traceParent;
+    this.#event = event;
+  }
+  get content(): Buffer {
+    return this.#event.content;
+  }
+}
 
 /** JSON text of a record's `meta` field, keys in the Rust sync-engine's order plus our `origin`. */
 export function encodeMeta(record: StoredRecord): string {

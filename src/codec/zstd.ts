@@ -29,9 +29,8 @@ function sharedContext(): InstanceType<typeof binding.DCtx> {
   return context;
 }
 
-/** A frame that declares its size (already checked against the bound): one-shot into that size. */
-function decompressDeclared(frame: Uint8Array, declared: number): Buffer {
-  const out = Buffer.allocUnsafe(declared);
+/** A frame that declares its size (already checked against the bound): one-shot into `out`, that size. */
+function decompressDeclared(frame: Uint8Array, declared: number, out: Buffer): Buffer {
   let written: number;
   try {
     written = sharedContext().decompress(out, frame);
@@ -66,14 +65,31 @@ export function encodeData(content: Buffer): { data: Buffer; compressed: boolean
   return { data: content, compressed: false };
 }
 
+/** Frames that declare at most this many bytes are decompressed by {@link withContent} in place. */
+const SCRATCH_BYTES = 256 * 1024;
+let scratch: Buffer | undefined;
+
 /**
- * Decompresses a zstd frame, failing with `too_large` as soon as the output would pass `maxBytes`
- * (a frame's declared size is checked first, then the streaming decoder is capped chunk by chunk),
- * and with `bad_zstd` on any malformed or truncated input.
+ * Calls `use` with what `frame` decompresses to, checked as {@link decompressBounded} checks it,
+ * and returns what `use` returns. A frame declaring up to 256 KiB is decompressed into one buffer
+ * the process reuses, so reading a content only to hash it allocates nothing: `use` must be done
+ * with the bytes when it returns (keep a copy, not the view), and must not call this again.
  *
  * @throws {CorruptEntryError}
  */
-export function decompressBounded(frame: Uint8Array, maxBytes: number): Buffer {
+export function withContent<T>(
+  frame: Uint8Array,
+  maxBytes: number,
+  use: (content: Buffer) => T,
+): T {
+  const declared = declaredSize(frame, maxBytes);
+  if (declared === null || declared > SCRATCH_BYTES) return use(decompressBounded(frame, maxBytes));
+  scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+  return use(decompressDeclared(frame, declared, scratch.subarray(0, declared)));
+}
+
+/** The size a frame declares (null when it does not), refused when it is over `maxBytes`. */
+function declaredSize(frame: Uint8Array, maxBytes: number): number | null {
   let declared: number | null;
   try {
     declared = binding.getFrameContentSize(frame);
@@ -86,7 +102,19 @@ export function decompressBounded(frame: Uint8Array, maxBytes: number): Buffer {
       `zstd frame declares ${declared} bytes, over the ${maxBytes}-byte limit`,
     );
   }
-  if (declared !== null) return decompressDeclared(frame, declared);
+  return declared;
+}
+
+/**
+ * Decompresses a zstd frame, failing with `too_large` as soon as the output would pass `maxBytes`
+ * (a frame's declared size is checked first, then the streaming decoder is capped chunk by chunk),
+ * and with `bad_zstd` on any malformed or truncated input.
+ *
+ * @throws {CorruptEntryError}
+ */
+export function decompressBounded(frame: Uint8Array, maxBytes: number): Buffer {
+  const declared = declaredSize(frame, maxBytes);
+  if (declared !== null) return decompressDeclared(frame, declared, Buffer.allocUnsafe(declared));
   // Unknown size (streaming encoders): decode chunk by chunk, stopping at the bound.
   const dctx = sharedContext();
   dctx.reset(binding.ResetDirective.sessionOnly);

@@ -2,7 +2,7 @@
  * Turning raw stream entries into a batch to apply: parse, skip our own events, quarantine the
  * corrupt, coalesce per key (SPEC §4). Pure.
  */
-import { eventToRecord, parseCdcEntry } from '../codec/cdc.js';
+import { eventToRecord, parseCdcEntry, type ParseOptions } from '../codec/cdc.js';
 import { CorruptEntryError, type CorruptReason } from '../errors.js';
 import { compareVersions, type StoredRecord } from '../model/record.js';
 
@@ -36,12 +36,12 @@ export interface DecodedBatch {
   readonly lastId: string;
 }
 
-/** Decodes entries read from `peerId`'s stream; never throws for a bad entry. */
+/** Decodes entries read from `peerId`'s stream, parsed with `options`; never throws for a bad entry. */
 export function decodeBatch(
   entries: readonly RawEntry[],
   peerId: string,
   localNodeId: string,
-  maxItemBytes: number,
+  options: Required<ParseOptions>,
 ): DecodedBatch {
   const byKey = new Map<string, StoredRecord>();
   const quarantined: QuarantinedEntry[] = [];
@@ -50,7 +50,7 @@ export function decodeBatch(
   for (const entry of entries) {
     let record: StoredRecord;
     try {
-      record = eventToRecord(parseCdcEntry(entry.fields, { maxItemBytes }), entry.id, peerId);
+      record = eventToRecord(parseCdcEntry(entry.fields, options), entry.id, peerId);
     } catch (err) {
       if (!(err instanceof CorruptEntryError)) throw err;
       quarantined.push({

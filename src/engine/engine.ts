@@ -415,7 +415,8 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
           this.emit('conflict', {
             peerId,
             key: record.key,
-            incoming: record,
+            // A plain record, whatever the store was handed (keepsFrames).
+            incoming: { ...record, content: record.content },
             local: result.previous,
           });
         }

@@ -230,12 +230,10 @@ export class Tailer {
           this.#prefetch = { cursor, size: next, read };
         }
         const decodeStarted = performance.now();
-        const batch = decodeBatch(
-          entries,
-          this.#peerId,
-          this.ctx.localNodeId,
-          this.ctx.maxItemBytes,
-        );
+        const batch = decodeBatch(entries, this.#peerId, this.ctx.localNodeId, {
+          maxItemBytes: this.ctx.maxItemBytes,
+          lazyContent: this.ctx.store.keepsFrames === true,
+        });
         this.ctx.metrics.eventProcessingDurationSeconds.observe(
           { peer_id: this.#peerId },
           (performance.now() - decodeStarted) / 1000,

@@ -10,7 +10,7 @@ import type { StoreKeys } from './keys.js';
 import type { ApplyOutcome, ApplyResult } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf, formatVersionTuple, parseVersionTuple } from './merkle-hash.js';
-import { encodeRecordValue, storedBody } from './record-value.js';
+import { encodeRecordValues, storedBody } from './record-value.js';
 import type { CommandSender } from './redis-io.js';
 
 /** How one apply call behaves. */
@@ -84,18 +84,19 @@ function applyChunk(
 ): Promise<unknown[]> {
   const { keys, relay } = options;
   const redisKeys: string[] = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts];
-  const values: RedisArgument[] = [];
+  // Relayed without a frame: compressed once, for the CDC entry and the stored record alike.
+  const records = relay
+    ? chunk.map((r) => (!r.deleted && r.frame === undefined ? withFrame(r) : r))
+    : chunk;
   const datas: RedisArgument[] = [];
   const fields: string[][] = [];
-  for (const given of chunk) {
-    // Relayed without a frame: compressed once, for the CDC entry and the stored record alike.
-    const r = relay && !given.deleted && given.frame === undefined ? withFrame(given) : given;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
     const bucket = bucketOf(r.key);
     redisKeys.push(keys.item(r.key), keys.bucket(bucket));
     // A tombstone is normalised (no content, no hash, binary) so every node stores it identically.
     const version = r.deleted && r.contentHash !== '' ? { ...r, contentHash: '' } : r;
     const record = [r.key, bucket, formatVersionTuple(version), r.deleted ? '1' : '0'];
-    values.push(encodeRecordValue(r));
     if (relay) {
       datas.push(r.deleted ? '' : storedBody(r));
       const tp = r.traceParent;
@@ -114,7 +115,7 @@ function applyChunk(
     String(options.cdcMaxlen),
     String(options.conflictMaxlen),
     JSON.stringify(fields),
-    ...values,
+    ...encodeRecordValues(records),
     ...datas,
   ];
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);

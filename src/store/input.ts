@@ -139,7 +139,12 @@ export function checkRecord(record: StoredRecord, index: number): void {
   if (typeof record.deleted !== 'boolean') throw new StoreError(`${at}: deleted must be a boolean`);
   checkTraceParent(record.traceParent);
   if (!record.deleted) {
-    if (!Buffer.isBuffer(record.content)) throw new StoreError(`${at}: content must be a Buffer`);
+    // A record with a frame is stored as its frame; its content is not read (keepsFrames).
+    if (record.frame !== undefined) {
+      if (!Buffer.isBuffer(record.frame)) throw new StoreError(`${at}: frame must be a Buffer`);
+    } else if (!Buffer.isBuffer(record.content)) {
+      throw new StoreError(`${at}: content must be a Buffer`);
+    }
     if (typeof record.contentHash !== 'string' || !isHex64(record.contentHash)) {
       throw new StoreError(`${at}: contentHash must be 64 lowercase hex digits`);
     }

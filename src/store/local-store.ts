@@ -62,4 +62,12 @@ export interface LocalStore {
    * nothing vanishes unexplained. Optional: without it they are only counted and logged.
    */
   quarantine?(peerId: string, entries: readonly DeadLetter[]): Promise<void>;
+  /**
+   * True when {@link apply} stores a record's `frame`, when it has one, and never reads its
+   * `content`. The engine then only hashes a frame it receives, and hands over records whose
+   * `content` is an accessor that decompresses the frame on first read (such a record is not a
+   * plain object: spread, it leaves the content out). Optional: without it, records are plain and
+   * their contents decompressed.
+   */
+  readonly keepsFrames?: boolean;
 }

@@ -108,6 +108,8 @@ export class SyncStore implements LocalStore {
   readonly settings: ResolvedStore;
   /** Read-only access to this store's tree and records (no refresh). */
   readonly reader: MerkleReader;
+  /** A record's frame is stored as it came (docs/PROTOCOL.md §2): its content is not read. */
+  readonly keepsFrames = true;
 
   private readonly client: CommandSender;
   private readonly clock: () => number;

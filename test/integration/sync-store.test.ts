@@ -302,6 +302,18 @@ describe('SyncStore CDC stream', () => {
     const other = await newStore({ nodeId: 'node-b' });
     assert.equal((await other.apply([replicated]))[0]!.outcome, 'applied');
     assert.deepEqual(await raw.get(other.keys.item(put.key)), value);
+    // keepsFrames: a record with a frame is stored from its frame alone; its content is not read.
+    assert.equal(other.keepsFrames, true);
+    const unread = await newStore({ nodeId: 'node-d' });
+    const framedOnly: StoredRecord = Object.defineProperty({ ...replicated }, 'content', {
+      get: () => assert.fail('apply read the content of a record with a frame'),
+    });
+    assert.equal((await unread.apply([framedOnly]))[0]!.outcome, 'applied');
+    assert.deepEqual(await raw.get(unread.keys.item(put.key)), value);
+    await assert.rejects(
+      () => unread.apply([{ ...replicated, frame: 'x' as unknown as Buffer }]),
+      /frame must be a Buffer/,
+    );
     // A record given without a frame is stored raw, and reads back the same.
     const third = await newStore({ nodeId: 'node-c' });
     await third.apply([withoutFrame(put)]);

@@ -5,60 +5,64 @@ import { CorruptEntryError } from '../../src/errors.js';
 import { invalidVectors, validVectors } from '../helpers/vectors.js';
 
 describe('CDC vectors from the Rust sync-engine', () => {
-  for (const vector of validVectors) {
-    it(`parses valid: ${vector.name}`, () => {
-      const expect = vector.expect!;
-      const event = parseCdcEntry(vector.fields);
-      assert.equal(event.op, expect.op);
-      assert.equal(event.key, expect.key);
-      if (event.op === 'PUT') {
-        assert.equal(event.hash ?? null, expect.hash ?? null);
-        assert.equal(event.content.toString('base64'), expect.content_b64);
-        assert.equal(event.compressed, expect.compressed);
-        if (expect.meta == null) assert.equal(event.meta, undefined);
-        else {
-          assert.equal(event.meta?.contentType, expect.meta.content_type);
-          assert.equal(event.meta?.version, expect.meta.version);
-          assert.equal(event.meta?.updatedAt, expect.meta.updated_at);
-          assert.equal(event.meta?.traceParent, expect.meta.trace_parent);
+  // Every vector is read both ways: contents decompressed, and frames only hashed (lazyContent).
+  for (const lazyContent of [false, true]) {
+    const mode = lazyContent ? ' (lazy content)' : '';
+    for (const vector of validVectors) {
+      it(`parses valid: ${vector.name}${mode}`, () => {
+        const expect = vector.expect!;
+        const event = parseCdcEntry(vector.fields, { lazyContent });
+        assert.equal(event.op, expect.op);
+        assert.equal(event.key, expect.key);
+        if (event.op === 'PUT') {
+          assert.equal(event.hash ?? null, expect.hash ?? null);
+          assert.equal(event.content.toString('base64'), expect.content_b64);
+          assert.equal(event.compressed, expect.compressed);
+          if (expect.meta == null) assert.equal(event.meta, undefined);
+          else {
+            assert.equal(event.meta?.contentType, expect.meta.content_type);
+            assert.equal(event.meta?.version, expect.meta.version);
+            assert.equal(event.meta?.updatedAt, expect.meta.updated_at);
+            assert.equal(event.meta?.traceParent, expect.meta.trace_parent);
+          }
         }
-      }
-    });
-  }
+      });
+    }
 
-  for (const vector of invalidVectors) {
-    it(`rejects invalid: ${vector.name}`, () => {
-      assert.throws(
-        () => parseCdcEntry(vector.fields),
-        (err: unknown) => err instanceof CorruptEntryError && err.message.length > 0,
+    for (const vector of invalidVectors) {
+      it(`rejects invalid: ${vector.name}${mode}`, () => {
+        assert.throws(
+          () => parseCdcEntry(vector.fields, { lazyContent }),
+          (err: unknown) => err instanceof CorruptEntryError && err.message.length > 0,
+        );
+      });
+    }
+
+    it(`names the problem in the error reason${mode}`, () => {
+      const reasons = Object.fromEntries(
+        invalidVectors.map((v) => {
+          try {
+            parseCdcEntry(v.fields, { lazyContent });
+            return [v.name, 'accepted'];
+          } catch (err) {
+            return [v.name, (err as CorruptEntryError).reason];
+          }
+        }),
       );
+      assert.deepEqual(reasons, {
+        'zstd magic then garbage': 'bad_zstd',
+        'truncated zstd frame': 'bad_zstd',
+        'hash mismatch': 'hash_mismatch',
+        'missing key': 'missing_key',
+        'missing op': 'missing_op',
+        'unknown op': 'unknown_op',
+        'put without data': 'missing_data',
+        'key not utf-8': 'bad_key',
+        'empty field list': 'empty',
+        'zstd bomb: 8431 bytes expanding to 256 MiB': 'too_large',
+      });
     });
   }
-
-  it('names the problem in the error reason', () => {
-    const reasons = Object.fromEntries(
-      invalidVectors.map((v) => {
-        try {
-          parseCdcEntry(v.fields);
-          return [v.name, 'accepted'];
-        } catch (err) {
-          return [v.name, (err as CorruptEntryError).reason];
-        }
-      }),
-    );
-    assert.deepEqual(reasons, {
-      'zstd magic then garbage': 'bad_zstd',
-      'truncated zstd frame': 'bad_zstd',
-      'hash mismatch': 'hash_mismatch',
-      'missing key': 'missing_key',
-      'missing op': 'missing_op',
-      'unknown op': 'unknown_op',
-      'put without data': 'missing_data',
-      'key not utf-8': 'bad_key',
-      'empty field list': 'empty',
-      'zstd bomb: 8431 bytes expanding to 256 MiB': 'too_large',
-    });
-  });
 
   it('rejects the zstd bomb under a small limit without inflating it', () => {
     const bomb = invalidVectors.find((v) => v.name.startsWith('zstd bomb'))!;

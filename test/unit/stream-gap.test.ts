@@ -196,7 +196,10 @@ describe('batch decoding', () => {
         fields: [Buffer.from('op'), Buffer.from('MERGE'), Buffer.from('key'), Buffer.from('x')],
       },
     ];
-    const batch = decodeBatch(entries, 'node-a', 'node-b', 1 << 20);
+    const batch = decodeBatch(entries, 'node-a', 'node-b', {
+      maxItemBytes: 1 << 20,
+      lazyContent: false,
+    });
     assert.equal(batch.read, 5);
     assert.equal(batch.lastId, '1-4');
     assert.equal(batch.ownOrigin, 1);
