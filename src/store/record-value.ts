@@ -30,14 +30,7 @@ export function recordHeader(record: StoredRecord): string {
 
 /** The value of a record's key: header, newline, body (none for a tombstone). */
 export function encodeRecordValue(record: StoredRecord): Buffer {
-  const header = `${recordHeader(record)}\n`;
-  const body = record.deleted ? undefined : storedBody(record);
-  if (body === undefined || body.length === 0) return Buffer.from(header, 'utf8');
-  const length = Buffer.byteLength(header, 'utf8');
-  const value = Buffer.allocUnsafe(length + body.length);
-  value.write(header, 0, 'utf8');
-  body.copy(value, length);
-  return value;
+  return encodeRecordValues([record])[0]!;
 }
 
 /**

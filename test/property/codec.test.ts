@@ -9,7 +9,7 @@ import {
   parseMetaText,
 } from '../../src/codec/cdc.js';
 import { decompressBounded, encodeData, withContent, ZSTD_MAGIC } from '../../src/codec/zstd.js';
-import { encodeRecordValue, encodeRecordValues } from '../../src/store/record-value.js';
+import { encodeRecordValues, recordHeader } from '../../src/store/record-value.js';
 import { CorruptEntryError } from '../../src/errors.js';
 import { createHash } from 'node:crypto';
 import type { StoredRecord } from '../../src/model/record.js';
@@ -246,14 +246,20 @@ describe('codec properties', () => {
     );
   });
 
-  it('lays out a batch of values in one buffer exactly as one by one', () => {
+  it('lays out a batch of values in one buffer: each its header line, then its body', () => {
     fc.assert(
       fc.property(fc.array(recordArb, { maxLength: 20 }), fc.boolean(), (records, framed) => {
         const given = records.map((r) => {
           const { data, compressed } = encodeData(r.content);
           return framed && !r.deleted && compressed ? { ...r, frame: data } : r;
         });
-        assert.deepEqual(encodeRecordValues(given), given.map(encodeRecordValue));
+        const expected = given.map((r) =>
+          Buffer.concat([
+            Buffer.from(`${recordHeader(r)}\n`),
+            r.deleted ? Buffer.alloc(0) : (r.frame ?? r.content),
+          ]),
+        );
+        assert.deepEqual(encodeRecordValues(given), expected);
       }),
       { numRuns: 200 },
     );
