@@ -83,7 +83,10 @@ export function withContent<T>(
   use: (content: Buffer) => T,
 ): T {
   const declared = declaredSize(frame, maxBytes);
-  if (declared === null || declared > SCRATCH_BYTES) return use(decompressBounded(frame, maxBytes));
+  if (declared === null) return use(decompressStreaming(frame, maxBytes));
+  if (declared > SCRATCH_BYTES) {
+    return use(decompressDeclared(frame, declared, Buffer.allocUnsafe(declared)));
+  }
   scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   return use(decompressDeclared(frame, declared, scratch.subarray(0, declared)));
 }
@@ -115,7 +118,11 @@ function declaredSize(frame: Uint8Array, maxBytes: number): number | null {
 export function decompressBounded(frame: Uint8Array, maxBytes: number): Buffer {
   const declared = declaredSize(frame, maxBytes);
   if (declared !== null) return decompressDeclared(frame, declared, Buffer.allocUnsafe(declared));
-  // Unknown size (streaming encoders): decode chunk by chunk, stopping at the bound.
+  return decompressStreaming(frame, maxBytes);
+}
+
+/** A frame of unknown size (streaming encoders): decoded chunk by chunk, stopping at the bound. */
+function decompressStreaming(frame: Uint8Array, maxBytes: number): Buffer {
   const dctx = sharedContext();
   dctx.reset(binding.ResetDirective.sessionOnly);
   const chunks: Buffer[] = [];

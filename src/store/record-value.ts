@@ -28,14 +28,9 @@ export function recordHeader(record: StoredRecord): string {
   return `{"ts":${record.updatedAt},"v":${record.version},"d":0,"h":"${record.contentHash}","o":${JSON.stringify(record.origin)},"t":"${record.contentType}"${z}${tp}}`;
 }
 
-/** The value of a record's key: header, newline, body (none for a tombstone). */
-export function encodeRecordValue(record: StoredRecord): Buffer {
-  return encodeRecordValues([record])[0]!;
-}
-
 /**
- * {@link encodeRecordValue} of each record, as views of one buffer: a batch's values then cost one
- * allocation, not one (or a share of a pool slab) per record.
+ * The value of each record's key (header, newline, body; no body for a tombstone), as views of
+ * one buffer: a batch's values then cost one allocation, not one (or a pool share) per record.
  */
 export function encodeRecordValues(records: readonly StoredRecord[]): Buffer[] {
   const headers: string[] = new Array<string>(records.length);

@@ -8,7 +8,7 @@ import { compareVersions, type StoredRecord } from '../../src/model/record.js';
 import { sha256Hex } from '../../src/store/input.js';
 import { bucketOf, computeRoot, ZERO_HASH } from '../../src/store/merkle-hash.js';
 import { MerkleReader } from '../../src/store/merkle-reader.js';
-import { encodeRecordValue } from '../../src/store/record-value.js';
+import { encodeRecordValues } from '../../src/store/record-value.js';
 import { SCRIPTS } from '../../src/store/lua-script.js';
 import { SyncStore, type SyncStoreOptions } from '../../src/store/sync-store.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
@@ -258,7 +258,7 @@ describe('SyncStore CDC stream', () => {
       await store.put('uk.nhs.patient.1', { name: 'Alice' }, { traceParent: '00-ab-01' })
     ).record;
     const value = await raw.get(store.keys.item(put.key));
-    assert.deepEqual(value, encodeRecordValue(put));
+    assert.deepEqual(value, encodeRecordValues([put])[0]);
     assert.equal(
       value?.toString(),
       `{"ts":${put.updatedAt},"v":1,"d":0,"h":"${put.contentHash}","o":"node \\"a\\" \\\\ é",` +
@@ -291,7 +291,7 @@ describe('SyncStore CDC stream', () => {
       `{"ts":${put.updatedAt},"v":1,"d":0,"h":"${sha256Hex(content)}","o":"node-a",` +
       `"t":"json","z":1}\n`;
     assert.deepEqual(value, Buffer.concat([Buffer.from(header), data]));
-    assert.deepEqual(value, encodeRecordValue(put));
+    assert.deepEqual(value, encodeRecordValues([put])[0]);
     // Read back: the content itself (and the frame it is stored as).
     const back = await store.get(put.key);
     assert.deepEqual(back?.content, content);
