@@ -462,12 +462,16 @@ describe('SyncStore apply', () => {
     const v1 = record('k', { version: 1, updatedAt: 1_000 });
     const v3 = record('k', { version: 3, updatedAt: 3_000 });
     const v2 = record('k', { version: 2, updatedAt: 2_000 });
-    const results = await store.apply([v1, v3, v2, v3]);
+    const other = record('other');
+    const results = await store.apply([v1, other, v3, v2, v3]);
     assert.deepEqual(
       results.map((r) => r.outcome),
-      ['applied', 'applied', 'stale', 'duplicate'],
+      ['applied', 'applied', 'applied', 'stale', 'duplicate'],
     );
-    assert.equal((await store.getRecord('k'))?.version, 3);
+    // The record kept is the winner whole (its content too), not the first or last one sent.
+    assert.deepEqual(withoutFrames(await store.getRecords(['k', 'other'])), [v3, other]);
+    const leaf = (await store.merkleLeaves(bucketOf('k'))).find((l) => l.key === 'k');
+    assert.equal(leaf?.version, 3);
   });
 
   it('spreads large batches over several pipelined script calls, results in order', async () => {

@@ -136,8 +136,10 @@ for first = 1, #marks, 2000 do
   redis.call('HSET', KEYS[1], unpack(marks, first, math.min(#marks, first + 1999)))
 end
 
--- Pass 3: write.
+-- Pass 3: write. The items go in one MSET per call at the end (a redis.call costs about as much
+-- as the SET it runs); a key applied twice in a call is listed twice, the later value last.
 local out = {}
+local items = {}
 for i = 1, n do
   local r = records[i]
   local key, tuple, deleted = r[1], r[3], r[4]
@@ -145,7 +147,8 @@ for i = 1, n do
 
   if outcome == 1 then
     redis.call('HSET', KEYS[4 + 2 * i], key, tuple)
-    redis.call('SET', KEYS[3 + 2 * i], ARGV[6 + i])
+    items[#items + 1] = KEYS[3 + 2 * i]
+    items[#items + 1] = ARGV[6 + i]
     if deleted == '1' then
       parsed[i] = parsed[i] or parse(tuple)
       redis.call('ZADD', KEYS[2], parsed[i][6], key)
@@ -182,5 +185,8 @@ for i = 1, n do
   else
     out[#out + 1] = outcome
   end
+end
+for first = 1, #items, 2000 do
+  redis.call('MSET', unpack(items, first, math.min(#items, first + 1999)))
 end
 return out
