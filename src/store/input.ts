@@ -119,34 +119,46 @@ export function checkTraceParent(tp: unknown): asserts tp is string | undefined 
   }
 }
 
+/** How an error names record `index` (built only on failure: checkRecord runs for every record). */
+function recordAt(index: number, key: string): string {
+  return `record ${index} (${JSON.stringify(key)})`;
+}
+
 /** Checks a replicated record before it reaches the apply script. @throws {StoreError} */
 export function checkRecord(record: StoredRecord, index: number): void {
-  const where = `record ${index}`;
   if (record === null || typeof record !== 'object')
-    throw new StoreError(`${where} is not a record`);
+    throw new StoreError(`record ${index} is not a record`);
   checkKey(record.key);
-  const at = `${where} (${JSON.stringify(record.key)})`;
   if (!Number.isSafeInteger(record.updatedAt) || record.updatedAt < 0) {
-    throw new StoreError(`${at}: updatedAt must be a non-negative integer`);
+    throw new StoreError(
+      `${recordAt(index, record.key)}: updatedAt must be a non-negative integer`,
+    );
   }
   if (!Number.isSafeInteger(record.version) || record.version < 0) {
-    throw new StoreError(`${at}: version must be a non-negative integer`);
+    throw new StoreError(`${recordAt(index, record.key)}: version must be a non-negative integer`);
   }
-  if (typeof record.origin !== 'string') throw new StoreError(`${at}: origin must be a string`);
+  if (typeof record.origin !== 'string')
+    throw new StoreError(`${recordAt(index, record.key)}: origin must be a string`);
   if (hasLoneSurrogate(record.origin)) {
-    throw new StoreError(`${at}: origin is not well-formed unicode (lone surrogate)`);
+    throw new StoreError(
+      `${recordAt(index, record.key)}: origin is not well-formed unicode (lone surrogate)`,
+    );
   }
-  if (typeof record.deleted !== 'boolean') throw new StoreError(`${at}: deleted must be a boolean`);
+  if (typeof record.deleted !== 'boolean')
+    throw new StoreError(`${recordAt(index, record.key)}: deleted must be a boolean`);
   checkTraceParent(record.traceParent);
   if (!record.deleted) {
     // A record with a frame is stored as its frame; its content is not read (keepsFrames).
     if (record.frame !== undefined) {
-      if (!Buffer.isBuffer(record.frame)) throw new StoreError(`${at}: frame must be a Buffer`);
+      if (!Buffer.isBuffer(record.frame))
+        throw new StoreError(`${recordAt(index, record.key)}: frame must be a Buffer`);
     } else if (!Buffer.isBuffer(record.content)) {
-      throw new StoreError(`${at}: content must be a Buffer`);
+      throw new StoreError(`${recordAt(index, record.key)}: content must be a Buffer`);
     }
     if (typeof record.contentHash !== 'string' || !isHex64(record.contentHash)) {
-      throw new StoreError(`${at}: contentHash must be 64 lowercase hex digits`);
+      throw new StoreError(
+        `${recordAt(index, record.key)}: contentHash must be 64 lowercase hex digits`,
+      );
     }
     checkContentType(record.contentType);
   }
