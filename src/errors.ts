@@ -57,7 +57,8 @@ export type CorruptReason =
   | 'too_large'
   | 'hash_mismatch'
   | 'bad_meta'
-  | 'bad_field';
+  | 'bad_field'
+  | 'bad_id';
 
 /** A CDC stream entry that cannot be parsed, decompressed or verified. */
 export class CorruptEntryError extends ReplicationError {

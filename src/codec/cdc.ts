@@ -94,6 +94,11 @@ function is4(name: Buffer, a: number, b: number, c: number, d: number): boolean 
 }
 
 function opOf(raw: Buffer): 'PUT' | 'DEL' {
+  // The spellings our writers and the Rust sync-engine use, compared as bytes (no string per entry).
+  if (raw.length === 3) {
+    if (raw[0] === 0x50 && raw[1] === 0x55 && raw[2] === 0x54) return 'PUT';
+    if (raw[0] === 0x44 && raw[1] === 0x45 && raw[2] === 0x4c) return 'DEL';
+  }
   switch (raw.toString('latin1')) {
     case 'PUT':
     case 'put':
@@ -281,6 +286,8 @@ export function parseCdcEntry(fields: readonly Buffer[], options: ParseOptions =
 /** Whether the hex digits `given` (either case) spell `hex` (lowercase). */
 function sameHex(given: Buffer, hex: string): boolean {
   if (given.length !== hex.length) return false;
+  // Lowercase, as every writer we know sends it: one native compare instead of a loop per digit.
+  if (given.toString('latin1') === hex) return true;
   for (let i = 0; i < given.length; i++) {
     const c = given[i]!;
     // ASCII A-Z to a-z; any other byte stays, and a non-digit never equals a digit of `hex`.
@@ -325,10 +332,13 @@ function looksLikeJson(content: Buffer): boolean {
  * The record an event stands for (SPEC §2): missing `origin` is the peer's node id; a missing clock
  * (every Rust DEL, a PUT without meta) takes the entry id's milliseconds as `updatedAt` and version 0,
  * so every node reading the entry assigns it the same clock.
+ *
+ * @throws {CorruptEntryError} `bad_id` when that clock is needed and the id's milliseconds are
+ *   beyond 2^53 - 1.
  */
 export function eventToRecord(event: CdcEvent, entryId: string, peerId: string): StoredRecord {
   const meta = event.meta;
-  const updatedAt = meta?.updatedAt ?? streamIdMs(entryId);
+  const updatedAt = meta?.updatedAt ?? idClock(entryId);
   const version = meta?.version ?? 0;
   const origin = meta?.origin ?? peerId;
   const traceParent = meta?.traceParent;
@@ -366,6 +376,24 @@ export function eventToRecord(event: CdcEvent, entryId: string, peerId: string):
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * The clock of an entry without one in its meta: its id's milliseconds, which an explicit XADD id
+ * can push past 2^53 - 1 (no exact number, and no valid record: the entry is quarantined, rather
+ * than failing every apply of its batch).
+ *
+ * @throws {CorruptEntryError} `bad_id`
+ */
+function idClock(entryId: string): number {
+  const ms = streamIdMs(entryId);
+  if (!Number.isSafeInteger(ms)) {
+    throw new CorruptEntryError(
+      'bad_id',
+      `entry ${entryId} has no clock in its meta, and its id's milliseconds pass 2^53 - 1`,
+    );
+  }
+  return ms;
+}
 
 /** The record of a {@link LazyPut}: its content is read through from the event. */
 class LazyRecord implements StoredRecord {

@@ -89,4 +89,31 @@ describe('hot path: the Rust sync-engine vectors, raw in a peer stream', () => {
     raw.destroy();
     local.destroy();
   });
+
+  it('dead-letters an entry whose only clock, its id, is past 2^53 - 1, and keeps going', async () => {
+    const [a, b] = mesh.nodes as [Mesh['nodes'][0], Mesh['nodes'][0]];
+    const raw = createClient({ url: a.redis.url });
+    await raw.connect();
+    const local = createClient({ url: b.redis.url });
+    await local.connect();
+    const dlq = `dlq:${a.id}`;
+    const before = Number(await local.sendCommand(['XLEN', dlq]));
+    // A DEL has no meta (as the Rust sync-engine writes it): its clock is its id's milliseconds.
+    const far = '99999999999999999-0';
+    await raw.sendCommand(['XADD', 'cdc', far, 'op', 'DEL', 'key', 'far.future']);
+    await a.store.put('after.far.future', { ok: true });
+    await eventually(
+      async () => (await b.store.get('after.far.future')) !== undefined,
+      'the entries after it applied',
+    );
+    const letters = await local.sendCommand<[string, string[]][]>(['XRANGE', dlq, '-', '+']);
+    assert.equal(letters.length, before + 1);
+    const letter = letters.at(-1)![1];
+    assert.equal(letter[letter.indexOf('_id') + 1], far);
+    assert.equal(letter[letter.indexOf('_reason') + 1], 'bad_id');
+    assert.equal(await b.store.getRecord('far.future'), undefined);
+    assert.equal(b.engine.state, 'running');
+    raw.destroy();
+    local.destroy();
+  });
 });

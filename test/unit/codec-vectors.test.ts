@@ -81,6 +81,22 @@ describe('CDC vectors from the Rust sync-engine', () => {
     assert.equal(record.contentHash, '');
   });
 
+  it('refuses a clock from an entry id beyond 2^53 - 1 (quarantined, not an apply failure)', () => {
+    const del = validVectors.find((v) => v.expect?.op === 'DEL')!;
+    const far = '99999999999999999-0';
+    assert.throws(
+      () => eventToRecord(parseCdcEntry(del.fields), far, 'peer-b'),
+      (err: unknown) => err instanceof CorruptEntryError && err.reason === 'bad_id',
+    );
+    // With a clock in its meta, the entry id does not matter.
+    const put = validVectors[0]!;
+    assert.equal(eventToRecord(parseCdcEntry(put.fields), far, 'peer-b').updatedAt, 1735776000000);
+    assert.equal(
+      eventToRecord(parseCdcEntry(del.fields), '9007199254740991-0', 'peer-b').updatedAt,
+      Number.MAX_SAFE_INTEGER,
+    );
+  });
+
   it('keeps the meta clock of a Rust PUT and fills the origin from the peer', () => {
     const put = validVectors[0]!;
     const record = eventToRecord(parseCdcEntry(put.fields), '1800000000000-0', 'peer-b');
