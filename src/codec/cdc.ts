@@ -170,7 +170,7 @@ export function parseMeta(raw: Buffer): CdcMeta {
         origin?: string;
       } = { version, updatedAt };
       if (m[1] !== undefined) meta.contentType = m[1] as ContentType;
-      if (m[4] !== undefined) meta.traceParent = m[4];
+      if (m[4] !== undefined && m[4].length > 0) meta.traceParent = m[4];
       if (m[5] !== undefined && m[5].length > 0) meta.origin = m[5];
       return meta;
     }
@@ -210,8 +210,9 @@ export function parseMetaText(text: string): CdcMeta {
   if (version !== undefined) meta.version = version;
   const updatedAt = optionalNonNegativeInt(m['updated_at'], 'updated_at');
   if (updatedAt !== undefined) meta.updatedAt = updatedAt;
+  // An empty traceparent is none (as an empty origin is): a record cannot carry an empty one.
   const traceParent = optionalString(m['trace_parent'], 'trace_parent');
-  if (traceParent !== undefined) meta.traceParent = traceParent;
+  if (traceParent !== undefined && traceParent.length > 0) meta.traceParent = traceParent;
   const origin = optionalString(m['origin'], 'origin');
   if (origin !== undefined && origin.length > 0) meta.origin = origin;
   return meta;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createClient } from '@redis/client';
 import { snapshot, startMesh, type Mesh } from '../helpers/mesh.js';
@@ -88,6 +89,37 @@ describe('hot path: the Rust sync-engine vectors, raw in a peer stream', () => {
     );
     raw.destroy();
     local.destroy();
+  });
+
+  it('applies a PUT whose meta has an empty trace_parent as one without a traceparent', async () => {
+    const [a, b] = mesh.nodes as [Mesh['nodes'][0], Mesh['nodes'][0]];
+    const raw = createClient({ url: a.redis.url });
+    await raw.connect();
+    const content = '{"empty":"traceparent"}';
+    const meta = '{"content_type":"json","version":1,"updated_at":1735776000000,"trace_parent":""}';
+    await raw.sendCommand([
+      'XADD',
+      'cdc',
+      '*',
+      'op',
+      'PUT',
+      'key',
+      'empty.trace',
+      'hash',
+      createHash('sha256').update(content).digest('hex'),
+      'data',
+      content,
+      'meta',
+      meta,
+    ]);
+    await eventually(
+      async () => (await b.store.getRecord('empty.trace')) !== undefined,
+      'the PUT applied',
+    );
+    const record = await b.store.getRecord('empty.trace');
+    assert.equal(record?.content.toString(), content);
+    assert.equal(record?.traceParent, undefined);
+    raw.destroy();
   });
 
   it('dead-letters an entry whose only clock, its id, is past 2^53 - 1, and keeps going', async () => {

@@ -34,7 +34,8 @@ const recordArb: fc.Arbitrary<StoredRecord> = fc
     version: fc.nat(),
     origin: fc.string({ minLength: 1, maxLength: 30 }),
     json: fc.boolean(),
-    trace: fc.option(fc.string({ maxLength: 60 }), { nil: undefined }),
+    // Non-empty, as the store requires of a traceparent (an empty one parses as none).
+    trace: fc.option(fc.string({ minLength: 1, maxLength: 60 }), { nil: undefined }),
   })
   .map((r) => ({
     key: r.key,
