@@ -119,9 +119,9 @@ export function checkTraceParent(tp: unknown): asserts tp is string | undefined 
   }
 }
 
-/** How an error names record `index` (built only on failure: checkRecord runs for every record). */
-function recordAt(index: number, key: string): string {
-  return `record ${index} (${JSON.stringify(key)})`;
+/** The error for record `index` (its text built only on failure: checkRecord runs for every record). */
+function recordError(index: number, key: string, problem: string): StoreError {
+  return new StoreError(`record ${index} (${JSON.stringify(key)}): ${problem}`);
 }
 
 /** Checks a replicated record before it reaches the apply script. @throws {StoreError} */
@@ -130,35 +130,29 @@ export function checkRecord(record: StoredRecord, index: number): void {
     throw new StoreError(`record ${index} is not a record`);
   checkKey(record.key);
   if (!Number.isSafeInteger(record.updatedAt) || record.updatedAt < 0) {
-    throw new StoreError(
-      `${recordAt(index, record.key)}: updatedAt must be a non-negative integer`,
-    );
+    throw recordError(index, record.key, 'updatedAt must be a non-negative integer');
   }
   if (!Number.isSafeInteger(record.version) || record.version < 0) {
-    throw new StoreError(`${recordAt(index, record.key)}: version must be a non-negative integer`);
+    throw recordError(index, record.key, 'version must be a non-negative integer');
   }
   if (typeof record.origin !== 'string')
-    throw new StoreError(`${recordAt(index, record.key)}: origin must be a string`);
+    throw recordError(index, record.key, 'origin must be a string');
   if (hasLoneSurrogate(record.origin)) {
-    throw new StoreError(
-      `${recordAt(index, record.key)}: origin is not well-formed unicode (lone surrogate)`,
-    );
+    throw recordError(index, record.key, 'origin is not well-formed unicode (lone surrogate)');
   }
   if (typeof record.deleted !== 'boolean')
-    throw new StoreError(`${recordAt(index, record.key)}: deleted must be a boolean`);
+    throw recordError(index, record.key, 'deleted must be a boolean');
   checkTraceParent(record.traceParent);
   if (!record.deleted) {
     // A record with a frame is stored as its frame; its content is not read (keepsFrames).
     if (record.frame !== undefined) {
       if (!Buffer.isBuffer(record.frame))
-        throw new StoreError(`${recordAt(index, record.key)}: frame must be a Buffer`);
+        throw recordError(index, record.key, 'frame must be a Buffer');
     } else if (!Buffer.isBuffer(record.content)) {
-      throw new StoreError(`${recordAt(index, record.key)}: content must be a Buffer`);
+      throw recordError(index, record.key, 'content must be a Buffer');
     }
     if (typeof record.contentHash !== 'string' || !isHex64(record.contentHash)) {
-      throw new StoreError(
-        `${recordAt(index, record.key)}: contentHash must be 64 lowercase hex digits`,
-      );
+      throw recordError(index, record.key, 'contentHash must be 64 lowercase hex digits');
     }
     checkContentType(record.contentType);
   }
