@@ -88,25 +88,27 @@ function applyChunk(
   const records = relay
     ? chunk.map((r) => (!r.deleted && r.frame === undefined ? withFrame(r) : r))
     : chunk;
+  const tuples: string[] = new Array<string>(records.length);
+  let flags = '';
   const datas: RedisArgument[] = [];
-  const fields: string[][] = [];
+  const relayed: string[][] = [];
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
-    const bucket = bucketOf(r.key);
-    redisKeys.push(keys.item(r.key), keys.bucket(bucket));
+    redisKeys.push(keys.item(r.key), keys.bucket(bucketOf(r.key)));
     // A tombstone is normalised (no content, no hash, binary) so every node stores it identically.
-    const version = r.deleted && r.contentHash !== '' ? { ...r, contentHash: '' } : r;
-    const record = [r.key, bucket, formatVersionTuple(version), r.deleted ? '1' : '0'];
+    tuples[i] = formatVersionTuple(
+      r.deleted && r.contentHash !== '' ? { ...r, contentHash: '' } : r,
+    );
+    flags += r.deleted ? '1' : '0';
     if (relay) {
       datas.push(r.deleted ? '' : storedBody(r));
       const tp = r.traceParent;
-      record.push(
+      relayed.push([
         r.deleted ? 'binary' : r.contentType,
         JSON.stringify(r.origin),
         tp === undefined ? '' : JSON.stringify(tp),
-      );
+      ]);
     }
-    fields.push(record);
   }
   const args: RedisArgument[] = [
     relay ? '1' : '0',
@@ -114,7 +116,11 @@ function applyChunk(
     String(options.purgeHorizon),
     String(options.cdcMaxlen),
     String(options.conflictMaxlen),
-    JSON.stringify(fields),
+    relay ? JSON.stringify(relayed) : '',
+    String(keys.itemPrefixBytes),
+    String(keys.bucketPrefixBytes),
+    flags,
+    ...tuples,
     ...encodeRecordValues(records),
     ...datas,
   ];

@@ -9,6 +9,10 @@ export interface StoreKeys {
   item(key: string): string;
   /** Hash `key → version tuple` of one Merkle bucket. */
   bucket(bucket: string): string;
+  /** UTF-8 length of the part of an item key before the record's key. */
+  readonly itemPrefixBytes: number;
+  /** UTF-8 length of the part of a bucket key before the bucket id. */
+  readonly bucketPrefixBytes: number;
   /** Stream of change events (CDC), byte-compatible with the Rust sync-engine. */
   readonly cdc: string;
   /** Sorted set of tombstoned keys, score = updatedAt. */
@@ -38,6 +42,8 @@ export function storeKeys(prefix: string): StoreKeys {
     prefix,
     item: (key) => `${prefix}item:${key}`,
     bucket: (bucket) => `${prefix}merkle:bucket:${bucket}`,
+    itemPrefixBytes: Buffer.byteLength(`${prefix}item:`),
+    bucketPrefixBytes: Buffer.byteLength(`${prefix}merkle:bucket:`),
     cdc: `${prefix}cdc`,
     tombstones: `${prefix}tombstones`,
     dirty: `${prefix}merkle:dirty`,

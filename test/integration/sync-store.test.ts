@@ -6,7 +6,12 @@ import { eventToRecord, parseCdcEntry } from '../../src/codec/cdc.js';
 import { decompressBounded, hasZstdMagic } from '../../src/codec/zstd.js';
 import { compareVersions, type StoredRecord } from '../../src/model/record.js';
 import { sha256Hex } from '../../src/store/input.js';
-import { bucketOf, computeRoot, ZERO_HASH } from '../../src/store/merkle-hash.js';
+import {
+  bucketOf,
+  computeRoot,
+  formatVersionTuple,
+  ZERO_HASH,
+} from '../../src/store/merkle-hash.js';
 import { MerkleReader } from '../../src/store/merkle-reader.js';
 import { encodeRecordValues } from '../../src/store/record-value.js';
 import { SCRIPTS } from '../../src/store/lua-script.js';
@@ -514,6 +519,30 @@ describe('SyncStore apply', () => {
     });
   });
 
+  it('applies under a multi-byte prefix: records, leaves, tombstones and tree as without one', async () => {
+    // The apply script takes each record's key and bucket id from the ends of its key names.
+    const prefix = `ñ🚀${nextPrefix()}`;
+    const store = await newStore({ redisPrefix: prefix });
+    const records = [
+      record('ünïcødé 🚀 键'),
+      record('plain'),
+      tombstone('gone 🚀'),
+      record('ctl\u0000\n', { content: Buffer.from([0, 255]), contentType: 'binary' }),
+    ];
+    const results = await store.apply(records);
+    assert.deepEqual(
+      results.map((r) => r.outcome),
+      ['applied', 'applied', 'applied', 'applied'],
+    );
+    assert.deepEqual(withoutFrames(await store.getRecords(records.map((r) => r.key))), records);
+    const leaf = await raw.hGet(store.keys.bucket(bucketOf('ünïcødé 🚀 键')), 'ünïcødé 🚀 键');
+    assert.equal(String(leaf), formatVersionTuple(records[0]!));
+    assert.deepEqual((await raw.zRange(store.keys.tombstones, 0, -1)).map(String), ['gone 🚀']);
+    await store.refreshMerkle();
+    assert.equal(await store.merkleRoot(), computeRoot(records));
+    // Applied again: every record is a duplicate, found under the same names.
+    assert.ok((await store.apply(records)).every((r) => r.outcome === 'duplicate'));
+  });
   it('splits calls by content size too (4 MiB), one record at least per call', async () => {
     const store = await newStore();
     const big = (i: number, mib: number): StoredRecord =>

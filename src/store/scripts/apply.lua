@@ -7,15 +7,16 @@
 --
 -- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, then per record i: item, bucket
 -- ARGV: 1 relay '0'|'1', 2 conflict log '0'|'1', 3 purge horizon (ms: a tombstone older than this
---       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 the records as a JSON
---       array of arrays of strings, one per record: [key, bucket id, version tuple
---       `ts|v|d|h|o` (docs/PROTOCOL.md §4), deleted '0'|'1' (+ when relaying: content type,
---       origin as JSON, traceparent as JSON ('' = none))], then per record its item value (header
---       line and body, built by the client: docs/PROTOCOL.md §2), then when relaying per
---       record its CDC data.
--- (The small fields travel as one JSON argument, read with the cjson library Redis bundles, not a
--- dozen arguments per record: cheaper to send and to parse. Item values stay arguments of their
--- own: Redis's Lua hashes every byte of every string it makes, so each is made into one once. A
+--       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 when relaying the
+--       records' CDC fields as a JSON array of [content type, origin as JSON, traceparent as JSON
+--       ('' = none)] per record ('' when not relaying), 7 the byte length of the item keys'
+--       prefix, 8 that of the bucket keys' prefix, then per record its version tuple `ts|v|d|h|o`
+--       (docs/PROTOCOL.md §4), then per record its item value (header line and body, built by the
+--       client: docs/PROTOCOL.md §2), then when relaying per record its CDC data.
+-- (A record's key and bucket id are the ends of its item and bucket key names, and its deleted
+-- flag is the tuple's third field, so nothing is sent twice: Redis's Lua hashes every byte of
+-- every string it makes, and each argument is made into one. The relayed fields travel as one
+-- JSON argument, read with the cjson library Redis bundles, not three arguments per record. A
 -- tuple is parsed only when it must be read: a new live key, or an identical version, needs none.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
 -- was no previous version, or the outcome + 10 followed by the previous version's tuple (a backlog
@@ -24,11 +25,22 @@
 local relay = ARGV[1] == '1'
 local log_conflicts = ARGV[2] == '1'
 local horizon = tonumber(ARGV[3])
-local records = cjson.decode(ARGV[6])
-local n = #records
-if #KEYS ~= 4 + 2 * n or #ARGV ~= 6 + (relay and 2 or 1) * n then
-  return redis.error_reply('ERR apply: ' .. n .. ' records but ' .. #KEYS .. ' keys, ' .. #ARGV .. ' arguments')
+local n = (#KEYS - 4) / 2
+if n < 0 or n % 1 ~= 0 or #ARGV ~= 9 + (relay and 3 or 2) * n or #ARGV[9] ~= n then
+  return redis.error_reply('ERR apply: ' .. #KEYS .. ' keys but ' .. #ARGV .. ' arguments')
 end
+local relayed = relay and cjson.decode(ARGV[6]) or nil
+if relay and #relayed ~= n then
+  return redis.error_reply('ERR apply: ' .. n .. ' records but ' .. #relayed .. ' relayed fields')
+end
+local item_prefix = tonumber(ARGV[7])
+local bucket_prefix = tonumber(ARGV[8])
+local tuples = 9 -- ARGV[tuples + i] is record i's tuple
+local values = 9 + n -- ARGV[values + i] its item value
+local datas = 9 + 2 * n -- ARGV[datas + i] its CDC data
+local key_of = {}
+for i = 1, n do key_of[i] = string.sub(KEYS[3 + 2 * i], item_prefix + 1) end
+local flags = ARGV[9] -- byte i: '1' when record i is a tombstone
 
 local function expect_type(key, want)
   local t = redis.call('TYPE', key)['ok']
@@ -75,14 +87,14 @@ if log_conflicts then err = expect_type(KEYS[4], 'stream') if err then return er
 -- Pass 1: read every previous version, its tuple string or false (which checks the bucket's type).
 local prevs = {}
 for i = 1, n do
-  prevs[i] = redis.call('HGET', KEYS[4 + 2 * i], records[i][1])
+  prevs[i] = redis.call('HGET', KEYS[4 + 2 * i], key_of[i])
 end
 
 -- Which keys are already dirty (their mark, from an earlier write, stays).
 local dirty = {}
 for first = 1, n, 1000 do
   local names = {}
-  for i = first, math.min(n, first + 999) do names[#names + 1] = records[i][1] end
+  for i = first, math.min(n, first + 999) do names[#names + 1] = key_of[i] end
   local found = redis.call('HMGET', KEYS[1], unpack(names))
   for j = 1, #names do
     if found[j] then dirty[names[j]] = true end
@@ -100,13 +112,12 @@ local parsed = {}
 local parsed_prev = {}
 local marks = {}
 for i = 1, n do
-  local r = records[i]
-  local key, tuple, deleted = r[1], r[3], r[4]
+  local key, tuple = key_of[i], ARGV[tuples + i]
   local prev = latest[key] or prevs[i]
   local outcome
   if not prev then
     outcome = 1
-    if deleted == '1' then
+    if string.byte(flags, i) == 49 then
       parsed[i] = parse(tuple)
       if parsed[i][1] < horizon then outcome = 3 end
     end
@@ -128,7 +139,7 @@ for i = 1, n do
     if not dirty[key] then
       dirty[key] = true
       marks[#marks + 1] = key
-      marks[#marks + 1] = r[2] .. (prevs[i] or '')
+      marks[#marks + 1] = string.sub(KEYS[4 + 2 * i], bucket_prefix + 1) .. (prevs[i] or '')
     end
   end
 end
@@ -141,15 +152,15 @@ end
 local out = {}
 local items = {}
 for i = 1, n do
-  local r = records[i]
-  local key, tuple, deleted = r[1], r[3], r[4]
+  local key, tuple = key_of[i], ARGV[tuples + i]
   local outcome, prev = outcomes[i], previous[i]
 
   if outcome == 1 then
     redis.call('HSET', KEYS[4 + 2 * i], key, tuple)
     items[#items + 1] = KEYS[3 + 2 * i]
-    items[#items + 1] = ARGV[6 + i]
-    if deleted == '1' then
+    items[#items + 1] = ARGV[values + i]
+    local deleted = string.byte(flags, i) == 49
+    if deleted then
       parsed[i] = parsed[i] or parse(tuple)
       redis.call('ZADD', KEYS[2], parsed[i][6], key)
     elseif prev and string.match(prev, '^%d+|%d+|1|') then
@@ -158,15 +169,16 @@ for i = 1, n do
     if relay then
       local t = parsed[i] or parse(tuple)
       local head = '{"version":' .. t[2] .. ',"updated_at":' .. t[6]
-      local tail = ',"origin":' .. r[6] .. '}'
-      if deleted == '1' then
+      local r = relayed[i]
+      local tail = ',"origin":' .. r[2] .. '}'
+      if deleted then
         redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'DEL', 'key', key,
           'meta', head .. tail)
       else
         local tp = ''
-        if r[7] ~= '' then tp = ',"trace_parent":' .. r[7] end
+        if r[3] ~= '' then tp = ',"trace_parent":' .. r[3] end
         redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'PUT', 'key', key, 'hash', t[5],
-          'data', ARGV[6 + n + i], 'meta', '{"content_type":"' .. r[5] .. '",' .. string.sub(head, 2)
+          'data', ARGV[datas + i], 'meta', '{"content_type":"' .. r[1] .. '",' .. string.sub(head, 2)
           .. tp .. tail)
       end
     end
