@@ -22,6 +22,7 @@
 -- was no previous version, or the outcome + 10 followed by the previous version's tuple (a backlog
 -- of new keys then costs one reply element a record).
 
+local call, sub, byte = redis.call, string.sub, string.byte
 local relay = ARGV[1] == '1'
 local log_conflicts = ARGV[2] == '1'
 local horizon = tonumber(ARGV[3])
@@ -39,7 +40,7 @@ local tuples = 9 -- ARGV[tuples + i] is record i's tuple
 local values = 9 + n -- ARGV[values + i] its item value
 local datas = 9 + 2 * n -- ARGV[datas + i] its CDC data
 local key_of = {}
-for i = 1, n do key_of[i] = string.sub(KEYS[3 + 2 * i], item_prefix + 1) end
+for i = 1, n do key_of[i] = sub(KEYS[3 + 2 * i], item_prefix + 1) end
 local flags = ARGV[9] -- byte i: '1' when record i is a tombstone
 
 local function expect_type(key, want)
@@ -87,16 +88,16 @@ if log_conflicts then err = expect_type(KEYS[4], 'stream') if err then return er
 -- Pass 1: read every previous version, its tuple string or false (which checks the bucket's type).
 local prevs = {}
 for i = 1, n do
-  prevs[i] = redis.call('HGET', KEYS[4 + 2 * i], key_of[i])
+  prevs[i] = call('HGET', KEYS[4 + 2 * i], key_of[i])
 end
 
 -- Which keys are already dirty (their mark, from an earlier write, stays).
 local dirty = {}
 for first = 1, n, 1000 do
-  local names = {}
-  for i = first, math.min(n, first + 999) do names[#names + 1] = key_of[i] end
-  local found = redis.call('HMGET', KEYS[1], unpack(names))
-  for j = 1, #names do
+  local names, m = {}, 0
+  for i = first, math.min(n, first + 999) do m = m + 1 names[m] = key_of[i] end
+  local found = call('HMGET', KEYS[1], unpack(names))
+  for j = 1, m do
     if found[j] then dirty[names[j]] = true end
   end
 end
@@ -110,14 +111,14 @@ local outcomes = {}
 local previous = {}
 local parsed = {}
 local parsed_prev = {}
-local marks = {}
+local marks, nmarks = {}, 0
 for i = 1, n do
   local key, tuple = key_of[i], ARGV[tuples + i]
   local prev = latest[key] or prevs[i]
   local outcome
   if not prev then
     outcome = 1
-    if string.byte(flags, i) == 49 then
+    if byte(flags, i) == 49 then
       parsed[i] = parse(tuple)
       if parsed[i][1] < horizon then outcome = 3 end
     end
@@ -138,28 +139,30 @@ for i = 1, n do
     latest[key] = tuple
     if not dirty[key] then
       dirty[key] = true
-      marks[#marks + 1] = key
-      marks[#marks + 1] = string.sub(KEYS[4 + 2 * i], bucket_prefix + 1) .. (prevs[i] or '')
+      marks[nmarks + 1] = key
+      marks[nmarks + 2] = sub(KEYS[4 + 2 * i], bucket_prefix + 1) .. (prevs[i] or '')
+      nmarks = nmarks + 2
     end
   end
 end
-for first = 1, #marks, 2000 do
-  redis.call('HSET', KEYS[1], unpack(marks, first, math.min(#marks, first + 1999)))
+for first = 1, nmarks, 2000 do
+  call('HSET', KEYS[1], unpack(marks, first, math.min(nmarks, first + 1999)))
 end
 
 -- Pass 3: write. The items go in one MSET per call at the end (a redis.call costs about as much
 -- as the SET it runs); a key applied twice in a call is listed twice, the later value last.
-local out = {}
-local items = {}
+local out, nout = {}, 0
+local items, nitems = {}, 0
 for i = 1, n do
   local key, tuple = key_of[i], ARGV[tuples + i]
   local outcome, prev = outcomes[i], previous[i]
 
   if outcome == 1 then
-    redis.call('HSET', KEYS[4 + 2 * i], key, tuple)
-    items[#items + 1] = KEYS[3 + 2 * i]
-    items[#items + 1] = ARGV[values + i]
-    local deleted = string.byte(flags, i) == 49
+    call('HSET', KEYS[4 + 2 * i], key, tuple)
+    items[nitems + 1] = KEYS[3 + 2 * i]
+    items[nitems + 2] = ARGV[values + i]
+    nitems = nitems + 2
+    local deleted = byte(flags, i) == 49
     if deleted then
       parsed[i] = parsed[i] or parse(tuple)
       redis.call('ZADD', KEYS[2], parsed[i][6], key)
@@ -192,13 +195,15 @@ for i = 1, n do
   end
 
   if prev then
-    out[#out + 1] = outcome + 10
-    out[#out + 1] = prev
+    out[nout + 1] = outcome + 10
+    out[nout + 2] = prev
+    nout = nout + 2
   else
-    out[#out + 1] = outcome
+    nout = nout + 1
+    out[nout] = outcome
   end
 end
-for first = 1, #items, 2000 do
-  redis.call('MSET', unpack(items, first, math.min(#items, first + 1999)))
+for first = 1, nitems, 2000 do
+  call('MSET', unpack(items, first, math.min(nitems, first + 1999)))
 end
 return out
