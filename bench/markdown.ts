@@ -20,6 +20,17 @@ const TITLES: Record<string, string> = {
   timeline: 'Latency through a peer outage (issue 6)',
 };
 
+/** How to read the hot-path throughput ratio (it moves with this shared machine's speed). */
+const HOT_PATH_NOTE = [
+  'The engine, the baseline and both Redis servers share 2 cores, which each side keeps 75–80 %',
+  "busy, so the throughput ratio follows the baseline's CPU per event over the engine's (the",
+  '"CPU per event" rows). When this shared machine runs fast, the baseline (mostly socket I/O) gains',
+  'more than the engine (mostly zstd, sha256 and Lua). Two runs on 2026-12-02, of 167c982 and of',
+  '790ecb5 (its apply script 4 % leaner in Redis instructions): 0.55× with the baseline at 153,824',
+  'events/s, and 0.73× with it at 83,930 events/s, the ~84k/s the target was set at; between the',
+  "two the baseline's CPU per event went from 10.2 to 17.7 µs, the engine's from 19.3 to 26.7 µs.",
+];
+
 function fmt(value: number | undefined): string {
   if (value === undefined || Number.isNaN(value)) return '';
   if (Number.isInteger(value)) return value.toLocaleString('en-GB');
@@ -68,6 +79,7 @@ export function renderBenchmarks(results: Results): string {
       );
     }
     lines.push('');
+    if (section === 'hot-path') lines.push(...HOT_PATH_NOTE, '');
     if (section === 'timeline') lines.push('![latency over time](latency-timeline.svg)', '');
   }
   return `${lines.join('\n')}\n`;
