@@ -99,18 +99,20 @@ try {
     control('-d', pass);
   }
   await store.close();
-  await reportFrom(dir);
 } finally {
   server.kill('SIGTERM');
   await exited;
-  rmSync(dir, { recursive: true, force: true });
+  try {
+    report();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
-async function reportFrom(outDir: string): Promise<void> {
-  server.kill('SIGTERM'); // callgrind writes its dumps as it exits
-  await exited;
-  for (const file of readdirSync(outDir).sort()) {
-    const text = readFileSync(join(outDir, file), 'utf8');
+/** Prints the instruction totals of the `fresh` and `again` dumps. */
+function report(): void {
+  for (const file of readdirSync(dir).sort()) {
+    const text = readFileSync(join(dir, file), 'utf8');
     const trigger = /^desc: Trigger: dump (fresh|again)$/m.exec(text)?.[1];
     const total = /^totals: (\d+)/m.exec(text)?.[1];
     if (trigger !== undefined && total !== undefined) {

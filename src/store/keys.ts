@@ -38,12 +38,14 @@ export interface StoreKeys {
 
 /** The key names under `prefix`. */
 export function storeKeys(prefix: string): StoreKeys {
+  const itemPrefix = `${prefix}item:`;
+  const bucketPrefix = `${prefix}merkle:bucket:`;
   return {
     prefix,
-    item: (key) => `${prefix}item:${key}`,
-    bucket: (bucket) => `${prefix}merkle:bucket:${bucket}`,
-    itemPrefixBytes: Buffer.byteLength(`${prefix}item:`),
-    bucketPrefixBytes: Buffer.byteLength(`${prefix}merkle:bucket:`),
+    item: (key) => itemPrefix + key,
+    bucket: (bucket) => bucketPrefix + bucket,
+    itemPrefixBytes: Buffer.byteLength(itemPrefix),
+    bucketPrefixBytes: Buffer.byteLength(bucketPrefix),
     cdc: `${prefix}cdc`,
     tombstones: `${prefix}tombstones`,
     dirty: `${prefix}merkle:dirty`,

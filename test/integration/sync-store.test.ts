@@ -543,6 +543,7 @@ describe('SyncStore apply', () => {
     // Applied again: every record is a duplicate, found under the same names.
     assert.ok((await store.apply(records)).every((r) => r.outcome === 'duplicate'));
   });
+
   it('splits calls by content size too (4 MiB), one record at least per call', async () => {
     const store = await newStore();
     const big = (i: number, mib: number): StoredRecord =>

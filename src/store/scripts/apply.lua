@@ -10,14 +10,15 @@
 --       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 when relaying the
 --       records' CDC fields as a JSON array of [content type, origin as JSON, traceparent as JSON
 --       ('' = none)] per record ('' when not relaying), 7 the byte length of the item keys'
---       prefix, 8 that of the bucket keys' prefix, then per record its version tuple `ts|v|d|h|o`
---       (docs/PROTOCOL.md §4), then per record its item value (header line and body, built by the
---       client: docs/PROTOCOL.md §2), then when relaying per record its CDC data.
--- (A record's key and bucket id are the ends of its item and bucket key names, and its deleted
--- flag is the tuple's third field, so nothing is sent twice: Redis's Lua hashes every byte of
--- every string it makes, and each argument is made into one. The relayed fields travel as one
--- JSON argument, read with the cjson library Redis bundles, not three arguments per record. A
--- tuple is parsed only when it must be read: a new live key, or an identical version, needs none.)
+--       prefix, 8 that of the bucket keys' prefix, 9 one flag byte per record ('1' a tombstone,
+--       '0' a put), then per record its version tuple `ts|v|d|h|o` (docs/PROTOCOL.md §4), then
+--       per record its item value (header line and body, built by the client: docs/PROTOCOL.md
+--       §2), then when relaying per record its CDC data.
+-- (A record's key and bucket id are the ends of its item and bucket key names, so nothing is sent
+-- twice: Redis's Lua hashes every byte of every string it makes, and each argument is made into
+-- one. The relayed fields travel as one JSON argument, read with the cjson library Redis bundles,
+-- not three arguments per record. A tuple is parsed only when it must be read: a new live key, or
+-- an identical version, needs none.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
 -- was no previous version, or the outcome + 10 followed by the previous version's tuple (a backlog
 -- of new keys then costs one reply element a record).
@@ -44,7 +45,7 @@ for i = 1, n do key_of[i] = sub(KEYS[3 + 2 * i], item_prefix + 1) end
 local flags = ARGV[9] -- byte i: '1' when record i is a tombstone
 
 local function expect_type(key, want)
-  local t = redis.call('TYPE', key)['ok']
+  local t = call('TYPE', key)['ok']
   if t ~= 'none' and t ~= want then
     return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', expected a ' .. want)
   end
@@ -56,7 +57,7 @@ local function cmp_bytes(a, b)
   if a == b then return 0 end
   local la, lb = #a, #b
   for i = 1, math.min(la, lb) do
-    local x, y = string.byte(a, i), string.byte(b, i)
+    local x, y = byte(a, i), byte(b, i)
     if x ~= y then return x < y and -1 or 1 end
   end
   return la < lb and -1 or 1
@@ -165,9 +166,9 @@ for i = 1, n do
     local deleted = byte(flags, i) == 49
     if deleted then
       parsed[i] = parsed[i] or parse(tuple)
-      redis.call('ZADD', KEYS[2], parsed[i][6], key)
+      call('ZADD', KEYS[2], parsed[i][6], key)
     elseif prev and string.match(prev, '^%d+|%d+|1|') then
-      redis.call('ZREM', KEYS[2], key)
+      call('ZREM', KEYS[2], key)
     end
     if relay then
       local t = parsed[i] or parse(tuple)
@@ -175,13 +176,13 @@ for i = 1, n do
       local r = relayed[i]
       local tail = ',"origin":' .. r[2] .. '}'
       if deleted then
-        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'DEL', 'key', key,
+        call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'DEL', 'key', key,
           'meta', head .. tail)
       else
         local tp = ''
         if r[3] ~= '' then tp = ',"trace_parent":' .. r[3] end
-        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'PUT', 'key', key, 'hash', t[5],
-          'data', ARGV[datas + i], 'meta', '{"content_type":"' .. r[1] .. '",' .. string.sub(head, 2)
+        call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'PUT', 'key', key, 'hash', t[5],
+          'data', ARGV[datas + i], 'meta', '{"content_type":"' .. r[1] .. '",' .. sub(head, 2)
           .. tp .. tail)
       end
     end
@@ -190,7 +191,7 @@ for i = 1, n do
   -- A conflict: the incoming version lost to a concurrent local one, or beat one that was not
   -- older in version (so it did not descend from it either).
   if log_conflicts and prev and (outcome == 4 or (outcome == 1 and parsed_prev[i][2] >= parsed[i][2])) then
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'key', key, 'local', prev,
+    call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'key', key, 'local', prev,
       'incoming', tuple, 'winner', outcome == 4 and 'local' or 'incoming')
   end
 
