@@ -76,6 +76,8 @@ export function sortByKeyUtf8<T extends { readonly key: string }>(leaves: readon
 }
 
 const LIMB = 2 ** 32;
+/** Where {@link HashSum.hex} lays its bytes out before encoding them. */
+const HEX_SCRATCH = Buffer.alloc(32);
 /** Terms a {@link HashSum} takes between carries: 2²⁰ × (2³² − 1) stays exact in a double. */
 const TERMS_BEFORE_CARRY = 1 << 20;
 
@@ -91,7 +93,21 @@ export class HashSum {
 
   /** A sum starting at `hex` (64 hex digits), or at zero. */
   constructor(hex: string = ZERO_HASH) {
+    if (hex === ZERO_HASH) return;
     for (let j = 0; j < 8; j++) this.#limbs[j] = parseInt(hex.slice(8 * j, 8 * j + 8), 16);
+  }
+
+  /** A sum starting at the 32 big-endian bytes of `bytes` at `offset`. */
+  static fromBytes(bytes: Buffer, offset: number): HashSum {
+    const sum = new HashSum();
+    for (let j = 0; j < 8; j++) sum.#limbs[j] = bytes.readUInt32BE(offset + 4 * j);
+    return sum;
+  }
+
+  /** Writes the sum as 32 big-endian bytes into `target` at `offset`. */
+  writeBytes(target: Buffer, offset: number): void {
+    this.#carry();
+    for (let j = 0; j < 8; j++) target.writeUInt32BE(this.#limbs[j]!, offset + 4 * j);
   }
 
   /** Adds (`sign` 1) or subtracts (`sign` −1) a 32-byte hash. */
@@ -111,10 +127,8 @@ export class HashSum {
 
   /** The sum as 64 lowercase hex digits. */
   hex(): string {
-    this.#carry();
-    let out = '';
-    for (let j = 0; j < 8; j++) out += this.#limbs[j]!.toString(16).padStart(8, '0');
-    return out;
+    this.writeBytes(HEX_SCRATCH, 0);
+    return HEX_SCRATCH.toString('hex');
   }
 
   #carry(): void {

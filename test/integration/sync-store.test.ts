@@ -7,9 +7,13 @@ import { decompressBounded, hasZstdMagic } from '../../src/codec/zstd.js';
 import { compareVersions, type StoredRecord } from '../../src/model/record.js';
 import { sha256Hex } from '../../src/store/input.js';
 import {
+  bucketHash,
   bucketOf,
+  childPaths,
   computeRoot,
+  DEPTH,
   formatVersionTuple,
+  interiorHash,
   ZERO_HASH,
 } from '../../src/store/merkle-hash.js';
 import { MerkleReader } from '../../src/store/merkle-reader.js';
@@ -61,6 +65,14 @@ function record(key: string, overrides: Partial<StoredRecord> = {}): StoredRecor
     deleted: false,
     ...overrides,
   };
+}
+
+/** The hash of the node at `path` of a tree holding `versions`, computed from scratch. */
+function subtreeHash(versions: readonly StoredRecord[], path: string): string {
+  const below = versions.filter((v) => bucketOf(v.key).startsWith(path));
+  if (below.length === 0) return ZERO_HASH;
+  if (path.length === DEPTH) return bucketHash(below);
+  return interiorHash(childPaths(path).map((child) => subtreeHash(below, child)));
 }
 
 function tombstone(key: string, overrides: Partial<StoredRecord> = {}): StoredRecord {
@@ -822,6 +834,38 @@ describe('SyncStore Merkle tree', () => {
     assert.equal(await a.merkleRoot(), computeRoot([...latest.values()]));
     assert.equal(await b.merkleRoot(), await a.merkleRoot());
     assert.equal(await raw.exists(a.keys.dirty), 0);
+  });
+
+  it('a refresh in many small rounds builds the tree a from-scratch computation does', async () => {
+    // Rounds of 64 keys: each reuses the node hashes the previous ones cached and committed.
+    const prefix = nextPrefix();
+    const store = await newStore({ redisPrefix: prefix, merkle: { claimBatch: 64 } });
+    const first = Array.from({ length: 1_500 }, (_, i) => record(`rounds.${i}`));
+    await store.apply(first);
+    const stats = await store.refreshMerkle();
+    assert.equal(stats.keys, 1_500);
+    assert.ok(stats.rounds >= 24, `${stats.rounds} rounds`);
+    assert.equal(await store.merkleRoot(), computeRoot(first));
+    // Rewrites and deletes move leaves both ways. They are settled by another client of the store,
+    // which starts with nothing cached and must read what it does not recompute.
+    const other = await newStore({ redisPrefix: prefix, merkle: { claimBatch: 64 } });
+    const rewritten = first.slice(0, 400).map((r) => record(r.key, { version: 2 }));
+    const deleted = first.slice(400, 700).map((r) => tombstone(r.key, { version: 2 }));
+    await other.apply([...rewritten, ...deleted]);
+    await other.refreshMerkle();
+    const now = [...rewritten, ...deleted, ...first.slice(700)];
+    assert.equal(await store.merkleRoot(), computeRoot(now));
+    for (const path of ['', '0', 'a', '7f', 'c3e']) {
+      const children = await store.merkleChildren(path);
+      const expected = childPaths(path)
+        .map((child) => ({ path: child, hash: subtreeHash(now, child) }))
+        .filter((node) => node.hash !== ZERO_HASH);
+      assert.deepEqual(
+        children.map(({ path: p, hash }) => ({ path: p, hash })),
+        expected,
+        `children of '${path}'`,
+      );
+    }
   });
 
   it('concurrent refreshes from two clients of one store agree', async () => {
