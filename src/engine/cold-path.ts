@@ -24,6 +24,12 @@ const REFRESH_INTERVAL_MS = 250;
  * more of that work is shared), and peers read the dirty keys' buckets directly.
  */
 const BUSY_REFRESH_INTERVAL_MS = 10_000;
+/**
+ * ...and for at most this long (a store that supports a budget): settling a key costs about what
+ * applying it does, so an unbounded refresh during a long catch-up ran as long as the backlog
+ * lasted and halved its speed. A tenth of the time keeps the tree moving while the backlog drains.
+ */
+const BUSY_REFRESH_BUDGET_MS = 1_000;
 
 /** Options of one repair. */
 export interface RepairOptions {
@@ -161,8 +167,14 @@ export class ColdPath {
     while (!signal.aborted) {
       try {
         const busy = this.#ctx.peers().some((p) => this.#ctx.peer(p.nodeId)?.catchingUp() === true);
-        if (!busy || Date.now() - last >= BUSY_REFRESH_INTERVAL_MS) {
-          await this.#ctx.store.merkleRoot();
+        const store = this.#ctx.store;
+        if (!busy) {
+          await store.merkleRoot();
+          last = Date.now();
+        } else if (Date.now() - last >= BUSY_REFRESH_INTERVAL_MS) {
+          await (store.refreshMerkle === undefined
+            ? store.merkleRoot()
+            : store.refreshMerkle({ budgetMs: BUSY_REFRESH_BUDGET_MS }));
           last = Date.now();
         }
       } catch (error) {

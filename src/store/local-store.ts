@@ -58,6 +58,12 @@ export interface LocalStore {
   /** The leaves of a bucket: every record version in it, tombstones included. */
   merkleLeaves(bucket: string): Promise<RecordVersion[]>;
   /**
+   * Brings the tree up to date, in part when `budgetMs` runs out first (background upkeep while
+   * a backlog is replicated). Optional: without it the engine calls {@link merkleRoot}, which
+   * always settles everything.
+   */
+  refreshMerkle?(options?: { readonly budgetMs?: number }): Promise<unknown>;
+  /**
    * Keeps corrupt entries from `peerId` in a capped local dead-letter stream (`dlq:<peer>`), so
    * nothing vanishes unexplained. Optional: without it they are only counted and logged.
    */

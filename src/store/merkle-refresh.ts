@@ -45,6 +45,20 @@ export interface RefreshStats {
   /** Claim/commit rounds (refused commits included). */
   readonly rounds: number;
   readonly elapsedMs: number;
+  /**
+   * True when the tree now covers every write made before the refresh began; false when a time
+   * budget or the lock cut it short (the keys it did not reach stay dirty, for the next one).
+   */
+  readonly complete: boolean;
+}
+
+/** Options of one {@link MerkleRefresher.refresh}. */
+export interface RefreshRunOptions {
+  /**
+   * Start no new round once this long has passed (one round of up to `claimBatch` keys always
+   * runs). For background upkeep that must not crowd out other work; unset: settle everything.
+   */
+  readonly budgetMs?: number;
 }
 
 /** Recomputes the dirty part of one store's Merkle tree. */
@@ -69,16 +83,18 @@ export class MerkleRefresher {
 
   /**
    * Settles every key dirty when called (and any written meanwhile, while a round still finds a
-   * full batch), recomputing their buckets and ancestors.
+   * full batch), recomputing their buckets and ancestors; with a `budgetMs`, as many as fit in it.
    */
-  async refresh(): Promise<RefreshStats> {
+  async refresh(options: RefreshRunOptions = {}): Promise<RefreshStats> {
     const started = performance.now();
     // A claim left by a refresher that died counts as pending too.
     const pending = await this.client.sendCommand(
       ['EXISTS', this.keys.dirty, this.keys.claimed],
       AS_STRINGS,
     );
-    if (Number(pending) === 0) return { keys: 0, buckets: 0, nodes: 0, rounds: 0, elapsedMs: 0 };
+    if (Number(pending) === 0) {
+      return { keys: 0, buckets: 0, nodes: 0, rounds: 0, elapsedMs: 0, complete: true };
+    }
 
     const token = await this.lock();
     let keys = 0;
@@ -86,6 +102,7 @@ export class MerkleRefresher {
     let nodes = 0;
     let rounds = 0;
     let refused = 0;
+    let complete = false;
     try {
       for (;;) {
         // Renew the lock before each round: it stays short-lived, so a holder killed mid-refresh
@@ -111,12 +128,18 @@ export class MerkleRefresher {
         nodes += round.nodes;
         // A partial batch took every key dirty at the claim: the tree now covers every write
         // made before this refresh began.
-        if (round.keys < this.claimBatch) break;
+        if (round.keys < this.claimBatch) {
+          complete = true;
+          break;
+        }
+        if (options.budgetMs !== undefined && performance.now() - started >= options.budgetMs) {
+          break;
+        }
       }
     } finally {
       if (token !== undefined) await SCRIPTS.unlock.run(this.client, [this.keys.lock], [token]);
     }
-    return { keys, buckets, nodes, rounds, elapsedMs: performance.now() - started };
+    return { keys, buckets, nodes, rounds, elapsedMs: performance.now() - started, complete };
   }
 
   /**

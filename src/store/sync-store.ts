@@ -21,7 +21,12 @@ import type { ApplyResult, DeadLetter, LocalStore, MerkleNode } from './local-st
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf, parseVersionTuple } from './merkle-hash.js';
 import { MerkleReader } from './merkle-reader.js';
-import { MerkleRefresher, type MerkleRefreshOptions, type RefreshStats } from './merkle-refresh.js';
+import {
+  MerkleRefresher,
+  type MerkleRefreshOptions,
+  type RefreshRunOptions,
+  type RefreshStats,
+} from './merkle-refresh.js';
 import {
   AS_BUFFERS,
   AS_STRINGS,
@@ -381,13 +386,19 @@ export class SyncStore implements LocalStore {
    * proportional to the keys written since the last refresh. Concurrent calls share
    * work: a call made while a refresh runs waits for one more pass, so it sees every write made
    * before it.
+   *
+   * With `budgetMs` (background upkeep while the store is busy), it starts no new round once that
+   * long has passed, and a refresh already running or queued stands in for it; `complete` in the
+   * result says whether it settled everything.
    */
-  refreshMerkle(): Promise<RefreshStats> {
+  refreshMerkle(options: RefreshRunOptions = {}): Promise<RefreshStats> {
     if (this.refreshQueued !== undefined) return this.refreshQueued;
     const previous = this.refreshing;
     let next: Promise<RefreshStats>;
     if (previous === undefined) {
-      next = this.refresher.refresh();
+      next = this.refresher.refresh(options);
+    } else if (options.budgetMs !== undefined) {
+      return previous;
     } else {
       next = previous
         .catch(() => undefined)

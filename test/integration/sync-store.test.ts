@@ -868,6 +868,23 @@ describe('SyncStore Merkle tree', () => {
     }
   });
 
+  it('a refresh with a time budget settles part of the dirty keys, and the next one the rest', async () => {
+    const store = await newStore({ merkle: { claimBatch: 64 } });
+    const records = Array.from({ length: 1_000 }, (_, i) => record(`budget.${i}`));
+    await store.apply(records);
+    // A spent budget still runs one round, then stops with the rest left dirty.
+    const partial = await store.refreshMerkle({ budgetMs: 0 });
+    assert.deepEqual(
+      { keys: partial.keys, rounds: partial.rounds, complete: partial.complete },
+      { keys: 64, rounds: 1, complete: false },
+    );
+    assert.equal(await raw.hLen(store.keys.dirty), 1_000 - 64);
+    const rest = await store.refreshMerkle();
+    assert.equal(rest.keys, 1_000 - 64);
+    assert.equal(rest.complete, true);
+    assert.equal(await store.merkleRoot(), computeRoot(records));
+  });
+
   it('concurrent refreshes from two clients of one store agree', async () => {
     const prefix = nextPrefix();
     const a = await newStore({ redisPrefix: prefix });
