@@ -1,7 +1,8 @@
 /**
  * Hot-path benchmarks (issue 3): replicating a 200k-event backlog of 1 KB JSON from one peer
  * against a raw baseline (XREAD COUNT 1000 + pipelined writes of the same records, no parsing,
- * verification or LWW); end-to-end latency at a steady 1,000 writes/s; the engine's peak RSS.
+ * verification or LWW); the same for a 600k-event backlog, long enough to meet the Merkle upkeep of
+ * a catch-up; end-to-end latency at a steady 1,000 writes/s; the engine's peak RSS.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -49,11 +50,12 @@ function recordOf(i: number, origin: string): StoredRecord {
   };
 }
 
-async function fillStream(url: string, n: number): Promise<string> {
+/** Appends records `from`…`n − 1` to A's stream. */
+async function fillStream(url: string, n: number, from = 0): Promise<string> {
   const client = createClient({ url });
   await client.connect();
   let last = '';
-  for (let i = 0; i < n; i += 1000) {
+  for (let i = from; i < n; i += 1000) {
     const batch = [];
     for (let j = i; j < Math.min(n, i + 1000); j++) {
       batch.push(
@@ -351,6 +353,43 @@ async function throughput(
   return rows;
 }
 
+/**
+ * A backlog long enough (at this machine's rates) for the engine to reach its first Merkle refresh
+ * while it still catches up (10 s in): records `n`…`total − 1` appended to the `n` already in A's
+ * stream, then one run of the baseline and one of the engine over all `total`.
+ */
+async function longBacklog(
+  a: RedisServer,
+  b: RedisServer,
+  n: number,
+  total: number,
+  dir: string,
+): Promise<BenchRow[]> {
+  await fillStream(a.url, total, n);
+  await flush(b.url);
+  const baseline = await rawBaseline(a, b, total);
+  const batch = BACKLOG_BATCHES[0];
+  const engine = await replicate(a, b, total, join(dir, 'long'), batch);
+  return [
+    {
+      section: SECTION,
+      name: `backlog ${total.toLocaleString('en-GB')} × 1 KB JSON, one peer, batch_size ${batch}`,
+      value: engine.rate,
+      unit: 'events/s',
+      baseline: baseline.rate,
+      ratio: engine.rate / baseline.rate,
+      note: `one run each; long enough to reach the Merkle upkeep of a catch-up (≤ 1 s of refresh every 10 s); CPU per event ${splitText(engine.cpu)} µs, baseline ${splitText(baseline.cpu)} µs`,
+    },
+    {
+      section: SECTION,
+      name: `engine peak RSS (backlog ${total.toLocaleString('en-GB')}, batch_size ${batch})`,
+      value: engine.peakRssMb,
+      unit: 'MB',
+      note: 'the 150 MB target is for the 200k backlog',
+    },
+  ];
+}
+
 function splitText(cpu: CpuSplit): string {
   return `${cpu.node.toFixed(1)} + ${cpu.local.toFixed(1)} + ${cpu.peer.toFixed(1)}`;
 }
@@ -415,6 +454,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
   try {
     const n = options.quick ? 50_000 : 200_000;
     const rows = await throughput(a, b, n, dir);
+    if (!options.quick) rows.push(...(await longBacklog(a, b, n, 600_000, dir)));
     rows.push(...(await latency(a, b, dir, options.quick ? 5 : 15)));
     return rows;
   } finally {
