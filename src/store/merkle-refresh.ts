@@ -21,6 +21,11 @@ import type { StoreKeys } from './keys.js';
 import { SCRIPTS } from './lua-script.js';
 import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
 
+/** Node hashes read per HMGET. */
+const READ_PAGE = 4096;
+/** Nodes per level, and more: a read is listed as depth × this + index. */
+const LEVEL_SPAN = 65_536;
+
 /** Commits refused in a row (another process committed meanwhile) before a refresh gives up. */
 const MAX_REFUSED_COMMITS = 8;
 
@@ -248,26 +253,38 @@ export class MerkleRefresher {
       for (const index of recompute[depth]!) cache.stamps[depth]![index] = stamp;
     }
     // What the recomputation needs and the cache lacks: the claimed buckets' own sums, and the
-    // children of recomputed nodes that are not recomputed themselves. Read in one HMGET.
-    const toRead: [number, number][] = [];
+    // children of recomputed nodes that are not recomputed themselves.
+    // Each as depth × 65,536 + index.
+    const toRead: number[] = [];
     for (const bucket of recompute[DEPTH]) {
-      if (cache.valid[DEPTH]![bucket] === 0) toRead.push([DEPTH, bucket]);
+      if (cache.valid[DEPTH]![bucket] === 0) toRead.push(DEPTH * LEVEL_SPAN + bucket);
     }
     for (let depth = 0; depth < DEPTH; depth++) {
       const stamps = cache.stamps[depth + 1]!;
       const valid = cache.valid[depth + 1]!;
       for (const parent of recompute[depth]!) {
         for (let child = parent * FANOUT; child < (parent + 1) * FANOUT; child++) {
-          if (stamps[child] !== stamp && valid[child] === 0) toRead.push([depth + 1, child]);
+          if (stamps[child] !== stamp && valid[child] === 0) {
+            toRead.push((depth + 1) * LEVEL_SPAN + child);
+          }
         }
       }
     }
-    if (toRead.length > 0) {
+    // In pages: with nothing cached, a round over a large backlog reads most of the 69,905 nodes,
+    // and one reply of them all would weigh tens of MB in this process.
+    for (let start = 0; start < toRead.length; start += READ_PAGE) {
+      const page = toRead.slice(start, start + READ_PAGE);
       const values = await this.client.sendCommand<unknown[]>(
-        ['HMGET', this.keys.nodes, ...toRead.map(([depth, index]) => cache.field(depth, index))],
+        [
+          'HMGET',
+          this.keys.nodes,
+          ...page.map((node) => cache.field(Math.floor(node / LEVEL_SPAN), node % LEVEL_SPAN)),
+        ],
         AS_STRINGS,
       );
-      toRead.forEach(([depth, index], i) => cache.set(depth, index, asString(values[i])));
+      page.forEach((node, i) =>
+        cache.set(Math.floor(node / LEVEL_SPAN), node % LEVEL_SPAN, asString(values[i])),
+      );
     }
 
     // Recomputed, in place in the cache (forgotten whole if the commit is refused).
