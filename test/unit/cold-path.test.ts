@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { divergentChildren } from '../../src/engine/cold-path.js';
+import { resolveConfig } from '../../src/config/index.js';
+import { ColdPath, divergentChildren } from '../../src/engine/cold-path.js';
+import type { PeerLink } from '../../src/engine/peer-link.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { createMetrics } from '../../src/observability/metrics.js';
+import type { LocalStore } from '../../src/store/local-store.js';
+import { ZERO_HASH } from '../../src/store/merkle-hash.js';
 
 const h = (c: string): string => c.repeat(64);
 
@@ -34,5 +40,96 @@ describe('divergentChildren', () => {
     ];
     assert.deepEqual(divergentChildren([], nodes), ['3', 'a']);
     assert.deepEqual(divergentChildren(nodes, []), ['3', 'a']);
+  });
+});
+
+describe('ColdPath keeps the local tree fresh', () => {
+  /** A store that only counts the refreshes asked of it. */
+  function countingStore(withBudget: boolean) {
+    const calls = { roots: 0, budgeted: [] as (number | undefined)[] };
+    const store: LocalStore = {
+      apply: () => Promise.resolve([]),
+      isCurrent: () => Promise.resolve(false),
+      getRecords: () => Promise.resolve([]),
+      shouldAcceptWrites: () => Promise.resolve(true),
+      merkleRoot: () => {
+        calls.roots += 1;
+        return Promise.resolve(ZERO_HASH);
+      },
+      merkleChildren: () => Promise.resolve([]),
+      merkleLeaves: () => Promise.resolve([]),
+      ...(withBudget
+        ? {
+            refreshMerkle: (options?: { budgetMs?: number }) => {
+              calls.budgeted.push(options?.budgetMs);
+              return Promise.resolve();
+            },
+          }
+        : {}),
+    };
+    return { store, calls };
+  }
+
+  function coldPath(store: LocalStore, catchingUp: () => boolean): ColdPath {
+    const config = resolveConfig({
+      replication: {
+        local_node_id: 'node-b',
+        peers: [{ node_id: 'node-a', redis_url: 'redis://127.0.0.1:1' }],
+      },
+    });
+    const peer = config.replication.peers[0]!;
+    return new ColdPath({
+      localNodeId: 'node-b',
+      settings: () => config.replication.coldPath,
+      maxItemBytes: config.store.maxItemBytes,
+      store,
+      metrics: createMetrics(),
+      logger: createLogger({ level: 'silent' }),
+      // No cycle reaches the link: a peer catching up is skipped, and each test ends before the
+      // first cycle of an idle one is due (2 s in).
+      peer: () => ({ link: {} as PeerLink, config: peer, catchingUp }),
+      peers: () => [peer],
+      onReport: () => undefined,
+    });
+  }
+
+  async function until(condition: () => boolean, what: string): Promise<void> {
+    const deadline = Date.now() + 1_500;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  it('while a peer catches up, refreshes with a 1 s budget at most every 10 s; fully once idle', async () => {
+    const { store, calls } = countingStore(true);
+    let busy = true;
+    const cold = coldPath(store, () => busy);
+    cold.start();
+    try {
+      await until(() => calls.budgeted.length === 1, 'the budgeted refresh');
+      assert.deepEqual(calls.budgeted, [1_000]);
+      // Several 250 ms ticks later: no second one, and no full refresh.
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      assert.deepEqual(calls, { roots: 0, budgeted: [1_000] });
+      busy = false;
+      await until(() => calls.roots >= 2, 'full refreshes every 250 ms');
+      assert.equal(calls.budgeted.length, 1);
+    } finally {
+      await cold.stop();
+    }
+  });
+
+  it('falls back to merkleRoot while busy for a store without refreshMerkle', async () => {
+    const { store, calls } = countingStore(false);
+    const cold = coldPath(store, () => true);
+    cold.start();
+    try {
+      await until(() => calls.roots === 1, 'the busy refresh');
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      assert.equal(calls.roots, 1);
+    } finally {
+      await cold.stop();
+    }
   });
 });
