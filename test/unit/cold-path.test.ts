@@ -85,9 +85,8 @@ describe('ColdPath keeps the local tree fresh', () => {
       store,
       metrics: createMetrics(),
       logger: createLogger({ level: 'silent' }),
-      // No cycle reaches the link: a peer catching up is skipped, and each test ends before the
-      // first cycle of an idle one is due (2 s in).
-      peer: () => ({ link: {} as PeerLink, config: peer, catchingUp }),
+      // Paused, so no scheduled cycle ever reaches the link; the tree upkeep goes on regardless.
+      peer: () => ({ link: {} as PeerLink, config: peer, catchingUp, paused: () => true }),
       peers: () => [peer],
       onReport: () => undefined,
     });
