@@ -10,7 +10,7 @@ import type { StoreKeys } from './keys.js';
 import type { ApplyOutcome, ApplyResult } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf, formatVersionTuple, parseVersionTuple } from './merkle-hash.js';
-import { encodeRecordValues, storedBody } from './record-value.js';
+import { encodeRecordArena, storedBody } from './record-value.js';
 import type { CommandSender } from './redis-io.js';
 
 /** How one apply call behaves. */
@@ -110,6 +110,7 @@ function applyChunk(
       ]);
     }
   }
+  const { arena, ends } = encodeRecordArena(records);
   const args: RedisArgument[] = [
     relay ? '1' : '0',
     options.conflictLog ? '1' : '0',
@@ -120,8 +121,9 @@ function applyChunk(
     String(keys.itemPrefixBytes),
     String(keys.bucketPrefixBytes),
     flags,
+    arena,
+    ends,
     ...tuples,
-    ...encodeRecordValues(records),
     ...datas,
   ];
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);

@@ -33,6 +33,26 @@ export function recordHeader(record: StoredRecord): string {
  * one buffer: a batch's values then cost one allocation, not one (or a pool share) per record.
  */
 export function encodeRecordValues(records: readonly StoredRecord[]): Buffer[] {
+  const { arena, ends } = encodeRecordArena(records);
+  const values: Buffer[] = new Array<Buffer>(records.length);
+  let start = 0;
+  for (let i = 0; i < records.length; i++) {
+    const end = ends.readUInt32BE(4 * i);
+    values[i] = arena.subarray(start, end);
+    start = end;
+  }
+  return values;
+}
+
+/**
+ * The records' values (as {@link encodeRecordValues}) back to back in one buffer, and where each
+ * ends in it: a 32-bit big-endian offset per record. Sent as two arguments instead of one per
+ * record, a batch of values costs the client one socket write instead of two per record.
+ */
+export function encodeRecordArena(records: readonly StoredRecord[]): {
+  arena: Buffer;
+  ends: Buffer;
+} {
   const headers: string[] = new Array<string>(records.length);
   let bound = 0;
   for (let i = 0; i < records.length; i++) {
@@ -43,16 +63,15 @@ export function encodeRecordValues(records: readonly StoredRecord[]): Buffer[] {
     bound += header.length * 3 + (record.deleted ? 0 : storedBody(record).length);
   }
   const arena = Buffer.allocUnsafeSlow(bound);
-  const values: Buffer[] = new Array<Buffer>(records.length);
+  const ends = Buffer.allocUnsafe(4 * records.length);
   let at = 0;
   for (let i = 0; i < records.length; i++) {
     const record = records[i]!;
-    const start = at;
     at += arena.write(headers[i]!, at, 'utf8');
     if (!record.deleted) at += storedBody(record).copy(arena, at);
-    values[i] = arena.subarray(start, at);
+    ends.writeUInt32BE(at, 4 * i);
   }
-  return values;
+  return { arena: arena.subarray(0, at), ends };
 }
 
 function isSafeNonNegative(value: unknown): value is number {

@@ -836,6 +836,31 @@ describe('SyncStore Merkle tree', () => {
     assert.equal(await raw.exists(a.keys.dirty), 0);
   });
 
+  it('the apply script refuses item values that do not end where their offsets say', async () => {
+    const store = await newStore();
+    const put = record('arena.1');
+    const keys = store.keys;
+    const value = encodeRecordValues([put])[0]!;
+    const args = (arena: Buffer, end: number): (string | Buffer)[] => {
+      const ends = Buffer.alloc(4);
+      ends.writeUInt32BE(end);
+      return [
+        ...['0', '0', '0', '1000', '1000', '', String(keys.itemPrefixBytes)],
+        ...[String(keys.bucketPrefixBytes), '0', arena, ends, formatVersionTuple(put)],
+      ];
+    };
+    const redisKeys = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts];
+    redisKeys.push(keys.item(put.key), keys.bucket(bucketOf(put.key)));
+    await assert.rejects(
+      SCRIPTS.apply.run(raw, redisKeys, args(value, value.length + 1)),
+      /ERR apply: the item values end at byte \d+ of \d+/,
+    );
+    assert.equal(await raw.exists([keys.item(put.key), keys.dirty]), 0);
+    // The same call with the right offset applies the record, stored byte for byte.
+    assert.deepEqual(await SCRIPTS.apply.run(raw, redisKeys, args(value, value.length)), [1]);
+    assert.deepEqual(await raw.get(keys.item(put.key)), value);
+  });
+
   it('a refresh in many small rounds builds the tree a from-scratch computation does', async () => {
     // Rounds of 64 keys: each reuses the node hashes the previous ones cached and committed.
     const prefix = nextPrefix();

@@ -11,12 +11,14 @@
 --       records' CDC fields as a JSON array of [content type, origin as JSON, traceparent as JSON
 --       ('' = none)] per record ('' when not relaying), 7 the byte length of the item keys'
 --       prefix, 8 that of the bucket keys' prefix, 9 one flag byte per record ('1' a tombstone,
---       '0' a put), then per record its version tuple `ts|v|d|h|o` (docs/PROTOCOL.md §4), then
---       per record its item value (header line and body, built by the client: docs/PROTOCOL.md
---       §2), then when relaying per record its CDC data.
+--       '0' a put), 10 the records' item values (header line and body, built by the client:
+--       docs/PROTOCOL.md §2) back to back, 11 where each value ends in ARGV 10 (a 32-bit
+--       big-endian byte offset per record), then per record its version tuple `ts|v|d|h|o`
+--       (docs/PROTOCOL.md §4), then when relaying per record its CDC data.
 -- (A record's key and bucket id are the ends of its item and bucket key names, so nothing is sent
 -- twice: Redis's Lua hashes every byte of every string it makes, and each argument is made into
--- one. The relayed fields travel as one JSON argument, read with the cjson library Redis bundles,
+-- one. The item values travel as one argument, so the client writes them in one piece, and a
+-- value is cut from it only for a record that is applied. The relayed fields travel as one JSON argument, read with the cjson library Redis bundles,
 -- not three arguments per record. A tuple is parsed only when it must be read: a new live key, or
 -- an identical version, needs none.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
@@ -28,7 +30,8 @@ local relay = ARGV[1] == '1'
 local log_conflicts = ARGV[2] == '1'
 local horizon = tonumber(ARGV[3])
 local n = (#KEYS - 4) / 2
-if n < 0 or n % 1 ~= 0 or #ARGV ~= 9 + (relay and 3 or 2) * n or #ARGV[9] ~= n then
+if n < 0 or n % 1 ~= 0 or #ARGV ~= 11 + (relay and 2 or 1) * n or #ARGV[9] ~= n
+  or #ARGV[11] ~= 4 * n then
   return redis.error_reply('ERR apply: ' .. #KEYS .. ' keys but ' .. #ARGV .. ' arguments')
 end
 local relayed = relay and cjson.decode(ARGV[6]) or nil
@@ -37,9 +40,17 @@ if relay and #relayed ~= n then
 end
 local item_prefix = tonumber(ARGV[7])
 local bucket_prefix = tonumber(ARGV[8])
-local tuples = 9 -- ARGV[tuples + i] is record i's tuple
-local values = 9 + n -- ARGV[values + i] its item value
-local datas = 9 + 2 * n -- ARGV[datas + i] its CDC data
+local arena, ends = ARGV[10], ARGV[11] -- record i's item value ends at byte ends[i] of arena
+local tuples = 11 -- ARGV[tuples + i] is record i's tuple
+local datas = 11 + n -- ARGV[datas + i] its CDC data
+local function value_of(i)
+  local first = i == 1 and 1 or struct.unpack('>I4', ends, 4 * i - 7) + 1
+  return sub(arena, first, (struct.unpack('>I4', ends, 4 * i - 3)))
+end
+if n > 0 and struct.unpack('>I4', ends, 4 * n - 3) ~= #arena then
+  return redis.error_reply('ERR apply: the item values end at byte ' ..
+    struct.unpack('>I4', ends, 4 * n - 3) .. ' of ' .. #arena)
+end
 local key_of = {}
 for i = 1, n do key_of[i] = sub(KEYS[3 + 2 * i], item_prefix + 1) end
 local flags = ARGV[9] -- byte i: '1' when record i is a tombstone
@@ -161,7 +172,7 @@ for i = 1, n do
   if outcome == 1 then
     call('HSET', KEYS[4 + 2 * i], key, tuple)
     items[nitems + 1] = KEYS[3 + 2 * i]
-    items[nitems + 2] = ARGV[values + i]
+    items[nitems + 2] = value_of(i)
     nitems = nitems + 2
     local deleted = byte(flags, i) == 49
     if deleted then
