@@ -93,11 +93,13 @@ export function withContent<T>(
 
 /** The size a frame declares (null when it does not), refused when it is over `maxBytes`. */
 function declaredSize(frame: Uint8Array, maxBytes: number): number | null {
-  let declared: number | null;
-  try {
-    declared = binding.getFrameContentSize(frame);
-  } catch (cause) {
-    throw new CorruptEntryError('bad_zstd', 'zstd frame header is invalid', { cause });
+  let declared = headerContentSize(frame);
+  if (declared === undefined) {
+    try {
+      declared = binding.getFrameContentSize(frame);
+    } catch (cause) {
+      throw new CorruptEntryError('bad_zstd', 'zstd frame header is invalid', { cause });
+    }
   }
   if (declared !== null && declared > maxBytes) {
     throw new CorruptEntryError(
@@ -106,6 +108,50 @@ function declaredSize(frame: Uint8Array, maxBytes: number): number | null {
     );
   }
   return declared;
+}
+
+/** Bytes of a frame header's Dictionary_ID field, by its flag. */
+const DICT_ID_BYTES = [0, 1, 2, 4] as const;
+/** Bytes of its Frame_Content_Size field, by its flag (flag 0: 1 byte in a single segment). */
+const CONTENT_SIZE_BYTES = [0, 2, 4, 8] as const;
+
+/**
+ * The content size a zstd frame header declares (RFC 8878 §3.1.1.1), read here rather than by a
+ * native call on every replicated frame: null when it declares none; undefined for any header
+ * libzstd might refuse (no magic, reserved bit set, window over 2³¹, cut short), which is left to libzstd
+ * and its error. A property test holds it to `getFrameContentSize`.
+ */
+export function headerContentSize(frame: Uint8Array): number | null | undefined {
+  const descriptor = frame[4];
+  if (descriptor === undefined || (descriptor & 0x08) !== 0 || !hasZstdMagic(frame))
+    return undefined;
+  const singleSegment = (descriptor & 0x20) !== 0;
+  let at = 5;
+  if (!singleSegment) {
+    const window = frame[at];
+    if (window === undefined || (window >> 3) + 10 > 31) return undefined;
+    at += 1;
+  }
+  at += DICT_ID_BYTES[descriptor & 0x03]!;
+  const flag = descriptor >> 6;
+  const size = flag === 0 ? (singleSegment ? 1 : 0) : CONTENT_SIZE_BYTES[flag]!;
+  if (frame.length < at + size) return undefined;
+  const byteAt = (i: number): number => frame[at + i]!;
+  switch (size) {
+    case 0:
+      return null;
+    case 1:
+      return byteAt(0);
+    case 2:
+      return byteAt(0) + byteAt(1) * 0x100 + 256;
+    case 4:
+      return byteAt(0) + byteAt(1) * 0x100 + byteAt(2) * 0x10000 + byteAt(3) * 0x1000000;
+    default: {
+      const low = byteAt(0) + byteAt(1) * 0x100 + byteAt(2) * 0x10000 + byteAt(3) * 0x1000000;
+      const high = byteAt(4) + byteAt(5) * 0x100 + byteAt(6) * 0x10000 + byteAt(7) * 0x1000000;
+      return high * 0x100000000 + low;
+    }
+  }
 }
 
 /**

@@ -8,13 +8,23 @@ import {
   parseMeta,
   parseMetaText,
 } from '../../src/codec/cdc.js';
-import { decompressBounded, encodeData, withContent, ZSTD_MAGIC } from '../../src/codec/zstd.js';
+import {
+  decompressBounded,
+  encodeData,
+  headerContentSize,
+  withContent,
+  ZSTD_MAGIC,
+} from '../../src/codec/zstd.js';
 import { encodeRecordValues, recordHeader } from '../../src/store/record-value.js';
 import { CorruptEntryError } from '../../src/errors.js';
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type * as ZstdBinding from 'zstd-napi/binding.js';
 import type { StoredRecord } from '../../src/model/record.js';
 import { validVectors } from '../helpers/vectors.js';
 import { withoutFrame } from '../helpers/records.js';
+
+const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof ZstdBinding;
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -204,6 +214,42 @@ describe('codec properties', () => {
       ),
       { numRuns: 3000 },
     );
+  });
+
+  it("reads a frame header's content size as libzstd does, or leaves the header to it", () => {
+    const native = (frame: Uint8Array): number | null | 'error' => {
+      try {
+        return zstdBinding.getFrameContentSize(frame);
+      } catch {
+        return 'error';
+      }
+    };
+    // Real frames of every size class (1-, 2-, 4-byte sizes; streamed frames declare none).
+    for (const size of [0, 1, 200, 255, 256, 65_791, 65_792, 300_000]) {
+      const frame = encodeData(Buffer.alloc(size, 'a')).data;
+      if (frame[0] === 0x28) assert.equal(headerContentSize(frame), native(frame), `${size} bytes`);
+    }
+    let read = 0;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 255 }),
+        fc.uint8Array({ maxLength: 14 }),
+        fc.boolean(),
+        (descriptor, rest, magic) => {
+          const frame = Buffer.concat([
+            magic ? ZSTD_MAGIC : Buffer.from([0x28, 0xb5, 0x2f, 0xfe]),
+            Buffer.from([descriptor]),
+            rest,
+          ]);
+          const size = headerContentSize(frame);
+          if (size === undefined) return; // left to libzstd
+          read += 1;
+          assert.equal(size, native(frame));
+        },
+      ),
+      { numRuns: 5000 },
+    );
+    assert.ok(read > 300, `${read} headers read in JS`);
   });
 
   it('parses the same with lazyContent: every field, content read through, hash in any case', () => {
