@@ -29,10 +29,12 @@ const HOT_PATH_NOTE = [
   '790ecb5 (its apply script 4 % leaner in Redis instructions): 0.55× with the baseline at 153,824',
   'events/s, and 0.73× with it at 83,930 events/s, the ~84k/s the target was set at; between the',
   "two the baseline's CPU per event went from 10.2 to 17.7 µs, the engine's from 19.3 to 26.7 µs.",
-  'The run recorded above (d65342b, the same hot path) met a slower phase still: the baseline at',
-  '64,139 events/s, 0.72×. Verifying a frame (zstd decompression and sha256 of the content) is',
-  "about a fifth of the engine's CPU; moving it to a worker thread was measured slower on these 2",
-  'cores (52k against 55k events/s; 42k with shared memory), as it only moves CPU between threads.',
+  "Since then (4c45ab5) the apply sends a call's item values as one argument, which takes ~1.3 µs",
+  "of CPU per event off the engine's main thread for ~0.3 µs more in the local Redis. The run",
+  'recorded above (6c8cf05) had the baseline at 94,831 events/s: 0.67×. Verifying a frame (zstd',
+  "decompression and sha256 of the content) is about a fifth of the engine's CPU; moving it to a",
+  'worker thread was measured slower on these 2 cores (52k against 55k events/s; 42k with shared',
+  'memory), as it only moves CPU between threads.',
 ];
 
 function fmt(value: number | undefined): string {
