@@ -1,8 +1,8 @@
 /**
  * The hot path for one peer (SPEC §4): tail its `cdc` stream from the persisted cursor, decode,
  * apply through the LocalStore, then commit the cursor. While catching up, the next batch is read
- * while this one is decoded; two batches are applied at once (pipelined); batches are applied and
- * committed strictly in order, so a crash re-reads at most the two batches in flight.
+ * while this one is decoded; up to three batches are applied at once (pipelined); batches are
+ * applied and committed strictly in order, so a crash re-reads at most the three batches in flight.
  */
 import { STREAM_START, compareStreamIds, streamIdMs } from '../codec/stream-id.js';
 import type { ResolvedHotPath, ResolvedSlo } from '../config/types.js';
@@ -35,8 +35,12 @@ import { TokenBucket } from './token-bucket.js';
 const INFO_INTERVAL_MS = 2000;
 /** Extra time a blocking read may take past its BLOCK timeout before the socket is presumed dead. */
 const READ_DEADLINE_SLACK_MS = 5000;
-/** Batches applied at once (pipelined on the local connection; see `Tailer.#inflight`). */
-const APPLIES_IN_FLIGHT = 2;
+/**
+ * Batches applied at once (pipelined on the local connection; see `Tailer.#inflight`). Three keep
+ * the local Redis busy while this process decodes: against two, a 200k backlog replicated 9-12%
+ * faster at batch_size 100 (3 of 3 alternating runs) and no slower at 500; four gained nothing more.
+ */
+export const APPLIES_IN_FLIGHT = 3;
 
 /** What a tailer needs from the engine. */
 export interface TailerContext {
