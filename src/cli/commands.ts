@@ -257,7 +257,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   adminCommand(
     'pause',
     'Stop replicating from a peer until resumed.',
-    'Asks the daemon to stop reading from the peer (the batches in flight, at most two, still land).',
+    'Asks the daemon to stop reading from the peer (the batches in flight, at most three, still land).',
   ),
   adminCommand('resume', 'Resume replicating from a paused peer.', 'Undoes pause.'),
   adminCommand(
