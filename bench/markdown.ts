@@ -32,10 +32,12 @@ const HOT_PATH_NOTE = [
   "Since then the apply sends a call's item values as one argument (4c45ab5: ~1.3 µs of CPU per",
   "event off the engine's main thread for ~0.3 µs more in the local Redis), and three batches per",
   'peer are applied at once instead of two (cb3eb8f: 9–12 % faster at batch_size 100). The run',
-  'recorded above (cb3eb8f) had the baseline at 82,917 events/s (65,206–121,061 over its five',
-  'runs): 0.66×. Verifying a frame (zstd decompression and sha256 of the content) is about a fifth',
-  "of the engine's CPU; moving it to a worker thread was measured slower on these 2 cores (52k",
-  'against 55k events/s; 42k with shared memory), as it only moves CPU between threads.',
+  'recorded above (on b9b5c23) had the baseline at 78,555 events/s (57,212–88,229 over its five',
+  'runs): 0.67× at batch_size 500, and 0.58× at the default 100 (a median of three runs; the',
+  'engine does more work per batch than the baseline, which always reads 1,000). Verifying a',
+  "frame (zstd decompression and sha256 of the content) is about a fifth of the engine's CPU;",
+  'moving it to a worker thread was measured slower on these 2 cores (52k against 55k events/s;',
+  '42k with shared memory), as it only moves CPU between threads.',
 ];
 
 function fmt(value: number | undefined): string {
