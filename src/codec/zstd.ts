@@ -118,8 +118,8 @@ const CONTENT_SIZE_BYTES = [0, 2, 4, 8] as const;
 /**
  * The content size a zstd frame header declares (RFC 8878 §3.1.1.1), read here rather than by a
  * native call on every replicated frame: null when it declares none; undefined for any header
- * libzstd might refuse (no magic, reserved bit set, window over 2³¹, cut short), which is left to libzstd
- * and its error. A property test holds it to `getFrameContentSize`.
+ * libzstd might refuse (no magic, reserved bit set, window over 2³¹, cut short), which is left to
+ * libzstd and its error. A property test holds it to `getFrameContentSize`.
  */
 export function headerContentSize(frame: Uint8Array): number | null | undefined {
   const descriptor = frame[4];

@@ -23,8 +23,6 @@ import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
 
 /** Node hashes read per HMGET. */
 const READ_PAGE = 4096;
-/** Nodes per level, and more: a read is listed as depth × this + index. */
-const LEVEL_SPAN = 65_536;
 
 /** Commits refused in a row (another process committed meanwhile) before a refresh gives up. */
 const MAX_REFUSED_COMMITS = 8;
@@ -253,11 +251,15 @@ export class MerkleRefresher {
       for (const index of recompute[depth]!) cache.stamps[depth]![index] = stamp;
     }
     // What the recomputation needs and the cache lacks: the claimed buckets' own sums, and the
-    // children of recomputed nodes that are not recomputed themselves.
-    // Each as depth × 65,536 + index.
-    const toRead: number[] = [];
+    // children of recomputed nodes that are not recomputed themselves (node i: readDepths[i] and
+    // readIndices[i]).
+    const readDepths: number[] = [];
+    const readIndices: number[] = [];
     for (const bucket of recompute[DEPTH]) {
-      if (cache.valid[DEPTH]![bucket] === 0) toRead.push(DEPTH * LEVEL_SPAN + bucket);
+      if (cache.valid[DEPTH]![bucket] === 0) {
+        readDepths.push(DEPTH);
+        readIndices.push(bucket);
+      }
     }
     for (let depth = 0; depth < DEPTH; depth++) {
       const stamps = cache.stamps[depth + 1]!;
@@ -265,26 +267,25 @@ export class MerkleRefresher {
       for (const parent of recompute[depth]!) {
         for (let child = parent * FANOUT; child < (parent + 1) * FANOUT; child++) {
           if (stamps[child] !== stamp && valid[child] === 0) {
-            toRead.push((depth + 1) * LEVEL_SPAN + child);
+            readDepths.push(depth + 1);
+            readIndices.push(child);
           }
         }
       }
     }
     // In pages: with nothing cached, a round over a large backlog reads most of the 69,905 nodes,
     // and one reply of them all would weigh tens of MB in this process.
-    for (let start = 0; start < toRead.length; start += READ_PAGE) {
-      const page = toRead.slice(start, start + READ_PAGE);
+    for (let start = 0; start < readDepths.length; start += READ_PAGE) {
+      const end = Math.min(readDepths.length, start + READ_PAGE);
+      const fields: string[] = [];
+      for (let i = start; i < end; i++) fields.push(cache.field(readDepths[i]!, readIndices[i]!));
       const values = await this.client.sendCommand<unknown[]>(
-        [
-          'HMGET',
-          this.keys.nodes,
-          ...page.map((node) => cache.field(Math.floor(node / LEVEL_SPAN), node % LEVEL_SPAN)),
-        ],
+        ['HMGET', this.keys.nodes, ...fields],
         AS_STRINGS,
       );
-      page.forEach((node, i) =>
-        cache.set(Math.floor(node / LEVEL_SPAN), node % LEVEL_SPAN, asString(values[i])),
-      );
+      for (let i = start; i < end; i++) {
+        cache.set(readDepths[i]!, readIndices[i]!, asString(values[i - start]));
+      }
     }
 
     // Recomputed, in place in the cache (forgotten whole if the commit is refused).

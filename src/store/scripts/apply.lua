@@ -18,8 +18,8 @@
 -- (A record's key and bucket id are the ends of its item and bucket key names, so nothing is sent
 -- twice: Redis's Lua hashes every byte of every string it makes, and each argument is made into
 -- one. The item values travel as one argument, so the client writes them in one piece, and a
--- value is cut from it only for a record that is applied. The relayed fields travel as one JSON argument, read with the cjson library Redis bundles,
--- not three arguments per record. A tuple is parsed only when it must be read: a new live key, or
+-- value is cut from it only for a record that is applied. The relayed fields travel as one JSON
+-- argument, read with the cjson library Redis bundles, not three arguments per record. A tuple is parsed only when it must be read: a new live key, or
 -- an identical version, needs none.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
 -- was no previous version, or the outcome + 10 followed by the previous version's tuple (a backlog
