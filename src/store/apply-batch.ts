@@ -110,7 +110,7 @@ function applyChunk(
       ]);
     }
   }
-  const { arena, ends } = encodeRecordArena(records);
+  const { arena, ends } = encodeRecordArena(records, tuples);
   const args: RedisArgument[] = [
     relay ? '1' : '0',
     options.conflictLog ? '1' : '0',
@@ -123,7 +123,6 @@ function applyChunk(
     flags,
     arena,
     ends,
-    ...tuples,
     ...datas,
   ];
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);

@@ -45,11 +45,16 @@ export function encodeRecordValues(records: readonly StoredRecord[]): Buffer[] {
 }
 
 /**
- * The records' values (as {@link encodeRecordValues}) back to back in one buffer, and where each
- * ends in it: a 32-bit big-endian offset per record. Sent as two arguments instead of one per
- * record, a batch of values costs the client one socket write instead of two per record.
+ * The records' values (as {@link encodeRecordValues}) back to back in one buffer, then the
+ * `trailing` strings (UTF-8) back to back, and where each ends in it: a 32-bit big-endian offset
+ * per record, then one per trailing string. Sent as two arguments instead of one per record and
+ * string, a batch costs the client one socket write instead of two per record (and no string of
+ * hundreds of pieces for the socket to flatten).
  */
-export function encodeRecordArena(records: readonly StoredRecord[]): {
+export function encodeRecordArena(
+  records: readonly StoredRecord[],
+  trailing: readonly string[] = [],
+): {
   arena: Buffer;
   ends: Buffer;
 } {
@@ -62,14 +67,19 @@ export function encodeRecordArena(records: readonly StoredRecord[]): {
     // A UTF-16 code unit takes at most 3 bytes of UTF-8.
     bound += header.length * 3 + (record.deleted ? 0 : storedBody(record).length);
   }
+  for (const text of trailing) bound += text.length * 3;
   const arena = Buffer.allocUnsafeSlow(bound);
-  const ends = Buffer.allocUnsafe(4 * records.length);
+  const ends = Buffer.allocUnsafe(4 * (records.length + trailing.length));
   let at = 0;
   for (let i = 0; i < records.length; i++) {
     const record = records[i]!;
     at += arena.write(headers[i]!, at, 'utf8');
     if (!record.deleted) at += storedBody(record).copy(arena, at);
     ends.writeUInt32BE(at, 4 * i);
+  }
+  for (let i = 0; i < trailing.length; i++) {
+    at += arena.write(trailing[i]!, at, 'utf8');
+    ends.writeUInt32BE(at, 4 * (records.length + i));
   }
   return { arena: arena.subarray(0, at), ends };
 }

@@ -504,6 +504,20 @@ describe('SyncStore apply', () => {
     assert.deepEqual(back, records);
   });
 
+  it('applies one call of 1,500 records (its 3,000 offsets read in two runs)', async () => {
+    const store = await newStore({ applyChunkSize: 1_500 });
+    const records = Array.from({ length: 1_500 }, (_, i) =>
+      record(`run.${i}`, { version: 1 + (i % 3), origin: i % 2 === 0 ? 'nœud-é' : 'node-a' }),
+    );
+    const results = await store.apply(records);
+    assert.ok(results.every((r) => r.outcome === 'applied'));
+    assert.deepEqual(await store.getRecords(records.map((r) => r.key)), records);
+    assert.deepEqual(
+      (await store.apply(records)).map((r) => r.outcome),
+      records.map(() => 'duplicate'),
+    );
+  });
+
   it('applies awkward keys, origins and binary contents byte for byte, and relays them', async () => {
     const store = await newStore({ store: { relay: true } });
     const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
@@ -836,29 +850,37 @@ describe('SyncStore Merkle tree', () => {
     assert.equal(await raw.exists(a.keys.dirty), 0);
   });
 
-  it('the apply script refuses item values that do not end where their offsets say', async () => {
+  it('the apply script refuses an arena that does not end where its offsets say', async () => {
     const store = await newStore();
     const put = record('arena.1');
     const keys = store.keys;
     const value = encodeRecordValues([put])[0]!;
-    const args = (arena: Buffer, end: number): (string | Buffer)[] => {
-      const ends = Buffer.alloc(4);
-      ends.writeUInt32BE(end);
+    const tuple = Buffer.from(formatVersionTuple(put));
+    // The arena holds the value, then the tuple; `ends` says where each ends.
+    const args = (tupleEnd: number): (string | Buffer)[] => {
+      const ends = Buffer.alloc(8);
+      ends.writeUInt32BE(value.length, 0);
+      ends.writeUInt32BE(tupleEnd, 4);
       return [
         ...['0', '0', '0', '1000', '1000', '', String(keys.itemPrefixBytes)],
-        ...[String(keys.bucketPrefixBytes), '0', arena, ends, formatVersionTuple(put)],
+        ...[String(keys.bucketPrefixBytes), '0', Buffer.concat([value, tuple]), ends],
       ];
     };
     const redisKeys = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts];
     redisKeys.push(keys.item(put.key), keys.bucket(bucketOf(put.key)));
+    const full = value.length + tuple.length;
     await assert.rejects(
-      SCRIPTS.apply.run(raw, redisKeys, args(value, value.length + 1)),
-      /ERR apply: the item values end at byte \d+ of \d+/,
+      SCRIPTS.apply.run(raw, redisKeys, args(full + 1)),
+      /ERR apply: the arena's pieces end at byte \d+ of \d+/,
     );
     assert.equal(await raw.exists([keys.item(put.key), keys.dirty]), 0);
-    // The same call with the right offset applies the record, stored byte for byte.
-    assert.deepEqual(await SCRIPTS.apply.run(raw, redisKeys, args(value, value.length)), [1]);
+    // The same call with the right offsets applies the record: value and leaf byte for byte.
+    assert.deepEqual(await SCRIPTS.apply.run(raw, redisKeys, args(full)), [1]);
     assert.deepEqual(await raw.get(keys.item(put.key)), value);
+    assert.equal(
+      (await raw.hGet(keys.bucket(bucketOf(put.key)), put.key))?.toString(),
+      formatVersionTuple(put),
+    );
   });
 
   it('a refresh in many small rounds builds the tree a from-scratch computation does', async () => {

@@ -11,16 +11,17 @@
 --       records' CDC fields as a JSON array of [content type, origin as JSON, traceparent as JSON
 --       ('' = none)] per record ('' when not relaying), 7 the byte length of the item keys'
 --       prefix, 8 that of the bucket keys' prefix, 9 one flag byte per record ('1' a tombstone,
---       '0' a put), 10 the records' item values (header line and body, built by the client:
---       docs/PROTOCOL.md §2) back to back, 11 where each value ends in ARGV 10 (a 32-bit
---       big-endian byte offset per record), then per record its version tuple `ts|v|d|h|o`
---       (docs/PROTOCOL.md §4), then when relaying per record its CDC data.
+--       '0' a put), 10 the arena: the records' item values (header line and body, built by the
+--       client: docs/PROTOCOL.md §2) back to back, then their version tuples `ts|v|d|h|o`
+--       (docs/PROTOCOL.md §4) back to back, 11 where each value and then each tuple ends in the
+--       arena (a 32-bit big-endian byte offset each: 2 per record), then when relaying per record
+--       its CDC data.
 -- (A record's key and bucket id are the ends of its item and bucket key names, so nothing is sent
 -- twice: Redis's Lua hashes every byte of every string it makes, and each argument is made into
--- one. The item values travel as one argument, so the client writes them in one piece, and a
--- value is cut from it only for a record that is applied. The relayed fields travel as one JSON
--- argument, read with the cjson library Redis bundles, not three arguments per record. A tuple is parsed only when it must be read: a new live key, or
--- an identical version, needs none.)
+-- one. The values and tuples travel as one argument, so the client writes them in one piece, and
+-- a value is cut from it only for a record that is applied. The relayed fields travel as one JSON
+-- argument, read with the cjson library Redis bundles, not three arguments per record. A tuple is
+-- parsed only when it must be read: a new live key, or an identical version, needs none.)
 -- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
 -- was no previous version, or the outcome + 10 followed by the previous version's tuple (a backlog
 -- of new keys then costs one reply element a record).
@@ -30,8 +31,8 @@ local relay = ARGV[1] == '1'
 local log_conflicts = ARGV[2] == '1'
 local horizon = tonumber(ARGV[3])
 local n = (#KEYS - 4) / 2
-if n < 0 or n % 1 ~= 0 or #ARGV ~= 11 + (relay and 2 or 1) * n or #ARGV[9] ~= n
-  or #ARGV[11] ~= 4 * n then
+if n < 0 or n % 1 ~= 0 or #ARGV ~= 11 + (relay and n or 0) or #ARGV[9] ~= n
+  or #ARGV[11] ~= 8 * n then
   return redis.error_reply('ERR apply: ' .. #KEYS .. ' keys but ' .. #ARGV .. ' arguments')
 end
 local relayed = relay and cjson.decode(ARGV[6]) or nil
@@ -40,17 +41,23 @@ if relay and #relayed ~= n then
 end
 local item_prefix = tonumber(ARGV[7])
 local bucket_prefix = tonumber(ARGV[8])
-local arena, ends = ARGV[10], ARGV[11] -- record i's item value ends at byte ends[i] of arena
-local tuples = 11 -- ARGV[tuples + i] is record i's tuple
-local datas = 11 + n -- ARGV[datas + i] its CDC data
-local function value_of(i)
-  local first = i == 1 and 1 or struct.unpack('>I4', ends, 4 * i - 7) + 1
-  return sub(arena, first, (struct.unpack('>I4', ends, 4 * i - 3)))
+local arena = ARGV[10]
+local datas = 11 -- ARGV[datas + i] is record i's CDC data
+-- ends[j]: where piece j (1..n the values, n+1..2n the tuples) ends in the arena, read by
+-- struct.unpack in runs of 2,000 (a run's values pass through Lua's stack, which takes 8,000).
+local ends = {}
+for first = 1, 2 * n, 2000 do
+  local count = math.min(2000, 2 * n - first + 1)
+  local run = { struct.unpack('>' .. string.rep('I4', count), ARGV[11], 4 * first - 3) }
+  if count == 2 * n then ends = run else for j = 1, count do ends[first + j - 1] = run[j] end end
 end
-if n > 0 and struct.unpack('>I4', ends, 4 * n - 3) ~= #arena then
-  return redis.error_reply('ERR apply: the item values end at byte ' ..
-    struct.unpack('>I4', ends, 4 * n - 3) .. ' of ' .. #arena)
+if n > 0 and ends[2 * n] ~= #arena then
+  return redis.error_reply('ERR apply: the arena\'s pieces end at byte ' .. ends[2 * n] ..
+    ' of ' .. #arena)
 end
+local function piece(j) return sub(arena, j == 1 and 1 or ends[j - 1] + 1, ends[j]) end
+local tuple_of = {}
+for i = 1, n do tuple_of[i] = sub(arena, ends[n + i - 1] + 1, ends[n + i]) end
 local key_of = {}
 for i = 1, n do key_of[i] = sub(KEYS[3 + 2 * i], item_prefix + 1) end
 local flags = ARGV[9] -- byte i: '1' when record i is a tombstone
@@ -125,7 +132,7 @@ local parsed = {}
 local parsed_prev = {}
 local marks, nmarks = {}, 0
 for i = 1, n do
-  local key, tuple = key_of[i], ARGV[tuples + i]
+  local key, tuple = key_of[i], tuple_of[i]
   local prev = latest[key] or prevs[i]
   local outcome
   if not prev then
@@ -166,13 +173,13 @@ end
 local out, nout = {}, 0
 local items, nitems = {}, 0
 for i = 1, n do
-  local key, tuple = key_of[i], ARGV[tuples + i]
+  local key, tuple = key_of[i], tuple_of[i]
   local outcome, prev = outcomes[i], previous[i]
 
   if outcome == 1 then
     call('HSET', KEYS[4 + 2 * i], key, tuple)
     items[nitems + 1] = KEYS[3 + 2 * i]
-    items[nitems + 2] = value_of(i)
+    items[nitems + 2] = piece(i)
     nitems = nitems + 2
     local deleted = byte(flags, i) == 49
     if deleted then
