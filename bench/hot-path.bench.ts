@@ -15,7 +15,15 @@ import { encodeCdcEntry } from '../src/codec/cdc.js';
 import type { StoredRecord } from '../src/model/record.js';
 import { SyncStore } from '../src/store/sync-store.js';
 import { startRedis, type RedisServer } from '../test/helpers/redis-server.js';
-import { median, medianBy, perSecond, type BenchOptions, type BenchRow } from './report.js';
+import {
+  cpuTicks,
+  median,
+  medianBy,
+  perSecond,
+  stealPercent,
+  type BenchOptions,
+  type BenchRow,
+} from './report.js';
 import { createHash } from 'node:crypto';
 
 const SECTION = 'hot-path';
@@ -229,12 +237,11 @@ function percentile(sorted: readonly number[], p: number): number {
  */
 const BACKLOG_BATCHES = [500, 100] as const;
 /**
- * Runs of the baseline and of the main engine figure, of which the median is kept: on this shared
- * 2-core machine one run of the engine can be off by ±5%, one of the baseline by ±20%.
+ * Alternating rounds, each one run of the baseline and one of the engine per batch size; each
+ * figure is the median of its runs: on this shared 2-core machine one run of the engine can be off
+ * by ±5–20%, one of the baseline by ±20%, and its speed drifts by as much within minutes.
  */
 const RUNS = 5;
-/** Runs of the default batch size, against the same baseline runs (one run could be off by ±20%). */
-const SECONDARY_RUNS = 3;
 
 interface Replication {
   readonly rate: number;
@@ -286,15 +293,18 @@ async function throughput(
   dir: string,
 ): Promise<BenchRow[]> {
   await fillStream(a.url, n);
-  // Baseline and engine runs alternate, so a drift of this shared machine's speed (seen: the
-  // baseline's median moving from 117k to 159k events/s between runs an hour apart) weighs on
-  // both sides alike.
+  // The baseline and every batch size take turns, round by round, so a drift of this shared
+  // machine's speed (seen: the baseline's median moving from 117k to 159k events/s between runs an
+  // hour apart) weighs on all of them alike.
   const baselineRuns: BaselineRun[] = [];
-  const primaryRuns: Replication[] = [];
+  const engineRuns: Replication[][] = BACKLOG_BATCHES.map(() => []);
+  const ticks = cpuTicks();
   for (let run = 0; run < RUNS; run++) {
     await flush(b.url);
     baselineRuns.push(await rawBaseline(a, b, n));
-    primaryRuns.push(await replicate(a, b, n, join(dir, `tp-${run}`), BACKLOG_BATCHES[0]));
+    for (const [i, batch] of BACKLOG_BATCHES.entries()) {
+      engineRuns[i]!.push(await replicate(a, b, n, join(dir, `tp-${batch}-${run}`), batch));
+    }
   }
   const baselines = baselineRuns.map((r) => r.rate);
   const baseline = median(baselines);
@@ -307,15 +317,22 @@ async function throughput(
       unit: 'µs',
       note: `${splitText(raw.cpu)} µs (the median-rate run)`,
     },
+    {
+      section: SECTION,
+      name: 'CPU time taken by the hypervisor (steal) during those rounds',
+      value: stealPercent(ticks, cpuTicks()),
+      unit: '%',
+      note: "other guests' share of these 2 cores, from /proc/stat: the higher, the slower and noisier every figure",
+    },
   ];
-  for (const batch of BACKLOG_BATCHES) {
-    const primary = batch === BACKLOG_BATCHES[0];
-    const runs = primary ? primaryRuns : [];
-    for (let run = 0; !primary && run < SECONDARY_RUNS; run++) {
-      runs.push(await replicate(a, b, n, join(dir, `tp-${batch}-${run}`), batch));
-    }
+  for (const [i, batch] of BACKLOG_BATCHES.entries()) {
+    const primary = i === 0;
+    const runs = engineRuns[i]!;
     const { rate, cpu, bytesPerRecord } = medianBy(runs, (r) => r.rate);
     const rates = runs.map((r) => Math.round(r.rate).toLocaleString('en-GB')).join(', ');
+    // Each round's engine run against that round's baseline: a drift between rounds cancels out.
+    const paired = runs.map((r, round) => r.rate / baselines[round]!);
+    const pairedText = `ratio within each round ${paired.map((x) => x.toFixed(2)).join(', ')}, median ${median(paired).toFixed(2)}`;
     rows.push(
       {
         section: SECTION,
@@ -325,8 +342,8 @@ async function throughput(
         baseline,
         ratio: rate / baseline,
         note: primary
-          ? `target ≥ 0.6× raw XREAD COUNT 1000 + HSET; medians of ${RUNS} alternating runs (engine ${rates}; baseline ${baselines.map((x) => Math.round(x).toLocaleString('en-GB')).join(', ')})`
-          : `the default batch_size; median of ${SECONDARY_RUNS} runs (${rates})`,
+          ? `target ≥ 0.6× raw XREAD COUNT 1000 + HSET; medians of ${RUNS} alternating rounds (engine ${rates}; baseline ${baselines.map((x) => Math.round(x).toLocaleString('en-GB')).join(', ')}); ${pairedText}`
+          : `the default batch_size; median of the same ${RUNS} rounds (${rates}); ${pairedText}`,
       },
       {
         section: SECTION,
@@ -349,7 +366,7 @@ async function throughput(
         name: `engine peak RSS (backlog, batch_size ${batch})`,
         value: Math.max(...runs.map((r) => r.peakRssMb)),
         unit: 'MB',
-        note: primary ? `target ≤ 150 MB; the highest of ${RUNS} runs` : 'target ≤ 150 MB',
+        note: `target ≤ 150 MB; the highest of ${RUNS} runs`,
       },
     );
   }
@@ -370,9 +387,11 @@ async function longBacklog(
 ): Promise<BenchRow[]> {
   await fillStream(a.url, total, n);
   await flush(b.url);
+  const ticks = cpuTicks();
   const baseline = await rawBaseline(a, b, total);
   const batch = BACKLOG_BATCHES[0];
   const engine = await replicate(a, b, total, join(dir, 'long'), batch);
+  const steal = stealPercent(ticks, cpuTicks());
   return [
     {
       section: SECTION,
@@ -381,7 +400,7 @@ async function longBacklog(
       unit: 'events/s',
       baseline: baseline.rate,
       ratio: engine.rate / baseline.rate,
-      note: `one run each; long enough to reach the Merkle upkeep of a catch-up (≤ 1 s of refresh every 10 s); CPU per event ${splitText(engine.cpu)} µs, baseline ${splitText(baseline.cpu)} µs`,
+      note: `one run each; long enough to reach the Merkle upkeep of a catch-up (≤ 1 s of refresh every 10 s); CPU per event ${splitText(engine.cpu)} µs, baseline ${splitText(baseline.cpu)} µs; steal ${steal.toFixed(1)}%`,
     },
     {
       section: SECTION,
@@ -407,6 +426,7 @@ export async function latency(
   const child = new EngineChild(engineConfig(a.url, b.url, join(dir, 'lat'), 100), true);
   await child.ready();
   const writer = await SyncStore.connect({ redisUrl: a.url, nodeId: 'node-a' });
+  const ticks = cpuTicks();
   const rate = 1000;
   const started = performance.now();
   let written = 0;
@@ -427,20 +447,21 @@ export async function latency(
   await child.stop();
   await writer.close();
   const sorted = stats.latencies.sort((x, y) => x - y);
+  const steal = `host CPU steal ${stealPercent(ticks, cpuTicks()).toFixed(1)}%`;
   return [
     {
       section: SECTION,
       name: `end-to-end latency p50 @ ${rate}/s (${sorted.length} writes)`,
       value: percentile(sorted, 50),
       unit: 'ms',
-      note: 'target ≤ 5 ms',
+      note: `target ≤ 5 ms; ${steal}`,
     },
     {
       section: SECTION,
       name: `end-to-end latency p99 @ ${rate}/s`,
       value: percentile(sorted, 99),
       unit: 'ms',
-      note: 'target ≤ 25 ms',
+      note: `target ≤ 25 ms; ${steal}`,
     },
     {
       section: SECTION,

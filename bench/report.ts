@@ -99,3 +99,28 @@ export function mergeResults(path: string, rows: readonly BenchRow[]): void {
 export function perSecond(count: number, ms: number): number {
   return Math.round((count / ms) * 1000);
 }
+
+/** Clock ticks of all CPUs since boot, in total and stolen by the hypervisor (zeros off Linux). */
+export interface CpuTicks {
+  readonly total: number;
+  readonly steal: number;
+}
+
+/** The machine's CPU ticks now, from the `cpu` line of /proc/stat. */
+export function cpuTicks(): CpuTicks {
+  let line: string | undefined;
+  try {
+    line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+  } catch {
+    return { total: 0, steal: 0 };
+  }
+  // cpu user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+  const ticks = (line ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+  return { total: ticks.reduce((a, b) => a + b, 0), steal: ticks[7] ?? 0 };
+}
+
+/** The share of CPU time the hypervisor took from this machine between two readings, in %. */
+export function stealPercent(from: CpuTicks, to: CpuTicks): number {
+  const total = to.total - from.total;
+  return total > 0 ? (100 * (to.steal - from.steal)) / total : 0;
+}
