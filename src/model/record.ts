@@ -45,21 +45,42 @@ export type RecordVersion = Clock & {
 /** The contentHash a tombstone compares and hashes with. */
 export const TOMBSTONE_HASH = '';
 
-function compareStrings(a: string, b: string): number {
-  // Code-unit order, as SPEC §2 requires (not locale order).
-  return a < b ? -1 : a > b ? 1 : 0;
+/**
+ * Compares two well-formed strings by the byte order of their UTF-8 encodings, as the Lua scripts
+ * and `Buffer.compare` do (SPEC §8, "One order"), without encoding them. Returns -1, 0 or 1.
+ */
+export function compareUtf8(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // UTF-8 byte order is code-point order. Code units follow it, except that a surrogate (half of
+    // a character from U+10000 up, 4 UTF-8 bytes from F0) sorts below U+E000-U+FFFF (3 bytes from
+    // EE). The first differing units are both high surrogates, both low surrogates after the same
+    // high one, or both outside the surrogates: only a surrogate against a unit of U+E000 and up
+    // needs the other answer.
+    if (x >= 0xd800 && y >= 0xd800) {
+      const xSurrogate = x <= 0xdfff;
+      if (xSurrogate !== y <= 0xdfff) return xSurrogate ? 1 : -1;
+    }
+    return x < y ? -1 : 1;
+  }
+  return a.length < b.length ? -1 : 1;
 }
 
 /**
  * The total order of SPEC §2: `(updatedAt, version, origin, contentHash)`, numbers numerically,
- * strings by code unit. Returns a negative number, zero or a positive number.
+ * strings by the byte order of their UTF-8 (as the Lua scripts compare them). Returns a negative
+ * number, zero or a positive number.
  */
 export function compareVersions(a: RecordVersion, b: RecordVersion): number {
   if (a.updatedAt !== b.updatedAt) return a.updatedAt < b.updatedAt ? -1 : 1;
   if (a.version !== b.version) return a.version < b.version ? -1 : 1;
-  const byOrigin = compareStrings(a.origin, b.origin);
+  const byOrigin = compareUtf8(a.origin, b.origin);
   if (byOrigin !== 0) return byOrigin;
-  const byHash = compareStrings(a.contentHash, b.contentHash);
+  const byHash = compareUtf8(a.contentHash, b.contentHash);
   if (byHash !== 0) return byHash;
   // Same clock and hash: a tombstone (hash '') only ties with a put of empty hash, which cannot
   // exist (sha256 is never empty); still, make the order total.

@@ -3,7 +3,7 @@
  * interior hashes, and the bucket-entry tuple format. No I/O; the store and the reader build on it.
  */
 import { hash as digest } from 'node:crypto';
-import type { RecordVersion } from '../model/record.js';
+import { compareUtf8, type RecordVersion } from '../model/record.js';
 
 /** Children per interior node (one hex digit per level). */
 export const FANOUT = 16;
@@ -58,21 +58,16 @@ export function leafHash(v: RecordVersion): Buffer {
   return digest('sha256', text, 'buffer');
 }
 
-const NON_ASCII = /[\u0080-\uffff]/;
+// Code units from U+D800 up: below it, code-unit order is code-point order, so UTF-8 byte order.
+const SURROGATE_OR_ABOVE = /[\ud800-\uffff]/;
 
-function isAscii(text: string): boolean {
-  return !NON_ASCII.test(text);
-}
-
-/** `leaves` sorted by utf-8 byte order of their keys (code-unit order equals it for ASCII keys). */
+/** `leaves` sorted by utf-8 byte order of their keys. */
 export function sortByKeyUtf8<T extends { readonly key: string }>(leaves: readonly T[]): T[] {
-  if (leaves.every((leaf) => isAscii(leaf.key))) {
+  // The engine's native string compare is ~3x faster than compareUtf8 on long shared prefixes.
+  if (leaves.every((leaf) => !SURROGATE_OR_ABOVE.test(leaf.key))) {
     return [...leaves].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
-  return leaves
-    .map((leaf) => ({ bytes: Buffer.from(leaf.key, 'utf8'), leaf }))
-    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
-    .map(({ leaf }) => leaf);
+  return [...leaves].sort((a, b) => compareUtf8(a.key, b.key));
 }
 
 const LIMB = 2 ** 32;

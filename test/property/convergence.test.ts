@@ -8,11 +8,38 @@ import { SyncStore } from '../../src/store/sync-store.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 const KEYS = ['uk.a', 'uk.b', 'uk.c', 'uk.nhs.patient.1', 'uk.nhs.patient.2'];
-const NODES = ['node-a', 'node-b', 'node-c'];
+
+/**
+ * Node ids (the records' origins) from all of Unicode, with characters at the edges of UTF-8's
+ * lengths and of the surrogates often enough that origins where UTF-16 code units and UTF-8 bytes
+ * disagree (above U+FFFF against U+E000-U+FFFF) meet in most runs: every node, and the TypeScript
+ * order the test checks the winners with, must order them by their UTF-8 bytes (SPEC §8).
+ */
+const originUnit = fc.oneof(
+  { arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }), weight: 1 },
+  {
+    arbitrary: fc.constantFrom(
+      'n',
+      'ü',
+      '\u0800',
+      '\ue000',
+      'ﬀ',
+      '\uffff',
+      '\u{10000}',
+      '\u{1F600}',
+    ),
+    weight: 3,
+  },
+);
+const nodesArb = fc.uniqueArray(fc.string({ unit: originUnit, minLength: 1, maxLength: 3 }), {
+  minLength: 3,
+  maxLength: 3,
+});
 
 type Op =
   | { kind: 'put'; node: number; key: string; value: number; tick: number }
   | { kind: 'del'; node: number; key: string; tick: number }
+  | { kind: 'race'; key: string; value: number }
   | { kind: 'sync'; from: number; to: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -28,6 +55,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     node: fc.integer({ min: 0, max: 2 }),
     key: fc.constantFrom(...KEYS),
     tick: fc.integer({ min: 0, max: 3 }),
+  }),
+  // The same key written on every node in the same millisecond: equal clocks, so the origin decides.
+  fc.record({
+    kind: fc.constant('race' as const),
+    key: fc.constantFrom(...KEYS),
+    value: fc.integer({ min: 0, max: 3 }),
   }),
   fc.record({
     kind: fc.constant('sync' as const),
@@ -84,21 +117,31 @@ describe('LWW convergence', () => {
         fc.array(opArb, { minLength: 1, maxLength: 40 }),
         fc.tuple(fc.integer({ min: -50, max: 50 }), fc.integer({ min: -50, max: 50 })),
         fc.tuple(deliveryArb, deliveryArb, deliveryArb),
-        async (ops, [skewB, skewC], deliveries) => {
+        nodesArb,
+        async (ops, [skewB, skewC], deliveries, nodes) => {
           run += 1;
           const clocks = [1_000_000, 1_000_000 + skewB, 1_000_000 + skewC];
-          const stores = NODES.map(
+          let raceAt: number | undefined;
+          const stores = nodes.map(
             (nodeId, i) =>
               new SyncStore(client, {
                 nodeId,
                 redisPrefix: `conv${run}:${i}:`,
-                clock: () => clocks[i]!,
+                clock: () => raceAt ?? clocks[i]!,
               }),
           );
           const written: StoredRecord[][] = [[], [], []];
           for (const op of ops) {
             if (op.kind === 'sync') {
               await stores[op.to]!.apply(written[op.from]!);
+              continue;
+            }
+            if (op.kind === 'race') {
+              raceAt = Math.max(...clocks);
+              for (const [i, store] of stores.entries()) {
+                written[i]!.push((await store.put(op.key, { v: op.value })).record);
+              }
+              raceAt = undefined;
               continue;
             }
             clocks[op.node]! += op.tick;
