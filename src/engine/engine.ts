@@ -15,6 +15,7 @@ import { ColdPath, type RepairOptions, type RepairReport } from './cold-path.js'
 import { CursorStore } from './cursor-store.js';
 import { PeerLink, describeError } from './peer-link.js';
 import type { GapKind } from './stream-gap.js';
+import { RedisPeerStream } from './peer-stream.js';
 import { Tailer } from './tailer.js';
 
 /** Lifecycle states: Created → Connecting → Running → ShuttingDown → Stopped (or Failed). */
@@ -392,7 +393,8 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         onDown: (id, reason) => this.emit('peerDown', id, reason),
       },
     );
-    const tailer = new Tailer(link, {
+    const stream = new RedisPeerStream(link, `${peer.redisPrefix}cdc`);
+    const tailer = new Tailer(peer.nodeId, stream, {
       localNodeId: this.nodeId,
       hotPath: () => this.#config.replication.hotPath,
       slo: () => this.#config.replication.slo,

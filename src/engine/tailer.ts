@@ -1,46 +1,44 @@
 /**
- * The hot path for one peer (SPEC §4): tail its `cdc` stream from the persisted cursor, decode,
- * apply through the LocalStore, then commit the cursor. While catching up, the next batch is read
- * while this one is decoded; up to three batches are applied at once (pipelined); batches are
- * applied and committed strictly in order, so a crash re-reads at most the three batches in flight.
+ * The hot path for one peer (SPEC §4): tail its stream from the committed cursor, decode, apply
+ * through the {@link ApplyPipeline}, which commits the cursor after each batch. While catching up
+ * the next batch is read ahead; up to three are applied at once. The loop is an explicit state
+ * machine; pause, resume, resync and stop are requests it takes up at safe points (between
+ * batches, never while a read it would act on is in flight), and every wait is abortable.
  */
-import { STREAM_START, compareStreamIds, streamIdMs } from '../codec/stream-id.js';
+import { STREAM_START } from '../codec/stream-id.js';
 import type { ResolvedHotPath, ResolvedSlo } from '../config/types.js';
+import { IllegalStateError } from '../errors.js';
+import type { StoredRecord } from '../model/record.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ApplyResult, LocalStore } from '../store/local-store.js';
-import type { StoredRecord } from '../model/record.js';
 import { AimdBatchSizer } from './aimd.js';
+import { ApplyPipeline } from './apply-pipeline.js';
 import { Backoff, sleep } from './backoff.js';
-import {
-  decodeBatch,
-  entriesFromReply,
-  type DecodedBatch,
-  type QuarantinedEntry,
-  type RawEntry,
-} from './batch.js';
+import { applyBatch, countCommitted, type BatchStats } from './batch-apply.js';
+import { decodeBatch, type RawEntry } from './batch.js';
 import type { CursorStore } from './cursor-store.js';
-import { BUFFERS } from './redis-connection.js';
-import { describeError, type PeerLink } from './peer-link.js';
-import {
-  detectGap,
-  estimateLagEvents,
-  parseStreamInfo,
-  type GapVerdict,
-  type StreamInfo,
-} from './stream-gap.js';
+import { describeError } from './peer-link.js';
+import type { PeerStream } from './peer-stream.js';
+import { StreamLag } from './stream-lag.js';
+import { StreamReader } from './stream-reader.js';
+import type { GapVerdict } from './stream-gap.js';
 import { TokenBucket } from './token-bucket.js';
 
-/** How often the stream's XINFO is re-read while tailing (gap detection, lag). */
+export { APPLIES_IN_FLIGHT } from './apply-pipeline.js';
+
+/** How often the stream's XINFO is re-read while tailing or paused (gap detection, lag). */
 const INFO_INTERVAL_MS = 2000;
-/** Extra time a blocking read may take past its BLOCK timeout before the socket is presumed dead. */
-const READ_DEADLINE_SLACK_MS = 5000;
-/**
- * Batches applied at once (pipelined on the local connection; see `Tailer.#inflight`). Three keep
- * the local Redis busy while this process decodes: against two, a 200k backlog replicated 9-12%
- * faster at batch_size 100 (3 of 3 alternating runs) and no slower at 500; four gained nothing more.
- */
-export const APPLIES_IN_FLIGHT = 3;
+
+/** Time and waiting, injectable so tests need no sleeps. */
+export interface TailerClock {
+  /** ms epoch. */
+  now(): number;
+  /** Resolves true after `ms`, false at once when `signal` aborts. */
+  sleep(ms: number, signal: AbortSignal): Promise<boolean>;
+}
+
+const REAL_CLOCK: TailerClock = { now: () => Date.now(), sleep };
 
 /** What a tailer needs from the engine. */
 export interface TailerContext {
@@ -59,10 +57,44 @@ export interface TailerContext {
     peerId: string,
     conflicts: readonly { record: StoredRecord; result: ApplyResult }[],
   ) => void;
+  /** @default the real clock */
+  readonly clock?: TailerClock;
 }
+
+/** Where the loop is. */
+export type TailerState =
+  /** Constructed; {@link Tailer.start} not called. */
+  | { readonly kind: 'created' }
+  /** Waiting for the peer to be readable (connecting, circuit open). */
+  | { readonly kind: 'waiting' }
+  /** Reading a backlog (XRANGE, read ahead). */
+  | { readonly kind: 'catching-up' }
+  /** Caught up: blocking reads. */
+  | { readonly kind: 'live' }
+  /** Paused by an operator: nothing read, lag still measured. */
+  | { readonly kind: 'paused' }
+  /** After a failure: reading again from the committed cursor once the delay is over. */
+  | { readonly kind: 'backing-off'; readonly error: string }
+  /** Stop requested: the batches in flight land. */
+  | { readonly kind: 'stopping' }
+  | { readonly kind: 'stopped' };
+
+type StateKind = TailerState['kind'];
+const RUNNING: readonly StateKind[] = ['waiting', 'catching-up', 'live', 'paused', 'backing-off'];
+const TRANSITIONS: Readonly<Record<StateKind, readonly StateKind[]>> = {
+  created: [...RUNNING, 'stopping'],
+  waiting: [...RUNNING, 'stopping'],
+  'catching-up': [...RUNNING, 'stopping'],
+  live: [...RUNNING, 'stopping'],
+  paused: [...RUNNING, 'stopping'],
+  'backing-off': [...RUNNING, 'stopping'],
+  stopping: ['stopped'],
+  stopped: [],
+};
 
 /** A snapshot of a tailer, for health. */
 export interface TailerStatus {
+  readonly state: StateKind;
   readonly cursor: string;
   readonly lagMs: number;
   readonly lagEvents: number;
@@ -76,44 +108,41 @@ export interface TailerStatus {
 /** Tails one peer's stream. */
 export class Tailer {
   readonly #peerId: string;
-  readonly #abort = new AbortController();
+  readonly #ctx: TailerContext;
+  readonly #clock: TailerClock;
   readonly #log: Logger;
+  readonly #stream: PeerStream;
+  readonly #reader: StreamReader;
+  readonly #pipeline: ApplyPipeline<BatchStats>;
+  readonly #lag = new StreamLag();
+  readonly #sizer: AimdBatchSizer;
+  readonly #backoff = new Backoff({ baseMs: 100, maxMs: 5000 });
+  /** Aborted by stop: ends every wait and read. */
+  readonly #stop = new AbortController();
+  /** Aborted to wake the loop from a wait when a request arrives (or stop); then renewed. */
+  #wake = new AbortController();
+  /** Batches that were read full (AIMD grows only on those). */
+  readonly #fullBatches = new WeakSet<object>();
+  #state: TailerState = { kind: 'created' };
   #loop: Promise<void> | undefined;
-  /**
-   * Batches being applied, oldest first; each resolves true once applied and its cursor committed.
-   * Up to {@link APPLIES_IN_FLIGHT} at once: Redis runs them in order on one connection while the
-   * next batch is read and decoded, and cursors are committed strictly in order.
-   */
-  #inflight: Promise<boolean>[] = [];
-  /** The next batch, read ahead while catching up; used only if it starts at the read cursor. */
-  #prefetch: { cursor: string; size: number; read: Promise<RawEntry[]> } | undefined;
-  /** Last entry read (the next read starts after it). */
-  #readCursor: string = STREAM_START;
-  /** Last entry applied and committed to SQLite. */
-  #committed: string = STREAM_START;
-  #catchingUp = true;
-  #paused = false;
+  /** Requests: the operator's wish (pause), resyncs waiting for the loop. */
+  #pauseRequested = false;
+  #resyncs: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  /** The last read came back short: the stream is read to its head. */
+  #caughtUp = false;
   #backpressured = false;
-  #resumeWaiters: (() => void)[] = [];
-  #lagMs = 0;
-  #lagEvents = 0;
-  #headId: string = STREAM_START;
   #lastEventAt: number | null = null;
   #lastError: string | undefined;
-  #entriesAdded: number | null = null;
-  #acknowledgedDeletedId: string | undefined;
-  #infoCheckedAt = 0;
-  #needInfo = true;
+  #infoDue = 0;
   #lastLagWarnAt = 0;
-  readonly #sizer: AimdBatchSizer;
   #bucket: TokenBucket;
-  #bucketKey = '';
+  #bucketKey: string;
 
-  constructor(
-    private readonly link: PeerLink,
-    private readonly ctx: TailerContext,
-  ) {
-    this.#peerId = link.id;
+  constructor(peerId: string, stream: PeerStream, ctx: TailerContext) {
+    this.#peerId = peerId;
+    this.#stream = stream;
+    this.#ctx = ctx;
+    this.#clock = ctx.clock ?? REAL_CLOCK;
     this.#log = ctx.logger;
     const hot = ctx.hotPath();
     this.#sizer = new AimdBatchSizer({
@@ -124,215 +153,374 @@ export class Tailer {
     });
     this.#bucket = new TokenBucket({ ratePerSec: hot.rateLimitPerSec, burst: hot.rateLimitBurst });
     this.#bucketKey = `${hot.rateLimitPerSec}/${hot.rateLimitBurst}`;
-    const row = ctx.cursors.get(this.#peerId);
-    if (row !== undefined) {
-      this.#readCursor = row.streamId;
-      this.#committed = row.streamId;
-      this.#entriesAdded = row.entriesAdded;
-    }
+    const row = ctx.cursors.get(peerId);
+    this.#reader = new StreamReader(
+      stream,
+      peerId,
+      ctx.metrics,
+      this.#log,
+      row?.entriesAdded ?? null,
+      this.#stop.signal,
+    );
+    this.#pipeline = new ApplyPipeline<BatchStats>({
+      committed: row?.streamId ?? STREAM_START,
+      apply: (batch) =>
+        applyBatch(batch, {
+          peerId,
+          store: ctx.store,
+          metrics: ctx.metrics,
+          log: this.#log,
+          signal: this.#stop.signal,
+          onBackpressure: (waiting) => (this.#backpressured = waiting),
+          onConflicts: (conflicts) => ctx.onConflicts(peerId, conflicts),
+          now: () => this.#clock.now(),
+        }),
+      commit: (cursor) => this.#commitCursor(cursor),
+      onCommitted: (batch, stats, flushMs) => {
+        this.#backoff.reset();
+        this.#lastError = undefined;
+        this.#lag.observeCommit(batch.lastId, batch.read, this.#pipeline.oldestPendingId);
+        this.#publishLag();
+        countCommitted(ctx.metrics, peerId, batch, stats, flushMs);
+        this.#checkFlushSlo(flushMs, batch.read);
+        this.#recordBatch(batch, true, flushMs);
+      },
+      onFailed: (batch, error, flushMs) => {
+        this.#lastError = describeError(error);
+        ctx.metrics.batchErrorsTotal.inc({ peer_id: peerId });
+        this.#log.warn(
+          { err: this.#lastError, events: batch.read },
+          'batch apply failed; reading again from the committed cursor',
+        );
+        this.#recordBatch(batch, false, flushMs);
+      },
+    });
   }
 
   /** The cursor last committed to SQLite. */
   get committedCursor(): string {
-    return this.#committed;
+    return this.#pipeline.committed;
+  }
+
+  /** Where the loop is. */
+  get state(): TailerState {
+    return this.#state;
+  }
+
+  /** True while an operator has the peer paused. */
+  get paused(): boolean {
+    return this.#pauseRequested;
   }
 
   /** Starts the loop in the background. */
   start(): void {
-    this.#loop ??= this.#run();
+    if (this.#state.kind !== 'created') return;
+    this.#enter({ kind: 'waiting' });
+    this.#loop = this.#run();
   }
 
   /** Stops after the batches in flight are applied and committed. Safe to call twice. */
   async stop(): Promise<void> {
-    this.#abort.abort();
-    this.#wakeResumeWaiters();
+    if (this.#state.kind === 'created') {
+      this.#enter({ kind: 'stopping' });
+      this.#enter({ kind: 'stopped' });
+    }
+    this.#stop.abort();
+    this.#wake.abort();
+    this.#rejectResyncs(new IllegalStateError('the tailer stopped before the resync'));
     await this.#loop;
   }
 
-  /** Stops reading (the batches in flight still land). */
+  /** Stops reading at the next safe point (the batches in flight still land). */
   pause(): void {
-    this.#paused = true;
+    this.#pauseRequested = true;
+    this.#wakeUp();
   }
 
   resume(): void {
-    this.#paused = false;
-    this.#wakeResumeWaiters();
-  }
-
-  get paused(): boolean {
-    return this.#paused;
+    this.#pauseRequested = false;
+    this.#wakeUp();
   }
 
   /**
-   * Forgets the cursor: the stream is read again from its start (LWW makes replays harmless).
-   * The caller requests a repair alongside.
+   * Forgets the cursor at the next safe point: the stream is read again from its start (LWW makes
+   * replays harmless). The caller requests a repair alongside.
+   * @throws {IllegalStateError} when the tailer stopped first; what committing the cursor throws.
    */
   async resync(): Promise<void> {
-    await this.#drainInflight();
-    this.#readCursor = STREAM_START;
-    this.#committed = STREAM_START;
-    this.#acknowledgedDeletedId = undefined;
-    this.#commitCursor(STREAM_START);
-    this.#catchingUp = true;
-    this.#needInfo = true;
+    if (this.#state.kind === 'stopping' || this.#state.kind === 'stopped') {
+      throw new IllegalStateError(`cannot resync a tailer that is ${this.#state.kind}`);
+    }
+    if (this.#loop === undefined) {
+      // Not tailing (hot path off): nothing is in flight, so reset at once.
+      await this.#resetToStart();
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.#resyncs.push({ resolve, reject });
+      this.#wakeUp();
+    });
   }
 
   status(): TailerStatus {
+    const kind = this.#state.kind;
     return {
-      cursor: this.#committed,
-      lagMs: this.#lagMs,
-      lagEvents: this.#lagEvents,
-      catchingUp: this.#catchingUp,
-      paused: this.#paused,
+      state: kind,
+      cursor: this.#pipeline.committed,
+      lagMs: this.#lag.ms(this.#clock.now()),
+      lagEvents: this.#lag.events,
+      catchingUp: !this.#caughtUp,
+      paused: this.#pauseRequested,
       backpressured: this.#backpressured,
       lastEventAt: this.#lastEventAt,
       lastError: this.#lastError,
     };
   }
 
-  get #streamKey(): string {
-    return `${this.link.peer.redisPrefix}cdc`;
+  #enter(next: TailerState): void {
+    const from = this.#state.kind;
+    if (!TRANSITIONS[from].includes(next.kind)) {
+      throw new IllegalStateError(`illegal tailer transition ${from} → ${next.kind}`);
+    }
+    this.#state = next;
   }
 
-  #wakeResumeWaiters(): void {
-    const waiters = this.#resumeWaiters;
-    this.#resumeWaiters = [];
-    for (const wake of waiters) wake();
+  #wakeUp(): void {
+    this.#wake.abort();
+  }
+
+  /** The signal of every wait in this turn of the loop: aborted by a request or by stop. */
+  #waitSignal(): AbortSignal {
+    return this.#wake.signal;
+  }
+
+  get #stopping(): boolean {
+    return this.#stop.signal.aborted;
+  }
+
+  /** True when a request waits for the loop (it then drops what it read meanwhile). */
+  get #requested(): boolean {
+    return this.#resyncs.length > 0 || this.#pauseRequested || this.#stopping;
   }
 
   async #run(): Promise<void> {
-    const signal = this.#abort.signal;
-    const backoff = new Backoff({ baseMs: 100, maxMs: 5000 });
-    while (!signal.aborted) {
+    while (!this.#stopping) {
+      // A safe point: requests are taken here; one made later wakes this turn's waits.
+      if (this.#wake.signal.aborted) this.#wake = new AbortController();
       try {
-        if (!(await this.#ready(signal))) break;
-        await this.#maybeCheckStream();
-        const hot = this.ctx.hotPath();
-        let size = hot.adaptiveBatchSize ? this.#sizer.size : hot.batchSize;
-        let entries: RawEntry[];
-        const prefetched = this.#takePrefetch();
-        if (prefetched !== undefined) {
-          size = prefetched.size;
-          entries = await prefetched.read;
-        } else {
-          entries = await this.#read(size, hot.blockTimeoutMs, signal);
-        }
-        backoff.reset();
-        if (signal.aborted) break;
-        if (entries.length === 0) {
-          this.#caughtUp();
-          continue;
-        }
-        const full = entries.length >= size;
-        this.#catchingUp = full;
-        if (full) {
-          // Catching up: read the next batch while this one is decoded (it starts where this ends).
-          const cursor = entries[entries.length - 1]!.id;
-          const next = hot.adaptiveBatchSize ? this.#sizer.size : hot.batchSize;
-          const read = this.#readFrom(cursor, next, signal);
-          read.catch(() => undefined); // awaited when taken; a discarded one must not go unhandled
-          this.#prefetch = { cursor, size: next, read };
-        }
-        const decodeStarted = performance.now();
-        const batch = decodeBatch(entries, this.#peerId, this.ctx.localNodeId, {
-          maxItemBytes: this.ctx.maxItemBytes,
-          lazyContent: this.ctx.store.keepsFrames === true,
-        });
-        this.ctx.metrics.eventProcessingDurationSeconds.observe(
-          { peer_id: this.#peerId },
-          (performance.now() - decodeStarted) / 1000,
-        );
-        this.#readCursor = batch.lastId;
-        this.#lastEventAt = Date.now();
-        if (!full) this.#caughtUp();
-        else this.#updateLag();
-        await this.#rateLimit(entries.length, signal);
-        if (!(await this.#awaitApplySlot())) {
-          this.#rewind();
-          await sleep(backoff.next(), signal);
-          continue;
-        }
-        const previous = this.#inflight.at(-1);
-        this.#inflight.push(this.#applyAndCommit(batch, full, previous));
+        if (this.#resyncs.length > 0) await this.#takeResyncs();
+        else if (this.#pauseRequested) await this.#whilePaused();
+        else await this.#step();
       } catch (error) {
-        if (signal.aborted) break;
-        this.#lastError = describeError(error);
-        this.#log.warn({ err: this.#lastError }, 'hot path error; backing off');
-        await this.#drainInflight();
-        this.#rewind();
-        this.#needInfo = true;
-        await sleep(backoff.next(), signal);
+        if (this.#stopping) break;
+        await this.#backOff(error);
       }
     }
-    await this.#drainInflight();
+    this.#enter({ kind: 'stopping' });
+    this.#rejectResyncs(new IllegalStateError('the tailer stopped before the resync'));
+    await this.#pipeline.settle();
+    this.#enter({ kind: 'stopped' });
+  }
+
+  /** One turn of the loop: a read and, if it brought entries, one batch into the pipeline. */
+  async #step(): Promise<void> {
+    if (!(await this.#awaitPeer())) return;
+    await this.#checkStreamIfDue();
+    const { cursor, rewound } = await this.#pipeline.nextPosition();
+    if (rewound) {
+      await this.#backOff(); // the failure was logged when it happened
+      return;
+    }
+    const hot = this.#ctx.hotPath();
+    const size = hot.adaptiveBatchSize ? this.#sizer.size : hot.batchSize;
+    const sloMs = this.#ctx.slo().maxStreamReadLatencyMs;
+    const catchingUp = !this.#caughtUp;
+    const entries = await this.#reader.read(
+      cursor,
+      size,
+      catchingUp ? { sloMs } : { blockMs: hot.blockTimeoutMs, sloMs },
+    );
+    if (this.#requested) {
+      // A safe point: nothing of this read was applied, so dropping it skips nothing.
+      this.#reader.dropReadAhead();
+      return;
+    }
+    this.#lag.observeRead(cursor, this.#pipeline.committed, entries);
+    if (entries.length === 0) {
+      if (this.#pipeline.inFlight === 0) this.#lastError = undefined;
+      this.#caughtUp = true;
+      this.#enter({ kind: 'live' });
+      this.#publishLag();
+      return;
+    }
+    const full = entries.length >= size;
+    this.#caughtUp = !full;
+    this.#enter({ kind: full ? 'catching-up' : 'live' });
+    const last = entries[entries.length - 1]!.id;
+    if (full) this.#reader.readAhead(last, hot.adaptiveBatchSize ? this.#sizer.size : size, sloMs);
+    const batch = this.#decode(entries);
+    if (full) this.#fullBatches.add(batch);
+    this.#lastEventAt = this.#clock.now();
+    this.#publishLag();
+    await this.#rateLimit(entries.length);
+    if (this.#stopping) return;
+    await this.#pipeline.submit({ after: cursor, firstId: entries[0]!.id, batch });
+  }
+
+  #decode(entries: readonly RawEntry[]): ReturnType<typeof decodeBatch> {
+    const started = performance.now();
+    const batch = decodeBatch(entries, this.#peerId, this.#ctx.localNodeId, {
+      maxItemBytes: this.#ctx.maxItemBytes,
+      lazyContent: this.#ctx.store.keepsFrames === true,
+    });
+    this.#ctx.metrics.eventProcessingDurationSeconds.observe(
+      { peer_id: this.#peerId },
+      (performance.now() - started) / 1000,
+    );
+    return batch;
+  }
+
+  /** Waits until the peer can be read; false when a request or stop came first. */
+  async #awaitPeer(): Promise<boolean> {
+    const kind = this.#state.kind;
+    if (kind === 'paused' || kind === 'backing-off') this.#enter({ kind: 'waiting' });
+    const ready = await this.#stream.ready(this.#waitSignal());
+    return ready && !this.#requested;
   }
 
   /**
-   * The batch read ahead, if it still follows on: not after a rewind, a gap's reset or a resync
-   * (which move the read cursor), and not once caught up or paused (then it is dropped: nothing
-   * of it was applied, and the cursor has not moved past it).
+   * After a failure (`error`, or a batch's, already logged): every batch in flight settles, then a
+   * wait; reading resumes from the committed cursor.
    */
-  #takePrefetch(): { size: number; read: Promise<RawEntry[]> } | undefined {
-    const prefetch = this.#prefetch;
-    this.#prefetch = undefined;
-    if (prefetch === undefined || !this.#catchingUp || this.#paused) return undefined;
-    return prefetch.cursor === this.#readCursor ? prefetch : undefined;
-  }
-
-  /** Waits until reading may proceed: not paused, peer connected, circuit allowing a call. */
-  async #ready(signal: AbortSignal): Promise<boolean> {
-    while (!signal.aborted) {
-      if (this.#paused) {
-        await new Promise<void>((resolve) => this.#resumeWaiters.push(resolve));
-        continue;
-      }
-      if (!this.link.connected) {
-        this.#needInfo = true;
-        if (!(await this.link.waitReady(signal))) return false;
-        continue;
-      }
-      if (this.link.breaker.state === 'open') {
-        await sleep(Math.max(50, this.link.breaker.msUntilHalfOpen()), signal);
-        continue;
-      }
-      return true;
+  async #backOff(error?: unknown): Promise<void> {
+    if (error !== undefined) {
+      this.#lastError = describeError(error);
+      this.#log.warn({ err: this.#lastError }, 'hot path error; backing off');
     }
-    return false;
+    await this.#pipeline.nextPosition();
+    this.#reader.dropReadAhead();
+    this.#caughtUp = false;
+    this.#infoDue = 0;
+    this.#enter({ kind: 'backing-off', error: this.#lastError ?? 'a batch failed' });
+    await this.#clock.sleep(this.#backoff.next(), this.#waitSignal());
   }
 
-  /** After a failure: read again from what is committed (never skip an unapplied batch). */
-  #rewind(): void {
-    this.#readCursor = this.#committed;
-    this.#catchingUp = true;
+  /** Paused: the batches in flight land, then only the lag is measured, every couple of seconds. */
+  async #whilePaused(): Promise<void> {
+    if (this.#state.kind !== 'paused') {
+      this.#reader.dropReadAhead();
+      await this.#pipeline.settle();
+      this.#enter({ kind: 'paused' });
+      // Once resumed: read as if catching up, and check the stream first.
+      this.#caughtUp = false;
+      this.#infoDue = 0;
+    }
+    await this.#measureLag();
+    await this.#clock.sleep(INFO_INTERVAL_MS, this.#waitSignal());
   }
 
-  #caughtUp(): void {
-    this.#catchingUp = false;
-    this.#lagEvents = 0;
-    this.#lagMs = 0;
-    this.ctx.metrics.lagMs.set({ peer_id: this.#peerId }, 0);
-    this.ctx.metrics.lagEvents.set({ peer_id: this.#peerId }, 0);
-    this.ctx.metrics.lagSloViolation.set({ peer_id: this.#peerId }, 0);
-  }
-
-  #updateLag(): void {
-    if (compareStreamIds(this.#headId, this.#readCursor) <= 0) return;
-    this.#lagMs = Math.max(0, streamIdMs(this.#headId) - streamIdMs(this.#readCursor));
-    this.ctx.metrics.lagMs.set({ peer_id: this.#peerId }, this.#lagMs);
-    const maxLag = this.ctx.slo().maxReplicationLagMs;
-    this.ctx.metrics.lagSloViolation.set({ peer_id: this.#peerId }, this.#lagMs > maxLag ? 1 : 0);
-    if (this.#lagMs > maxLag && Date.now() - this.#lastLagWarnAt > 10_000) {
-      this.#lastLagWarnAt = Date.now();
-      this.ctx.metrics.sloViolationsTotal.inc({
-        peer_id: this.#peerId,
-        slo_type: 'replication_lag',
-      });
-      this.#log.warn({ lag_ms: this.#lagMs, slo_ms: maxLag }, 'replication lag exceeds its SLO');
+  /** XINFO (and the first waiting entry) for the lag; a failure only leaves the lag as it was. */
+  async #measureLag(): Promise<void> {
+    try {
+      const info = await this.#reader.info();
+      this.#lag.observeInfo(this.#pipeline.committed, info);
+      if (this.#lag.events > 0 && this.#lag.nextId === undefined) {
+        this.#lag.observeNext(await this.#reader.firstAfter(this.#pipeline.committed));
+      }
+      this.#publishLag();
+    } catch (error) {
+      this.#lastError = describeError(error);
     }
   }
 
-  async #rateLimit(n: number, signal: AbortSignal): Promise<void> {
-    const hot = this.ctx.hotPath();
+  async #takeResyncs(): Promise<void> {
+    const resyncs = this.#resyncs;
+    this.#resyncs = [];
+    try {
+      this.#reader.dropReadAhead();
+      await this.#resetToStart();
+      for (const r of resyncs) r.resolve();
+    } catch (error) {
+      for (const r of resyncs) r.reject(error);
+    }
+  }
+
+  async #resetToStart(): Promise<void> {
+    await this.#pipeline.reset(STREAM_START);
+    this.#reader.forget();
+    this.#lag.reset();
+    this.#caughtUp = false;
+    this.#infoDue = 0;
+  }
+
+  #rejectResyncs(error: Error): void {
+    const resyncs = this.#resyncs;
+    this.#resyncs = [];
+    for (const r of resyncs) r.reject(error);
+  }
+
+  /** Re-reads XINFO on (re)start, after a failure and every couple of seconds: gaps, lag. */
+  async #checkStreamIfDue(): Promise<void> {
+    const now = this.#clock.now();
+    if (now < this.#infoDue) return;
+    // Judge the stream against what is committed: wait for what is in flight first.
+    await this.#pipeline.settle();
+    const committed = this.#pipeline.committed;
+    const { info, verdict } = await this.#reader.check(committed);
+    this.#infoDue = now + INFO_INTERVAL_MS;
+    if (verdict.gap) {
+      this.#ctx.metrics.streamGapsTotal.inc({ peer_id: this.#peerId, kind: verdict.kind });
+      this.#log.warn(
+        { kind: verdict.kind, detail: verdict.detail, reset_to: verdict.resetTo },
+        'gap in peer stream',
+      );
+      this.#reader.dropReadAhead();
+      await this.#pipeline.reset(verdict.resetTo);
+      this.#lag.reset();
+      this.#caughtUp = false;
+      this.#ctx.onGap(this.#peerId, verdict);
+    }
+    this.#lag.observeInfo(this.#pipeline.committed, info);
+    this.#publishLag();
+  }
+
+  #publishLag(): void {
+    const m = this.#ctx.metrics;
+    const peer = { peer_id: this.#peerId };
+    const lagMs = this.#lag.ms(this.#clock.now());
+    m.lagMs.set(peer, lagMs);
+    m.lagEvents.set(peer, this.#lag.events);
+    const maxLag = this.#ctx.slo().maxReplicationLagMs;
+    m.lagSloViolation.set(peer, lagMs > maxLag ? 1 : 0);
+    const now = this.#clock.now();
+    if (lagMs > maxLag && now - this.#lastLagWarnAt > 10_000) {
+      this.#lastLagWarnAt = now;
+      m.sloViolationsTotal.inc({ peer_id: this.#peerId, slo_type: 'replication_lag' });
+      this.#log.warn({ lag_ms: lagMs, slo_ms: maxLag }, 'replication lag exceeds its SLO');
+    }
+  }
+
+  #checkFlushSlo(flushMs: number, events: number): void {
+    const sloMs = this.#ctx.slo().maxBatchFlushLatencyMs;
+    if (flushMs <= sloMs) return;
+    this.#ctx.metrics.sloViolationsTotal.inc({ peer_id: this.#peerId, slo_type: 'batch_flush' });
+    this.#log.warn(
+      { ms: Math.round(flushMs), slo_ms: sloMs, events },
+      'batch flush exceeded its SLO',
+    );
+  }
+
+  #recordBatch(batch: object, ok: boolean, flushMs: number): void {
+    if (!this.#ctx.hotPath().adaptiveBatchSize) return;
+    const full = this.#fullBatches.has(batch);
+    this.#ctx.metrics.adaptiveBatchSize.set(
+      { peer_id: this.#peerId },
+      this.#sizer.record({ full, flushMs, ok }),
+    );
+  }
+
+  async #rateLimit(n: number): Promise<void> {
+    const hot = this.#ctx.hotPath();
     if (!hot.rateLimitEnabled) return;
     const key = `${hot.rateLimitPerSec}/${hot.rateLimitBurst}`;
     if (key !== this.#bucketKey) {
@@ -343,302 +531,18 @@ export class Tailer {
       this.#bucketKey = key;
     }
     const wait = this.#bucket.reserve(n);
-    if (wait > 0) await sleep(wait, signal);
-  }
-
-  /** Re-reads XINFO on (re)connect and every couple of seconds: gaps, identity, lag. */
-  async #maybeCheckStream(): Promise<void> {
-    if (!this.#needInfo && Date.now() - this.#infoCheckedAt < INFO_INTERVAL_MS) return;
-    const key = this.#streamKey;
-    const info = await this.link.run('xinfo', async (client) => {
-      try {
-        return parseStreamInfo(await client.sendCommand(['XINFO', 'STREAM', key]));
-      } catch (error) {
-        if (error instanceof Error && /no such key/i.test(error.message)) return undefined;
-        throw error;
-      }
-    });
-    this.#infoCheckedAt = Date.now();
-    this.#needInfo = false;
-    // Judge the stream against what is committed: an uncommitted read position proves nothing.
-    await this.#drainInflight();
-    const verdict = detectGap(this.#committed, info, {
-      entriesAdded: this.#entriesAdded,
-      ...(this.#acknowledgedDeletedId !== undefined
-        ? { acknowledgedDeletedId: this.#acknowledgedDeletedId }
-        : {}),
-    });
-    if (info !== undefined) this.#observe(info);
-    if (verdict.gap) this.#onGap(verdict, info);
-  }
-
-  #observe(info: StreamInfo): void {
-    if (info.entriesAdded !== undefined) this.#entriesAdded = info.entriesAdded;
-    this.#headId = info.lastEntryId ?? info.lastGeneratedId;
-    this.#lagEvents = estimateLagEvents(this.#readCursor, info);
-    this.ctx.metrics.lagEvents.set({ peer_id: this.#peerId }, this.#lagEvents);
-    this.#lagMs =
-      compareStreamIds(this.#headId, this.#readCursor) > 0
-        ? Math.max(0, streamIdMs(this.#headId) - streamIdMs(this.#readCursor))
-        : 0;
-    this.ctx.metrics.lagMs.set({ peer_id: this.#peerId }, this.#lagMs);
-  }
-
-  #onGap(verdict: Extract<GapVerdict, { gap: true }>, info: StreamInfo | undefined): void {
-    this.ctx.metrics.streamGapsTotal.inc({ peer_id: this.#peerId, kind: verdict.kind });
-    this.#log.warn(
-      { kind: verdict.kind, detail: verdict.detail, reset_to: verdict.resetTo },
-      'gap in peer stream',
-    );
-    if (info?.maxDeletedEntryId !== undefined) this.#acknowledgedDeletedId = info.maxDeletedEntryId;
-    if (verdict.kind === 'recreated') {
-      this.#entriesAdded = info?.entriesAdded ?? null;
-      this.#acknowledgedDeletedId = info?.maxDeletedEntryId;
-    }
-    this.#readCursor = verdict.resetTo;
-    this.#committed = verdict.resetTo;
-    this.#catchingUp = true;
-    this.#commitCursor(verdict.resetTo);
-    this.ctx.onGap(this.#peerId, verdict);
-  }
-
-  /** Reads the batch after the read cursor: XRANGE while catching up, XREAD BLOCK otherwise. */
-  #read(size: number, blockMs: number, signal: AbortSignal): Promise<RawEntry[]> {
-    return this.#readFrom(this.#readCursor, size, signal, this.#catchingUp ? undefined : blockMs);
-  }
-
-  /** Reads up to `size` entries after `cursor`: XREAD BLOCK `blockMs` when given, else XRANGE. */
-  async #readFrom(
-    cursor: string,
-    size: number,
-    signal: AbortSignal,
-    blockMs?: number,
-  ): Promise<RawEntry[]> {
-    const key = this.#streamKey;
-    const started = performance.now();
-    let reply: unknown;
-    if (blockMs === undefined) {
-      reply = await this.link.run(
-        'xrange',
-        (client) =>
-          client.sendCommand(['XRANGE', key, `(${cursor}`, '+', 'COUNT', String(size)], {
-            typeMapping: BUFFERS,
-          }),
-        'reader',
-      );
-    } else {
-      reply = await this.#blockingRead(key, cursor, size, blockMs, signal);
-    }
-    const seconds = (performance.now() - started) / 1000;
-    const entries = entriesFromReply(reply);
-    const m = this.ctx.metrics;
-    const peer = { peer_id: this.#peerId };
-    m.streamReadsTotal.inc(peer);
-    if (entries.length > 0) {
-      m.streamReadDurationSeconds.observe(peer, seconds);
-      m.cdcEventsReadTotal.inc(peer, entries.length);
-      m.streamEventsReadTotal.inc(peer, entries.length);
-      const slo = this.ctx.slo().maxStreamReadLatencyMs;
-      if (this.#catchingUp && seconds * 1000 > slo) {
-        m.sloViolationsTotal.inc({ peer_id: this.#peerId, slo_type: 'stream_read' });
-        this.#log.warn(
-          { ms: Math.round(seconds * 1000), slo_ms: slo },
-          'stream read exceeded its SLO',
-        );
-      }
-    }
-    return entries;
-  }
-
-  /** XREAD BLOCK with a deadline: a read that outlives it means a dead socket, so the reader is replaced. */
-  async #blockingRead(
-    key: string,
-    cursor: string,
-    size: number,
-    blockMs: number,
-    signal: AbortSignal,
-  ): Promise<unknown> {
-    let timer: NodeJS.Timeout | undefined;
-    const onAbort = (): void => this.link.resetReader();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await this.link.run(
-        'xread',
-        (client) => {
-          const read = client.sendCommand(
-            ['XREAD', 'BLOCK', String(blockMs), 'COUNT', String(size), 'STREAMS', key, cursor],
-            { typeMapping: BUFFERS },
-          );
-          const deadline = new Promise<never>((_, reject) => {
-            timer = setTimeout(() => {
-              this.link.resetReader();
-              reject(
-                new Error(`XREAD did not return within ${blockMs + READ_DEADLINE_SLACK_MS} ms`),
-              );
-            }, blockMs + READ_DEADLINE_SLACK_MS);
-          });
-          read.catch(() => undefined);
-          return Promise.race([read, deadline]);
-        },
-        'reader',
-      );
-    } finally {
-      if (timer !== undefined) clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-    }
-  }
-
-  /** Waits for every batch in flight; false if any failed (the caller rewinds). */
-  async #drainInflight(): Promise<boolean> {
-    const inflight = this.#inflight;
-    this.#inflight = [];
-    const results = await Promise.all(inflight);
-    return results.every(Boolean);
-  }
-
-  /**
-   * Waits until fewer than {@link APPLIES_IN_FLIGHT} batches are in flight; false if one failed
-   * (then every batch in flight has been waited for, and the caller rewinds).
-   */
-  async #awaitApplySlot(): Promise<boolean> {
-    while (this.#inflight.length >= APPLIES_IN_FLIGHT) {
-      const ok = await this.#inflight.shift()!;
-      if (!ok) {
-        await this.#drainInflight();
-        return false;
-      }
-    }
-    return true;
-  }
-
-  /**
-   * Applies a batch, then, once the batch before it (`previous`) is committed, commits its cursor.
-   * Resolves false, committing nothing, if it or any batch before it failed.
-   */
-  async #applyAndCommit(
-    batch: DecodedBatch,
-    full: boolean,
-    previous: Promise<boolean> | undefined,
-  ): Promise<boolean> {
-    // The flush is timed from when Redis can start on it: after the batch before it.
-    let started = performance.now();
-    void previous?.then(() => {
-      started = Math.max(started, performance.now());
-    });
-    const m = this.ctx.metrics;
-    const peer = { peer_id: this.#peerId };
-    try {
-      if (batch.quarantined.length > 0) await this.#quarantine(batch.quarantined);
-      let applied = 0;
-      let deleted = 0;
-      let deduped = batch.coalesced;
-      if (batch.records.length > 0) {
-        await this.#waitForBackpressure();
-        const results = await this.ctx.store.apply(batch.records);
-        const now = Date.now();
-        // Bound once per batch: observing through labels hashes them on every call.
-        const latency = m.applyLatencySeconds.labels(peer);
-        const conflicts: { record: StoredRecord; result: ApplyResult }[] = [];
-        for (let i = 0; i < results.length; i++) {
-          const result = results[i]!;
-          const record = batch.records[i]!;
-          switch (result.outcome) {
-            case 'applied':
-              applied += 1;
-              if (record.deleted) deleted += 1;
-              if (record.updatedAt > 0 && record.updatedAt <= now + 60_000) {
-                latency.observe(Math.max(0, now - record.updatedAt) / 1000);
-              }
-              break;
-            case 'conflict':
-              conflicts.push({ record, result });
-              deduped += 1;
-              break;
-            default:
-              deduped += 1;
-          }
-        }
-        if (conflicts.length > 0) {
-          m.conflictsTotal.inc(peer, conflicts.length);
-          this.ctx.onConflicts(this.#peerId, conflicts);
-        }
-      }
-      // A batch after a failed one may already be applied (LWW makes that harmless) but must not
-      // move the cursor past entries that were not.
-      const flushMs = performance.now() - started;
-      if (previous !== undefined && !(await previous)) return false;
-      this.#commitCursor(batch.lastId);
-      m.cdcEventsAppliedTotal.inc(peer, applied);
-      m.batchSubmittedTotal.inc(peer, applied - deleted);
-      m.batchDeletedTotal.inc(peer, deleted);
-      m.cdcEventsDedupedTotal.inc(peer, deduped);
-      m.batchDedupedTotal.inc(peer, deduped);
-      m.batchSkippedTotal.inc(peer, batch.ownOrigin);
-      m.batchEventsTotal.inc(peer, batch.read);
-      m.batchSize.observe(peer, batch.read);
-      m.batchFlushDurationSeconds.observe(peer, flushMs / 1000);
-      const sloMs = this.ctx.slo().maxBatchFlushLatencyMs;
-      if (flushMs > sloMs) {
-        m.sloViolationsTotal.inc({ peer_id: this.#peerId, slo_type: 'batch_flush' });
-        this.#log.warn(
-          { ms: Math.round(flushMs), slo_ms: sloMs, events: batch.read },
-          'batch flush exceeded its SLO',
-        );
-      }
-      if (this.ctx.hotPath().adaptiveBatchSize) {
-        m.adaptiveBatchSize.set(peer, this.#sizer.record({ full, flushMs, ok: true }));
-      }
-      return true;
-    } catch (error) {
-      this.#lastError = describeError(error);
-      m.batchErrorsTotal.inc(peer);
-      this.#log.warn(
-        { err: this.#lastError, events: batch.read },
-        'batch apply failed; will re-read it',
-      );
-      if (this.ctx.hotPath().adaptiveBatchSize) {
-        m.adaptiveBatchSize.set(
-          peer,
-          this.#sizer.record({ full, flushMs: performance.now() - started, ok: false }),
-        );
-      }
-      return false;
-    }
+    if (wait > 0) await this.#clock.sleep(wait, this.#stop.signal);
   }
 
   #commitCursor(streamId: string): void {
     try {
-      this.ctx.cursors.commit(this.#peerId, streamId, { entriesAdded: this.#entriesAdded });
-      this.#committed = streamId;
-      this.ctx.metrics.cursorPersistsTotal.inc({ peer_id: this.#peerId, status: 'success' });
+      this.#ctx.cursors.commit(this.#peerId, streamId, {
+        entriesAdded: this.#reader.entriesAdded,
+      });
+      this.#ctx.metrics.cursorPersistsTotal.inc({ peer_id: this.#peerId, status: 'success' });
     } catch (error) {
-      this.ctx.metrics.cursorPersistsTotal.inc({ peer_id: this.#peerId, status: 'failure' });
+      this.#ctx.metrics.cursorPersistsTotal.inc({ peer_id: this.#peerId, status: 'failure' });
       throw error;
     }
-  }
-
-  async #waitForBackpressure(): Promise<void> {
-    if (await this.ctx.store.shouldAcceptWrites()) return;
-    this.#backpressured = true;
-    this.ctx.metrics.backpressurePausesTotal.inc({ peer_id: this.#peerId });
-    this.#log.warn('local store asks to pause writes; ingestion paused');
-    try {
-      // Pause, never drop: the batch waits here and nothing further is read meanwhile.
-      while (!(await this.ctx.store.shouldAcceptWrites())) await sleep(100);
-      this.#log.info('local store accepts writes again; ingestion resumed');
-    } finally {
-      this.#backpressured = false;
-    }
-  }
-
-  async #quarantine(entries: readonly QuarantinedEntry[]): Promise<void> {
-    for (const entry of entries) {
-      this.ctx.metrics.deadLetteredTotal.inc({ peer_id: this.#peerId, reason: entry.reason });
-      this.#log.warn(
-        { stream_id: entry.id, reason: entry.reason, err: entry.message },
-        'corrupt entry quarantined',
-      );
-    }
-    await this.ctx.store.quarantine?.(this.#peerId, entries);
   }
 }
