@@ -83,7 +83,14 @@ Library users pass the same shape (snake_case) to \`resolveConfig()\`.
   \`node.yaml:12:7 replication.peers[1].redis_url: expected a redis:// or rediss:// URL, found "http://x"\`.
   Passwords in URLs and values of options named like \`token\` or \`password\` are never shown.
 - **Redis URLs** are \`redis://[user:password@]host[:port][/db]\`; \`rediss://\` turns TLS on, with
-  certificate verification. Peers' \`node_id\`s must be unique and differ from \`local_node_id\`.
+  certificate verification.
+- **Node ids** (\`local_node_id\`, \`peers[].node_id\`) are any Unicode text of 1 to 256 UTF-16
+  code units without whitespace, control characters or lone surrogates (\`"ü-node"\` and
+  \`"東京-1"\` are fine). Peers' \`node_id\`s must be unique and differ from \`local_node_id\`.
+  Ids compare by the bytes of their UTF-8, on every node alike (docs/PROTOCOL.md §1). In the
+  local Redis's \`CLIENT LIST\` the daemon's connection is named \`replication-engine:<id>\`, with
+  every character outside \`!\`..\`~\`, and \`%\`, written as the \`%XX\` escapes of its UTF-8
+  bytes (\`replication-engine:%C3%BC-node\`; \`decodeURIComponent\` gives the id back).
 - **TLS files** are read when the config is loaded; relative paths are resolved against the
   directory of the config file.
 - \`min_batch_size\` ≤ \`batch_size\` ≤ \`max_batch_size\`, \`backoff_base_sec\` ≤

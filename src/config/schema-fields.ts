@@ -30,7 +30,9 @@ export const configDocs = z.registry<SchemaDoc>();
 /** Largest `max_item_bytes`: Redis's default `proto-max-bulk-len`. */
 export const MAX_ITEM_BYTES_LIMIT = 512 * 1024 * 1024;
 
-const NODE_ID = /^[^\s\p{Cc}]+$/u;
+// \p{Cs} matches only a lone surrogate under the u flag: it has no UTF-8 form, so no store (and no
+// byte order) could keep the id as written.
+const NODE_ID = /^[^\s\p{Cc}\p{Cs}]+$/u;
 
 /** Attaches an option's documentation to its schema. */
 export function option<S extends z.ZodType>(
@@ -85,14 +87,12 @@ export function optionalStr(description: string) {
   return option(z.string().min(1).optional(), 'string', 'none', description);
 }
 
-/** A required node id: non-empty, without whitespace or control characters. */
+/** A required node id: non-empty Unicode text without whitespace, controls or lone surrogates. */
 export function nodeId(description: string) {
   return option(
-    z
-      .string()
-      .min(1)
-      .max(256)
-      .regex(NODE_ID, { error: 'expected a node id without whitespace or control characters' }),
+    z.string().min(1).max(256).regex(NODE_ID, {
+      error: 'expected a node id without whitespace, control characters or lone surrogates',
+    }),
     'string',
     'required',
     description,

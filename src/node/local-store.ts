@@ -8,6 +8,7 @@ import { closeQuietly, createRedisConnection } from '../engine/redis-connection.
 import type { RedisConnection } from '../engine/redis-connection.js';
 import { redactSecrets } from '../observability/redact.js';
 import { SyncStore } from '../store/sync-store.js';
+import { redisClientName } from './client-name.js';
 
 /** A store and the connection it runs on (which the caller closes with {@link LocalStoreHandle.close}). */
 export interface LocalStoreHandle {
@@ -19,7 +20,10 @@ export interface LocalStoreHandle {
 
 /** Options of {@link connectLocalStore}. */
 export interface ConnectLocalOptions {
-  /** Shown as the Redis CLIENT SETNAME. @default 'replication-engine' */
+  /**
+   * Shown as the Redis CLIENT SETNAME, made legal there by {@link redisClientName} (a node id may
+   * be any Unicode text). @default 'replication-engine'
+   */
   readonly clientName?: string;
   /**
    * Give up after this long without a first connection (`LOCAL_REDIS_UNAVAILABLE`); by default
@@ -46,7 +50,7 @@ export async function connectLocalStore(
   const client = createRedisConnection({
     url: local.redisUrl,
     tls: local.tls,
-    name: options.clientName ?? 'replication-engine',
+    name: redisClientName(options.clientName ?? 'replication-engine'),
     onError: (error) => {
       lastError = redactSecrets(error.message);
       options.onError?.(lastError);
