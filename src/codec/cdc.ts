@@ -36,7 +36,10 @@ export interface CdcPut {
   readonly contentHash: string;
   /** Decompressed content (with {@link ParseOptions.lazyContent}: decompressed on first read). */
   readonly content: Buffer;
-  /** Whether `data` was a zstd frame. */
+  /**
+   * Whether `data` was a zstd frame (false for content that begins with the magic but came raw,
+   * as the Rust sync-engine writes it: docs/PROTOCOL.md §3).
+   */
   readonly compressed: boolean;
   /** The `data` field as it came: the zstd frame when `compressed`, else the content itself. */
   readonly data: Buffer;
@@ -272,16 +275,90 @@ export function parseCdcEntry(fields: readonly Buffer[], options: ParseOptions =
       `data is ${data.length} bytes, over the ${maxItemBytes}-byte limit`,
     );
   }
-  const compressed = hasZstdMagic(data);
-  const lazy = compressed && options.lazyContent === true;
-  const content = compressed && !lazy ? decompressBounded(data, maxItemBytes) : data;
-  const contentHash = lazy ? withContent(data, maxItemBytes, sha256Hex) : sha256Hex(content);
+  if (!hasZstdMagic(data)) {
+    const contentHash = sha256Hex(data);
+    if (hash !== undefined && !sameHex(hash, contentHash)) throw hashMismatch(keyText);
+    const hashText = hash === undefined ? undefined : contentHash;
+    return {
+      op: 'PUT',
+      key: keyText,
+      hash: hashText,
+      contentHash,
+      content: data,
+      compressed: false,
+      data,
+      meta,
+    };
+  }
+  return parseFramedPut(keyText, hash, data, meta, maxItemBytes, options.lazyContent === true);
+}
+
+/**
+ * A PUT whose `data` begins with the zstd magic: a zstd frame (ours always is), unless it is
+ * content the Rust sync-engine wrote raw because it begins with the magic itself. The hash tells
+ * them apart: when the frame does not decompress (within `maxItemBytes`) or not to the hash, and
+ * the raw bytes hash to it, the raw bytes are the content. Without a hash, the frame must hold.
+ */
+function parseFramedPut(
+  key: string,
+  hash: Buffer | undefined,
+  data: Buffer,
+  meta: CdcMeta | undefined,
+  maxItemBytes: number,
+  lazy: boolean,
+): CdcPut {
+  let content: Buffer | undefined;
+  let contentHash: string;
+  try {
+    if (lazy) contentHash = withContent(data, maxItemBytes, sha256Hex);
+    else {
+      content = decompressBounded(data, maxItemBytes);
+      contentHash = sha256Hex(content);
+    }
+  } catch (error) {
+    const raw = error instanceof CorruptEntryError ? rawPut(key, hash, data, meta) : undefined;
+    if (raw === undefined) throw error;
+    return raw;
+  }
   if (hash !== undefined && !sameHex(hash, contentHash)) {
-    throw new CorruptEntryError('hash_mismatch', `hash of ${keyText} does not match its content`);
+    const raw = rawPut(key, hash, data, meta);
+    if (raw === undefined) throw hashMismatch(key);
+    return raw;
   }
   const hashText = hash === undefined ? undefined : contentHash;
-  if (lazy) return new LazyPut(keyText, hashText, contentHash, data, meta, maxItemBytes);
-  return { op: 'PUT', key: keyText, hash: hashText, contentHash, content, compressed, data, meta };
+  if (content === undefined)
+    return new LazyPut(key, hashText, contentHash, data, meta, maxItemBytes);
+  return { op: 'PUT', key, hash: hashText, contentHash, content, compressed: true, data, meta };
+}
+
+/**
+ * The PUT of `data` taken as raw content, when `hash` is its sha256; else undefined. Never a frame
+ * (no `compressed`, so its record has none): a store that keeps frames stores it raw, and one that
+ * relays it wraps it in a real frame.
+ */
+function rawPut(
+  key: string,
+  hash: Buffer | undefined,
+  data: Buffer,
+  meta: CdcMeta | undefined,
+): CdcPut | undefined {
+  if (hash === undefined) return undefined;
+  const contentHash = sha256Hex(data);
+  if (!sameHex(hash, contentHash)) return undefined;
+  return {
+    op: 'PUT',
+    key,
+    hash: contentHash,
+    contentHash,
+    content: data,
+    compressed: false,
+    data,
+    meta,
+  };
+}
+
+function hashMismatch(key: string): CorruptEntryError {
+  return new CorruptEntryError('hash_mismatch', `hash of ${key} does not match its content`);
 }
 
 /** Whether the hex digits `given` (either case) spell `hex` (lowercase). */

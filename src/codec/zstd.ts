@@ -13,7 +13,10 @@ const binding = require('zstd-napi/binding.js') as typeof Binding;
 /** The four bytes every zstd frame starts with. */
 export const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
-/** Contents shorter than this are stored raw (as the Rust sync-engine does). */
+/**
+ * Contents shorter than this are stored raw (as the Rust sync-engine does), unless they begin
+ * with the zstd magic.
+ */
 export const COMPRESS_MIN_BYTES = 64;
 
 /** Default bound on a decompressed item (SPEC §3 `max_item_bytes`). */
@@ -55,12 +58,15 @@ export function hasZstdMagic(data: Uint8Array): boolean {
 
 /**
  * The bytes to put in a CDC `data` field: zstd level 3 when the content is at least 64 bytes and
- * the frame is smaller than the content, the content itself otherwise.
+ * the frame is smaller than the content, or whenever the content begins with the zstd magic (a
+ * `.zst` file, any such binary: raw, every reader would take it for a frame); the content itself
+ * otherwise.
  */
 export function encodeData(content: Buffer): { data: Buffer; compressed: boolean } {
-  if (content.length >= COMPRESS_MIN_BYTES) {
+  const magic = hasZstdMagic(content);
+  if (magic || content.length >= COMPRESS_MIN_BYTES) {
     const frame = zstdCompress(content, { compressionLevel: 3 });
-    if (frame.length < content.length) return { data: frame, compressed: true };
+    if (magic || frame.length < content.length) return { data: frame, compressed: true };
   }
   return { data: content, compressed: false };
 }

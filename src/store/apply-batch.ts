@@ -128,7 +128,10 @@ function applyChunk(
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);
 }
 
-/** The record with its content's zstd frame, when compression makes it smaller. */
+/**
+ * The record with its content's zstd frame when compression makes it smaller, or when the content
+ * begins with the zstd magic (relayed raw, every reader would take it for a frame).
+ */
 function withFrame(record: StoredRecord): StoredRecord {
   const { data, compressed } = encodeData(record.content);
   return compressed ? { ...record, frame: data } : record;

@@ -114,6 +114,8 @@ export function parseRecordValue(
   const contentType: ContentType = t === 'json' ? 'json' : 'binary';
   const body = deleted ? Buffer.alloc(0) : value.subarray(end + 1);
   let content = body;
+  // The flag says which form the body is, never its first bytes: a raw content may begin with the
+  // zstd magic (one a Rust peer sent raw is stored so).
   const compressed = !deleted && z === 1;
   if (compressed) {
     try {

@@ -11,6 +11,7 @@ import {
 import {
   decompressBounded,
   encodeData,
+  hasZstdMagic,
   headerContentSize,
   withContent,
   ZSTD_MAGIC,
@@ -29,11 +30,17 @@ const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as ty
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 const keyArb = fc.string({ minLength: 1, maxLength: 80, unit: 'grapheme' });
-const contentArb = fc.oneof(
+const plainContentArb = fc.oneof(
   fc.uint8Array({ maxLength: 2048 }).map((a) => Buffer.from(a)),
   fc.json().map((j) => Buffer.from(j)),
   fc.string({ maxLength: 3000 }).map((s) => Buffer.from(s.repeat(3))),
 );
+/** Contents that begin with the zstd magic: any bytes after it, or a real frame (a `.zst` file). */
+const magicContentArb = fc.oneof(
+  fc.uint8Array({ maxLength: 2048 }).map((a) => Buffer.concat([ZSTD_MAGIC, Buffer.from(a)])),
+  plainContentArb.map((c) => encodeData(Buffer.concat([c, Buffer.alloc(64)])).data),
+);
+const contentArb = fc.oneof(plainContentArb, magicContentArb);
 
 const recordArb: fc.Arbitrary<StoredRecord> = fc
   .record({
@@ -83,15 +90,56 @@ describe('codec properties', () => {
     );
   });
 
-  it('compresses exactly when it helps and the content is ≥ 64 bytes', () => {
+  it('compresses exactly when it helps and the content is ≥ 64 bytes, or it begins with the magic', () => {
     fc.assert(
       fc.property(contentArb, (content) => {
         const { data, compressed } = encodeData(content);
+        const magic = hasZstdMagic(content);
         if (compressed) {
-          assert.ok(content.length >= 64 && data.length < content.length);
+          assert.ok(magic || (content.length >= 64 && data.length < content.length));
           assert.ok(decompressBounded(data, content.length).equals(content));
-        } else assert.equal(data, content);
+        } else {
+          // Raw, a content with the magic would read as a frame.
+          assert.ok(!magic);
+          assert.equal(data, content);
+        }
       }),
+    );
+  });
+
+  it("round-trips any content, magic-prefixed ones included: ours framed, a Rust writer's raw", () => {
+    fc.assert(
+      fc.property(contentArb, fc.boolean(), (content, lazyContent) => {
+        const contentHash = sha(content);
+        const record: StoredRecord = {
+          key: 'k',
+          content,
+          contentHash,
+          contentType: 'binary',
+          updatedAt: 1,
+          version: 1,
+          origin: 'node-a',
+          deleted: false,
+        };
+        // What we write, and what the Rust sync-engine writes for content it does not compress.
+        const rust = [
+          ...['op', 'PUT', 'key', 'k', 'hash', contentHash, 'data'].map((s) => Buffer.from(s)),
+          content,
+        ];
+        for (const fields of [encodeCdcEntry(record), rust]) {
+          const event = parseCdcEntry(fields, { lazyContent });
+          assert.ok(event.op === 'PUT');
+          assert.equal(event.content.toString('hex'), content.toString('hex'));
+          assert.equal(event.contentHash, contentHash);
+          const parsed = eventToRecord(event, '1-0', 'node-a');
+          assert.equal(parsed.content.toString('hex'), content.toString('hex'));
+          // A frame a store keeps (keepsFrames) is one that decompresses to the content.
+          if (parsed.frame !== undefined) {
+            assert.ok(decompressBounded(parsed.frame, content.length).equals(content));
+          }
+        }
+      }),
+      { numRuns: 500 },
     );
   });
 
