@@ -6,6 +6,7 @@
 import { StoreError } from '../errors.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
+import { hasLoneSurrogate } from '../codec/cdc.js';
 import { encodeData } from '../codec/zstd.js';
 import { applyRecords, type ApplyOptions } from './apply-batch.js';
 import {
@@ -130,6 +131,10 @@ export class SyncStore implements LocalStore {
   constructor(client: CommandSender, options: SyncStoreOptions) {
     if (typeof options.nodeId !== 'string' || options.nodeId.length === 0) {
       throw new StoreError('nodeId must be a non-empty string');
+    }
+    // Its UTF-8 in Redis would not be the string the records returned here carry (SPEC §8).
+    if (hasLoneSurrogate(options.nodeId)) {
+      throw new StoreError('nodeId is not well-formed unicode (lone surrogate)');
     }
     this.client = client;
     this.nodeId = options.nodeId;

@@ -9,6 +9,8 @@ import fc from 'fast-check';
 import { parseConfig } from '../../src/config/index.js';
 import { ConfigError } from '../../src/errors.js';
 import { redisClientName } from '../../src/node/client-name.js';
+import type { CommandSender } from '../../src/store/redis-io.js';
+import { SyncStore } from '../../src/store/sync-store.js';
 
 /** What CLIENT SETNAME accepts: characters '!' to '~' only. */
 const LEGAL_NAME = /^[!-~]*$/;
@@ -78,5 +80,18 @@ describe('the config takes any Unicode node id', () => {
         /replication\.local_node_id/.test(error.message) &&
         /lone surrogates/.test(error.message),
     );
+  });
+});
+
+describe('SyncStore takes any well-formed node id', () => {
+  // The constructor sends nothing: an unusable client shows that it refuses before any I/O.
+  const noClient = {} as CommandSender;
+
+  it('keeps a non-ASCII node id as written', () => {
+    assert.equal(new SyncStore(noClient, { nodeId: '\u{1F600}-ﬀ' }).nodeId, '\u{1F600}-ﬀ');
+  });
+
+  it('refuses a lone surrogate, whose UTF-8 in Redis would differ from the id', () => {
+    assert.throws(() => new SyncStore(noClient, { nodeId: 'node-\udc00' }), /lone surrogate/);
   });
 });
