@@ -49,7 +49,8 @@ const recordArb: fc.Arbitrary<StoredRecord> = fc
     deleted: fc.boolean(),
     updatedAt: fc.integer({ min: 0, max: 2 ** 47 }),
     version: fc.nat(),
-    origin: fc.string({ minLength: 1, maxLength: 30 }),
+    // Node ids may be any Unicode text (docs/CONFIG.md).
+    origin: fc.string({ minLength: 1, maxLength: 30, unit: 'grapheme' }),
     json: fc.boolean(),
     // Non-empty, as the store requires of a traceparent (an empty one parses as none).
     trace: fc.option(fc.string({ minLength: 1, maxLength: 60 }), { nil: undefined }),
