@@ -15,6 +15,12 @@ export class StreamLag {
   #events = 0;
   /** The first entry after the committed cursor, when known. */
   #next: string | undefined;
+  /**
+   * The stream's `entries-added` count at the committed cursor, once known (XINFO while nothing
+   * waits), then moved by each commit: `entries-added` minus it is the exact lag, as Redis counts
+   * a consumer group's. Unknown after a jump of the cursor, until the next time nothing waits.
+   */
+  #ordinal: number | undefined;
 
   /** Entries the stream holds after the committed cursor (estimated between XINFO reads). */
   get events(): number {
@@ -41,15 +47,20 @@ export class StreamLag {
     }
     const head = info.lastEntryId ?? info.lastGeneratedId;
     if (compareStreamIds(head, this.#head) > 0) this.#head = head;
-    this.#events = estimateLagEvents(committed, info);
-    if (this.#events === 0) this.#next = undefined;
-    else if (
-      info.firstEntryId !== undefined &&
-      compareStreamIds(info.firstEntryId, committed) > 0
-    ) {
-      // Everything up to the first entry is gone: it is the next one.
-      this.#next = info.firstEntryId;
+    const first = info.firstEntryId;
+    if (compareStreamIds(committed, head) >= 0) {
+      this.#events = 0;
+      if (info.entriesAdded !== undefined) this.#ordinal = info.entriesAdded;
+    } else if (first !== undefined && compareStreamIds(first, committed) > 0) {
+      // Everything up to the first entry is gone (a gap): all of the stream waits.
+      this.#events = info.length;
+      this.#next = first;
+    } else if (info.entriesAdded !== undefined && this.#ordinal !== undefined) {
+      this.#events = Math.max(1, info.entriesAdded - this.#ordinal);
+    } else {
+      this.#events = estimateLagEvents(committed, info);
     }
+    if (this.#events === 0) this.#next = undefined;
   }
 
   /** Entries read after `after`; `committed` is the cursor now committed. */
@@ -74,6 +85,7 @@ export class StreamLag {
 
   /** A batch of `read` entries committed up to `cursor`; `next` is the oldest still in flight. */
   observeCommit(cursor: string, read: number, next: string | undefined): void {
+    if (this.#ordinal !== undefined) this.#ordinal += read;
     this.#events = compareStreamIds(cursor, this.#head) >= 0 ? 0 : Math.max(1, this.#events - read);
     this.#next = this.#events === 0 ? undefined : next;
   }
@@ -86,6 +98,7 @@ export class StreamLag {
 
   /** The cursor jumped (a gap's reset, a resync): nothing is known until the next XINFO. */
   reset(): void {
+    this.#ordinal = undefined;
     this.#events = 0;
     this.#next = undefined;
     this.#head = STREAM_START;

@@ -402,6 +402,7 @@ export class Tailer {
     this.#caughtUp = false;
     this.#infoDue = 0;
     this.#enter({ kind: 'backing-off', error: this.#lastError ?? 'a batch failed' });
+    this.#publishLag();
     await this.#clock.sleep(this.#backoff.next(), this.#waitSignal());
   }
 
