@@ -13,7 +13,7 @@ import { ENGINE_STATE_VALUE, createMetrics, type Metrics } from '../observabilit
 import type { ApplyResult, LocalStore } from '../store/local-store.js';
 import { ColdPath, type RepairOptions, type RepairReport } from './cold-path.js';
 import { CursorStore } from './cursor-store.js';
-import { PeerLink, describeError } from './peer-link.js';
+import { PeerLink, circuitLabel, describeError } from './peer-link.js';
 import type { GapKind } from './stream-gap.js';
 import { RedisPeerStream } from './peer-stream.js';
 import { Tailer } from './tailer.js';
@@ -339,7 +339,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         node_id: config.nodeId,
         url: config.displayUrl,
         connected: link.connected,
-        circuit_state: circuit === 'half-open' ? 'half_open' : circuit,
+        circuit_state: circuitLabel(circuit),
         lag_ms: status.lagMs,
         lag_events: status.lagEvents,
         catching_up: status.catchingUp,

@@ -4,10 +4,11 @@
  */
 import type { ResolvedPeer, ResolvedPeerHealth, ResolvedSlo } from '../config/types.js';
 import { PeerUnavailableError } from '../errors.js';
+import type { CircuitStateName } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { Backoff, sleep } from './backoff.js';
-import { CircuitBreaker } from './circuit-breaker.js';
+import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
 import {
   createRedisConnection,
   destroyQuietly,
@@ -31,6 +32,11 @@ export interface PeerLinkSettings {
 }
 
 type Role = 'reader' | 'query';
+
+/** A circuit state as metrics and health spell it (`half_open`, like every other label value). */
+export function circuitLabel(state: CircuitState): CircuitStateName {
+  return state === 'half-open' ? 'half_open' : state;
+}
 
 /** Error text safe to log or expose: no URL, no credentials. */
 export function describeError(error: unknown): string {
@@ -68,7 +74,7 @@ export class PeerLink {
       failureThreshold: peer.circuitFailureThreshold,
       resetTimeoutMs: peer.circuitResetTimeoutMs,
       onTransition: (from, to) => {
-        this.metrics.peerCircuitTransitionsTotal.inc({ peer_id: this.id, state: to });
+        this.metrics.peerCircuitTransitionsTotal.inc({ peer_id: this.id, state: circuitLabel(to) });
         this.metrics.peerCircuitState.set({ peer_id: this.id }, this.breaker.stateCode());
         const level = to === 'open' ? 'warn' : 'info';
         this.#log[level]({ from, to }, `circuit ${from} → ${to}`);

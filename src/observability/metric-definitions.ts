@@ -38,6 +38,19 @@ export interface MetricDefinition {
   readonly origin: MetricOrigin;
   readonly buckets?: readonly number[];
   readonly derived?: DerivedFrom;
+  /**
+   * Every value each label other than `peer_id` may take. A label left out takes open values
+   * (described in `help`); a test checks that the code emits no other value.
+   */
+  readonly labelValues?: Readonly<Record<string, readonly string[]>>;
+}
+
+/** `def.help` followed by the values of each enumerated label: `… (state: closed|half_open|open)`. */
+export function metricHelp(def: MetricDefinition): string {
+  const values = Object.entries(def.labelValues ?? {}).map(
+    ([label, allowed]) => `${label}: ${allowed.join('|')}`,
+  );
+  return values.length === 0 ? def.help : `${def.help} (${values.join('; ')})`;
 }
 
 /** Latency of Redis calls and local work, 0.5 ms to 10 s (an XREAD may block for seconds). */
@@ -98,7 +111,23 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_dead_lettered_total',
     type: 'counter',
     labels: ['peer_id', 'reason'],
-    help: 'Stream entries that failed to parse, decompress or verify, copied to dlq:<peer> (reason: why)',
+    help: 'Stream entries that failed to parse, decompress or verify, copied to dlq:<peer>',
+    labelValues: {
+      reason: [
+        'empty',
+        'missing_op',
+        'unknown_op',
+        'missing_key',
+        'bad_key',
+        'missing_data',
+        'bad_zstd',
+        'too_large',
+        'hash_mismatch',
+        'bad_meta',
+        'bad_field',
+        'bad_id',
+      ],
+    },
     section: 'Hot path',
     origin: 'ours',
   },
@@ -267,7 +296,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_stream_gaps_total',
     type: 'counter',
     labels: ['peer_id', 'kind'],
-    help: 'Gaps found between the cursor and the stream (kind: trimmed|recreated); each starts a repair',
+    help: 'Gaps found between the cursor and the stream; each starts a repair',
+    labelValues: { kind: ['trimmed', 'recreated'] },
     section: 'Streams',
     origin: 'ours',
   },
@@ -302,7 +332,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_repair_skipped_total',
     type: 'counter',
     labels: ['peer_id', 'reason'],
-    help: 'Repair cycles skipped (reason: catching_up|backoff|disconnected|circuit_open|paused)',
+    help: 'Repair cycles skipped',
+    labelValues: { reason: ['catching_up', 'backoff', 'disconnected', 'circuit_open', 'paused'] },
     section: 'Cold path',
     origin: 'rust',
   },
@@ -400,7 +431,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_peer_state',
     type: 'gauge',
     labels: ['peer_id', 'state'],
-    help: 'Connection state, one series per state, 1 for the current one (state: disconnected|connecting|connected)',
+    help: 'Connection state, one series per state, 1 for the current one',
+    labelValues: { state: ['disconnected', 'connecting', 'connected'] },
     section: 'Peers',
     origin: 'rust',
   },
@@ -408,7 +440,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_peer_connections_total',
     type: 'counter',
     labels: ['peer_id', 'status'],
-    help: 'Connection attempts (status: success|failure)',
+    help: 'Connection attempts',
+    labelValues: { status: ['success', 'failure'] },
     section: 'Peers',
     origin: 'rust',
   },
@@ -416,7 +449,19 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_peer_operation_duration_seconds',
     type: 'histogram',
     labels: ['peer_id', 'operation'],
-    help: 'Latency of Redis calls to the peer (operation: xrange|xinfo|merkle_root|merkle_children|fetch|ping)',
+    help: 'Latency of Redis calls to the peer',
+    labelValues: {
+      operation: [
+        'xrange',
+        'xread',
+        'xinfo',
+        'merkle_root',
+        'merkle_children',
+        'merkle_leaves',
+        'fetch',
+        'ping',
+      ],
+    },
     section: 'Peers',
     origin: 'rust',
     buckets: LATENCY_BUCKETS,
@@ -435,7 +480,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_peer_pings_total',
     type: 'counter',
     labels: ['peer_id', 'status'],
-    help: 'Health pings of an idle peer (status: success|failure)',
+    help: 'Health pings of an idle peer',
+    labelValues: { status: ['success', 'failure'] },
     section: 'Peers',
     origin: 'rust',
   },
@@ -470,7 +516,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_peer_circuit_transitions_total',
     type: 'counter',
     labels: ['peer_id', 'state'],
-    help: 'Circuit breaker transitions, by the state entered (state: closed|half_open|open)',
+    help: 'Circuit breaker transitions, by the state entered',
+    labelValues: { state: ['closed', 'half_open', 'open'] },
     section: 'Circuit breaker',
     origin: 'rust',
   },
@@ -478,7 +525,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_circuit_calls_total',
     type: 'counter',
     labels: ['peer_id', 'outcome'],
-    help: 'Calls through the circuit breaker (outcome: success|failure)',
+    help: 'Calls through the circuit breaker',
+    labelValues: { outcome: ['success', 'failure'] },
     section: 'Circuit breaker',
     origin: 'rust',
   },
@@ -495,7 +543,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_cursor_persists_total',
     type: 'counter',
     labels: ['peer_id', 'status'],
-    help: "Writes of the peer's cursor to SQLite (status: success|failure)",
+    help: "Writes of the peer's cursor to SQLite",
+    labelValues: { status: ['success', 'failure'] },
     section: 'Cursors',
     origin: 'rust',
   },
@@ -527,7 +576,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_cursor_retries_total',
     type: 'counter',
     labels: ['operation'],
-    help: 'SQLite operations retried after SQLITE_BUSY / SQLITE_LOCKED (operation: get|set|flush)',
+    help: 'SQLite operations retried after SQLITE_BUSY / SQLITE_LOCKED',
+    labelValues: { operation: ['get', 'set', 'flush'] },
     section: 'Cursors',
     origin: 'rust',
   },
@@ -536,7 +586,8 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_slo_violations_total',
     type: 'counter',
     labels: ['peer_id', 'slo_type'],
-    help: 'Operations over their settings.slo bound (slo_type: stream_read|peer_op|batch_flush|replication_lag)',
+    help: 'Operations over their settings.slo bound',
+    labelValues: { slo_type: ['stream_read', 'peer_op', 'batch_flush', 'replication_lag'] },
     section: 'SLOs',
     origin: 'rust',
   },
@@ -545,6 +596,7 @@ export const METRIC_DEFINITIONS = [
     type: 'histogram',
     labels: ['peer_id', 'slo_type'],
     help: 'Latency or lag observed by each SLO violation, in milliseconds',
+    labelValues: { slo_type: ['stream_read', 'peer_op', 'batch_flush', 'replication_lag'] },
     section: 'SLOs',
     origin: 'rust',
     buckets: SLO_MS_BUCKETS,
@@ -579,7 +631,19 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_errors_total',
     type: 'counter',
     labels: ['peer_id', 'error_type'],
-    help: 'Failed operations by type (error_type: the operation that failed; peer_id empty when no peer is involved)',
+    help: 'Failed peer operations, by the operation that failed',
+    labelValues: {
+      error_type: [
+        'xrange',
+        'xread',
+        'xinfo',
+        'merkle_root',
+        'merkle_children',
+        'merkle_leaves',
+        'fetch',
+        'ping',
+      ],
+    },
     section: 'Engine',
     origin: 'rust',
   },
@@ -604,7 +668,7 @@ export function renderMetricsTable(
     }
     const labels = def.labels.map((l) => `\`${l}\``).join(', ');
     const derived = def.derived ? ` Derived from \`${def.derived.from}\` at scrape time.` : '';
-    const meaning = `${def.help}.${derived}`.replaceAll('|', '\\|');
+    const meaning = `${metricHelp(def)}.${derived}`.replaceAll('|', '\\|');
     rows.push(
       `| \`${def.name}\` | ${def.type} | ${labels} | ${ORIGIN_TEXT[def.origin]} | ${meaning} |`,
     );

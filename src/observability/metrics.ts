@@ -16,6 +16,7 @@ import {
 import type { CircuitStateName, EngineStateName } from './health.js';
 import {
   METRIC_DEFINITIONS,
+  metricHelp,
   type DerivedFrom,
   type MetricDefinition,
 } from './metric-definitions.js';
@@ -137,7 +138,7 @@ function build(
 ): AnyMetric {
   const base = {
     name: def.name,
-    help: def.help,
+    help: metricHelp(def),
     labelNames: def.labels,
     registers: [registry],
   };
