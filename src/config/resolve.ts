@@ -353,6 +353,7 @@ function build(parsed: ParsedConfig, baseDir: string, problems: Problems): Resol
       maxItemBytes: store.max_item_bytes,
       conflictLog: store.conflict_log,
       maxMemoryBytes: store.max_memory_bytes,
+      maxClockSkewMs: store.max_clock_skew,
     },
     http: {
       enabled: http.enabled,

@@ -218,6 +218,11 @@ const storeSchema = section(
         0,
         Number.MAX_SAFE_INTEGER,
       ),
+      max_clock_skew: duration(
+        '5m',
+        's',
+        'A replicated record dated further ahead of the local clock is held back (quarantined, applied by a later repair once within the bound); a local write on top of one is refused.',
+      ),
     })
     .prefault({}),
   'The node-local store.',

@@ -108,6 +108,11 @@ export interface ResolvedStore {
   readonly conflictLog: boolean;
   /** `shouldAcceptWrites()` turns false above this Redis `used_memory`; 0 disables. @default 0 */
   readonly maxMemoryBytes: number;
+  /**
+   * How far ahead of the local clock a replicated record's `updatedAt` may be; one further ahead
+   * is held back, and a local write refuses to build on one. @default 5 minutes
+   */
+  readonly maxClockSkewMs: number;
 }
 
 /** Admin HTTP server (`http:`). */

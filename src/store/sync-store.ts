@@ -44,6 +44,7 @@ export const DEFAULT_STORE: ResolvedStore = Object.freeze({
   maxItemBytes: 64 * 1024 * 1024,
   conflictLog: false,
   maxMemoryBytes: 0,
+  maxClockSkewMs: 5 * 60 * 1000,
 });
 
 /** Maximum length of the conflict log stream (approximate trimming). */

@@ -82,6 +82,7 @@ describe('config defaults', () => {
         maxItemBytes: 64 * 1024 * 1024,
         conflictLog: false,
         maxMemoryBytes: 0,
+        maxClockSkewMs: 5 * 60 * 1000,
       },
       http: { enabled: true, host: '127.0.0.1', port: 9090 },
     });
