@@ -9,6 +9,7 @@ import { IllegalStateError } from '../errors.js';
 import type { RepairSummary } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { LocalStore } from '../store/local-store.js';
 import { Backoff, sleep } from './backoff.js';
 import { runRepair, type RepairReport } from './merkle-repair.js';
@@ -164,6 +165,14 @@ export class ColdPath {
   async #refresh(): Promise<void> {
     const signal = this.#abort.signal;
     let last = 0;
+    // Fails every 250 ms while the local Redis is down: one line when it starts, one when it ends.
+    const failing = new RepeatingWarning(
+      this.#ctx.logger,
+      'refreshing the local Merkle tree failed',
+      {
+        recovered: 'refreshing the local Merkle tree works again',
+      },
+    );
     while (!signal.aborted) {
       try {
         const busy = this.#ctx.peers().some((p) => this.#ctx.peer(p.nodeId)?.catchingUp() === true);
@@ -177,11 +186,9 @@ export class ColdPath {
             : store.refreshMerkle({ budgetMs: BUSY_REFRESH_BUDGET_MS }));
           last = Date.now();
         }
+        failing.ok();
       } catch (error) {
-        this.#ctx.logger.warn(
-          { err: describeError(error) },
-          'refreshing the local Merkle tree failed',
-        );
+        failing.fail({ err: describeError(error) });
       }
       await sleep(REFRESH_INTERVAL_MS, signal);
     }

@@ -11,6 +11,7 @@ import { startAdminServer } from '../observability/http.js';
 import type { AdminApi, AdminServer } from '../observability/http.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { RepeatingWarning } from '../observability/repeating-warning.js';
 import { createMetrics } from '../observability/metrics.js';
 import type { SyncStore } from '../store/sync-store.js';
 import { connectLocalStore } from './local-store.js';
@@ -110,22 +111,17 @@ export async function startNode(
   const logger = options.logger;
   const metrics = options.metrics ?? createMetrics();
   let current = config;
-  let lastConnectError = '';
+  // Every reconnect attempt fails the same way: one line when it starts, one when it is back.
+  const unavailable = new RepeatingWarning(logger, 'local Redis unavailable', {
+    recovered: 'local Redis back',
+  });
   const local: LocalStoreHandle = await connectLocalStore(config, {
     clientName: `replication-engine:${config.replication.localNodeId}`,
     ...(options.signal !== undefined && { signal: options.signal }),
     ...(options.connectTimeoutMs !== undefined && { timeoutMs: options.connectTimeoutMs }),
-    onError: (message) => {
-      // One line per distinct error, not one per retry.
-      if (message === lastConnectError) return;
-      lastConnectError = message;
-      logger.warn({ url: config.local.displayUrl, err: message }, 'local Redis unavailable');
-    },
+    onError: (message) => unavailable.fail({ url: config.local.displayUrl, err: message }),
   });
-  local.client.on('ready', () => {
-    if (lastConnectError !== '') logger.info({ url: config.local.displayUrl }, 'local Redis back');
-    lastConnectError = '';
-  });
+  local.client.on('ready', () => unavailable.ok({ url: config.local.displayUrl }));
   logger.info(
     { url: config.local.displayUrl, prefix: config.local.redisPrefix },
     'connected to the local Redis',
@@ -147,14 +143,18 @@ export async function startNode(
     });
   };
 
+  const purgeFailing = new RepeatingWarning(logger, 'tombstone purge failed; will retry', {
+    recovered: 'tombstone purge works again',
+  });
   const purge = (): void => {
     purging ??= local.store
       .purgeTombstones()
       .then(({ purged }) => {
+        purgeFailing.ok();
         if (purged > 0) logger.info({ purged }, 'purged expired tombstones');
       })
       .catch((error: unknown) => {
-        logger.warn({ err: describeError(error) }, 'tombstone purge failed; will retry');
+        purgeFailing.fail({ err: describeError(error) });
       })
       .finally(() => {
         purging = undefined;

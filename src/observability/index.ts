@@ -3,3 +3,4 @@ export * from './http.js';
 export * from './logger.js';
 export * from './metric-definitions.js';
 export * from './metrics.js';
+export * from './repeating-warning.js';
