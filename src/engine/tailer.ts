@@ -103,6 +103,10 @@ export interface TailerStatus {
   readonly backpressured: boolean;
   readonly lastEventAt: number | null;
   readonly lastError: string | undefined;
+  /** When a batch's cursor was last committed (the tailer's clock, ms); null before the first. */
+  readonly lastCommitAt: number | null;
+  /** Cursor commits that failed in a row (0 after a commit succeeds). */
+  readonly commitFailures: number;
 }
 
 /** Tails one peer's stream. */
@@ -133,6 +137,8 @@ export class Tailer {
   #backpressured = false;
   #lastEventAt: number | null = null;
   #lastError: string | undefined;
+  #lastCommitAt: number | null = null;
+  #commitFailures = 0;
   #infoDue = 0;
   #lastLagWarnAt = 0;
   #bucket: TokenBucket;
@@ -274,6 +280,8 @@ export class Tailer {
       backpressured: this.#backpressured,
       lastEventAt: this.#lastEventAt,
       lastError: this.#lastError,
+      lastCommitAt: this.#lastCommitAt,
+      commitFailures: this.#commitFailures,
     };
   }
 
@@ -541,7 +549,10 @@ export class Tailer {
         entriesAdded: this.#reader.entriesAdded,
       });
       this.#ctx.metrics.cursorPersistsTotal.inc({ peer_id: this.#peerId, status: 'success' });
+      this.#lastCommitAt = this.#clock.now();
+      this.#commitFailures = 0;
     } catch (error) {
+      this.#commitFailures += 1;
       this.#ctx.metrics.cursorPersistsTotal.inc({ peer_id: this.#peerId, status: 'failure' });
       throw error;
     }
