@@ -132,6 +132,14 @@ export const METRIC_DEFINITIONS = [
     origin: 'ours',
   },
   {
+    name: 'replication_clock_skew_rejected_total',
+    type: 'counter',
+    labels: ['peer_id'],
+    help: 'Replicated records held back (hot or cold path): dated more than store.max_clock_skew ahead of the local clock',
+    section: 'Hot path',
+    origin: 'ours',
+  },
+  {
     name: 'replication_apply_latency_seconds',
     type: 'histogram',
     labels: ['peer_id'],
@@ -311,6 +319,23 @@ export const METRIC_DEFINITIONS = [
     derived: { from: 'replication_stream_gaps_total', where: { kind: 'trimmed' } },
   },
   // Cold path
+  {
+    name: 'replication_peer_clock_offset_seconds',
+    type: 'gauge',
+    labels: ['peer_id'],
+    help: "The peer's Redis TIME minus the local clock, measured by each repair cycle, in seconds",
+    section: 'Cold path',
+    origin: 'ours',
+  },
+  {
+    name: 'replication_repair_rejected_total',
+    type: 'counter',
+    labels: ['peer_id', 'reason'],
+    help: "Records or leaves of a peer's tree a repair refused to apply, quarantined in dlq:<peer>",
+    labelValues: { reason: ['hash_mismatch', 'bad_record', 'too_large', 'bad_leaf'] },
+    section: 'Cold path',
+    origin: 'ours',
+  },
   {
     name: 'replication_repair_cycles_total',
     type: 'counter',
@@ -587,7 +612,9 @@ export const METRIC_DEFINITIONS = [
     type: 'counter',
     labels: ['peer_id', 'slo_type'],
     help: 'Operations over their settings.slo bound',
-    labelValues: { slo_type: ['stream_read', 'peer_op', 'batch_flush', 'replication_lag'] },
+    labelValues: {
+      slo_type: ['stream_read', 'peer_op', 'batch_flush', 'replication_lag', 'clock_offset'],
+    },
     section: 'SLOs',
     origin: 'rust',
   },

@@ -125,8 +125,9 @@ describe('metrics', () => {
     assert.equal(APPLY_LATENCY_BUCKETS.at(-1), 60);
     for (const def of definitions) {
       if (def.name.endsWith('_total')) assert.equal(def.type, 'counter', def.name);
-      // The seed's lag_seconds is a gauge: a current value, not a distribution.
-      if (def.name.endsWith('_seconds') && def.name !== 'replication_lag_seconds') {
+      // The seed's lag_seconds and the peer clock offset are gauges: current values, in seconds.
+      const gauges = ['replication_lag_seconds', 'replication_peer_clock_offset_seconds'];
+      if (def.name.endsWith('_seconds') && !gauges.includes(def.name)) {
         assert.equal(def.type, 'histogram', def.name);
       }
     }
