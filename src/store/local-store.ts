@@ -58,6 +58,12 @@ export interface LocalStore {
   /** The leaves of a bucket: every record version in it, tombstones included. */
   merkleLeaves(bucket: string): Promise<RecordVersion[]>;
   /**
+   * Checks that the store answers (one round trip); rejects with why it does not. The engine
+   * calls it every second and reports the answer in its health (`local`): a node whose own store
+   * is down is not healthy. Optional: without it the local store's health is unknown (`null`).
+   */
+  ping?(): Promise<void>;
+  /**
    * Brings the tree up to date, in part when `budgetMs` runs out first (background upkeep while
    * a backlog is replicated). Optional: without it the engine calls {@link merkleRoot}, which
    * always settles everything.

@@ -227,6 +227,33 @@ export class SyncStore implements LocalStore {
     );
   }
 
+  /** One PING round trip: resolves when this store's Redis answers ({@link LocalStore.ping}). */
+  async ping(): Promise<void> {
+    await this.client.sendCommand(['PING']);
+  }
+
+  /**
+   * Claims this store (its Redis, under its prefix) for this node: the key `owner` holds the id of
+   * the node that writes and replicates into it, written by the first claim. Two daemons with
+   * different node ids on one store would each take the other's writes for replicated ones (and
+   * re-replicate them under the wrong origin), so `run` claims the store at start and refuses one
+   * that another node owns.
+   * @throws {StoreError} when another node id owns the store (the message names it and the key).
+   */
+  async claimOwner(): Promise<void> {
+    const key = `${this.keys.prefix}owner`;
+    const set = await this.client.sendCommand<string | null>(['SET', key, this.nodeId, 'NX']);
+    if (set !== null) return;
+    const owner = await this.client.sendCommand<string | null>(['GET', key], AS_STRINGS);
+    if (owner === null || owner === this.nodeId) return; // deleted meanwhile, or ours
+    throw new StoreError(
+      `this Redis (prefix ${JSON.stringify(this.keys.prefix)}) belongs to node ${JSON.stringify(owner)}, ` +
+        `not ${JSON.stringify(this.nodeId)}: two nodes must not share a store. Use another ` +
+        `local.redis_prefix or Redis, or, if node ${JSON.stringify(owner)} is retired and this node ` +
+        `takes its data over, DEL ${key}`,
+    );
+  }
+
   /** Closes the connection if this store opened it. Safe to call twice. */
   async close(): Promise<void> {
     if (this.closed) return;
