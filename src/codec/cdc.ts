@@ -7,6 +7,7 @@ import { hash as digest } from 'node:crypto';
 import { CorruptEntryError } from '../errors.js';
 import type { ContentType, StoredRecord } from '../model/record.js';
 import { TOMBSTONE_HASH } from '../model/record.js';
+import { isBoundedInt, MAX_UPDATED_AT, MAX_VERSION } from './bounds.js';
 import { streamIdMs } from './stream-id.js';
 import {
   DEFAULT_MAX_ITEM_BYTES,
@@ -119,10 +120,11 @@ function opOf(raw: Buffer): 'PUT' | 'DEL' {
   }
 }
 
-function optionalNonNegativeInt(value: unknown, field: string): number | undefined {
+function optionalBoundedInt(value: unknown, field: string, max: number): number | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new CorruptEntryError('bad_meta', `meta.${field} must be a non-negative integer`);
+  if (!isBoundedInt(value, max)) {
+    // Beyond the bound a local write on top of the record would leave the safe integers.
+    throw new CorruptEntryError('bad_meta', `meta.${field} must be an integer in [0, ${max}]`);
   }
   return value;
 }
@@ -164,7 +166,7 @@ export function parseMeta(raw: Buffer): CdcMeta {
   if (m !== null) {
     const version = Number(m[2]);
     const updatedAt = Number(m[3]);
-    if (Number.isSafeInteger(version) && Number.isSafeInteger(updatedAt)) {
+    if (version <= MAX_VERSION && updatedAt <= MAX_UPDATED_AT) {
       const meta: {
         contentType?: ContentType;
         version: number;
@@ -209,9 +211,9 @@ export function parseMetaText(text: string): CdcMeta {
     origin?: string;
   } = {};
   if (contentType !== undefined) meta.contentType = contentType;
-  const version = optionalNonNegativeInt(m['version'], 'version');
+  const version = optionalBoundedInt(m['version'], 'version', MAX_VERSION);
   if (version !== undefined) meta.version = version;
-  const updatedAt = optionalNonNegativeInt(m['updated_at'], 'updated_at');
+  const updatedAt = optionalBoundedInt(m['updated_at'], 'updated_at', MAX_UPDATED_AT);
   if (updatedAt !== undefined) meta.updatedAt = updatedAt;
   // An empty traceparent is none (as an empty origin is): a record cannot carry an empty one.
   const traceParent = optionalString(m['trace_parent'], 'trace_parent');
@@ -412,7 +414,7 @@ function looksLikeJson(content: Buffer): boolean {
  * so every node reading the entry assigns it the same clock.
  *
  * @throws {CorruptEntryError} `bad_id` when that clock is needed and the id's milliseconds are
- *   beyond 2^53 - 1.
+ *   beyond {@link MAX_UPDATED_AT}.
  */
 export function eventToRecord(event: CdcEvent, entryId: string, peerId: string): StoredRecord {
   const meta = event.meta;
@@ -457,17 +459,17 @@ const EMPTY = Buffer.alloc(0);
 
 /**
  * The clock of an entry without one in its meta: its id's milliseconds, which an explicit XADD id
- * can push past 2^53 - 1 (no exact number, and no valid record: the entry is quarantined, rather
- * than failing every apply of its batch).
+ * can push past {@link MAX_UPDATED_AT} (no room for a later write, or no exact number: no valid
+ * record, so the entry is quarantined rather than failing every apply of its batch).
  *
  * @throws {CorruptEntryError} `bad_id`
  */
 function idClock(entryId: string): number {
   const ms = streamIdMs(entryId);
-  if (!Number.isSafeInteger(ms)) {
+  if (!Number.isSafeInteger(ms) || ms > MAX_UPDATED_AT) {
     throw new CorruptEntryError(
       'bad_id',
-      `entry ${entryId} has no clock in its meta, and its id's milliseconds pass 2^53 - 1`,
+      `entry ${entryId} has no clock in its meta, and its id's milliseconds pass ${MAX_UPDATED_AT}`,
     );
   }
   return ms;

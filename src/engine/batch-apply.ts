@@ -8,7 +8,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { StoredRecord } from '../model/record.js';
 import type { ApplyResult, LocalStore } from '../store/local-store.js';
 import { sleep } from './backoff.js';
-import type { DecodedBatch, QuarantinedEntry } from './batch.js';
+import type { DecodedBatch, HeldBackRecord, QuarantinedEntry } from './batch.js';
 
 /** How often a backpressured batch asks the store again. */
 const BACKPRESSURE_POLL_MS = 100;
@@ -35,7 +35,17 @@ export interface BatchApplyContext {
     conflicts: readonly { record: StoredRecord; result: ApplyResult }[],
   ) => void;
   readonly now?: () => number;
+  /**
+   * Records of the batch held back for their clock (already dead-lettered and counted here): the
+   * engine asks for a repair of the peer once they are within the bound, so none is lost.
+   */
+  readonly onHeldBack?: (records: readonly HeldBackRecord[]) => void;
 }
+
+/** A held-back record is logged at most this often per peer (the counter counts every one). */
+const HELD_BACK_LOG_INTERVAL_MS = 60_000;
+/** When each peer's held-back records were last logged, per engine (its metrics object). */
+const heldBackLoggedAt = new WeakMap<Metrics, Map<string, number>>();
 
 /**
  * Applies `batch` to the store.
@@ -43,6 +53,8 @@ export interface BatchApplyContext {
  */
 export async function applyBatch(batch: DecodedBatch, ctx: BatchApplyContext): Promise<BatchStats> {
   if (batch.quarantined.length > 0) await quarantine(batch.quarantined, ctx);
+  if (batch.heldBack !== undefined && batch.heldBack.length > 0)
+    await holdBack(batch.heldBack, ctx);
   let applied = 0;
   let deleted = 0;
   let deduped = batch.coalesced;
@@ -130,4 +142,32 @@ async function quarantine(
     );
   }
   await ctx.store.quarantine?.(ctx.peerId, entries);
+}
+
+/**
+ * Records dated too far ahead: dead-lettered (reason `clock_skew`), counted, logged once per peer
+ * per minute, and handed to `onHeldBack` so a repair applies them once within the bound.
+ */
+async function holdBack(records: readonly HeldBackRecord[], ctx: BatchApplyContext): Promise<void> {
+  ctx.metrics.clockSkewRejectedTotal.inc({ peer_id: ctx.peerId }, records.length);
+  const now = ctx.now?.() ?? Date.now();
+  let byPeer = heldBackLoggedAt.get(ctx.metrics);
+  if (byPeer === undefined) heldBackLoggedAt.set(ctx.metrics, (byPeer = new Map<string, number>()));
+  const logged = byPeer.get(ctx.peerId);
+  if (logged === undefined || now - logged >= HELD_BACK_LOG_INTERVAL_MS || now < logged) {
+    byPeer.set(ctx.peerId, now);
+    const first = records[0]!;
+    ctx.log.warn(
+      {
+        stream_id: first.id,
+        key: first.key,
+        updated_at: first.updatedAt,
+        ahead_ms: first.updatedAt - now,
+        held_back: records.length,
+      },
+      'record dated beyond store.max_clock_skew held back; a repair applies it once in range',
+    );
+  }
+  await ctx.store.quarantine?.(ctx.peerId, records);
+  ctx.onHeldBack?.(records);
 }

@@ -5,6 +5,7 @@
 import { eventToRecord, parseCdcEntry, type ParseOptions } from '../codec/cdc.js';
 import { CorruptEntryError, type CorruptReason } from '../errors.js';
 import { compareVersions, type StoredRecord } from '../model/record.js';
+import { deadLetterFields } from '../store/dead-letter.js';
 
 /** One stream entry as XREAD / XRANGE return it. */
 export interface RawEntry {
@@ -13,12 +14,20 @@ export interface RawEntry {
   readonly fields: readonly Buffer[];
 }
 
-/** An entry that failed to parse, decompress or verify. */
+/** An entry that failed to parse, decompress or verify, or a record held back. */
 export interface QuarantinedEntry {
   readonly id: string;
+  /** What the dead-letter stream keeps of its fields: {@link deadLetterFields}. */
   readonly fields: readonly Buffer[];
-  readonly reason: CorruptReason;
+  readonly reason: CorruptReason | 'clock_skew';
   readonly message: string;
+}
+
+/** A record dated more than `maxClockSkewMs` ahead of the local clock: held back, not applied. */
+export interface HeldBackRecord extends QuarantinedEntry {
+  readonly reason: 'clock_skew';
+  readonly key: string;
+  readonly updatedAt: number;
 }
 
 /** A decoded batch, ready to apply. */
@@ -26,6 +35,8 @@ export interface DecodedBatch {
   /** One record per key: the LWW maximum of the batch's events for it. */
   readonly records: StoredRecord[];
   readonly quarantined: QuarantinedEntry[];
+  /** Records dated too far ahead of the local clock: quarantined too, and repaired once in range. */
+  readonly heldBack?: readonly HeldBackRecord[];
   /** Entries read (all kinds). */
   readonly read: number;
   /** Events skipped because they originated here. */
@@ -36,15 +47,28 @@ export interface DecodedBatch {
   readonly lastId: string;
 }
 
-/** Decodes entries read from `peerId`'s stream, parsed with `options`; never throws for a bad entry. */
+/** The clock bound of {@link decodeBatch}: records dated after `now + maxClockSkewMs` wait. */
+export interface ClockBound {
+  readonly now: number;
+  readonly maxClockSkewMs: number;
+}
+
+/**
+ * Decodes entries read from `peerId`'s stream, parsed with `options`; never throws for a bad entry.
+ * With `clock`, a record dated more than `clock.maxClockSkewMs` after `clock.now` is held back
+ * (before coalescing, so it never hides an honest event for its key).
+ */
 export function decodeBatch(
   entries: readonly RawEntry[],
   peerId: string,
   localNodeId: string,
   options: Required<ParseOptions>,
+  clock?: ClockBound,
 ): DecodedBatch {
   const byKey = new Map<string, StoredRecord>();
   const quarantined: QuarantinedEntry[] = [];
+  const heldBack: HeldBackRecord[] = [];
+  const latest = clock === undefined ? Infinity : clock.now + clock.maxClockSkewMs;
   let ownOrigin = 0;
   let coalesced = 0;
   for (const entry of entries) {
@@ -55,7 +79,7 @@ export function decodeBatch(
       if (!(err instanceof CorruptEntryError)) throw err;
       quarantined.push({
         id: entry.id,
-        fields: entry.fields,
+        fields: deadLetterFields(entry.fields),
         reason: err.reason,
         message: err.message,
       });
@@ -63,6 +87,17 @@ export function decodeBatch(
     }
     if (record.origin === localNodeId) {
       ownOrigin += 1;
+      continue;
+    }
+    if (record.updatedAt > latest) {
+      heldBack.push({
+        id: entry.id,
+        fields: deadLetterFields(entry.fields),
+        reason: 'clock_skew',
+        message: `dated ${record.updatedAt - clock!.now} ms ahead of the local clock`,
+        key: record.key,
+        updatedAt: record.updatedAt,
+      });
       continue;
     }
     const current = byKey.get(record.key);
@@ -76,6 +111,7 @@ export function decodeBatch(
   return {
     records: [...byKey.values()],
     quarantined,
+    heldBack,
     read: entries.length,
     ownOrigin,
     coalesced,

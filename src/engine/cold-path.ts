@@ -56,6 +56,11 @@ export interface ColdPathContext {
   readonly settings: () => ResolvedColdPath;
   /** Bound on a fetched record's decompressed content (`store.max_item_bytes`). */
   readonly maxItemBytes: number;
+  /**
+   * Versions dated further ahead of the local clock are held back, and a peer whose clock is
+   * further off is warned about (`store.max_clock_skew`). @default 5 minutes
+   */
+  readonly maxClockSkewMs?: number;
   readonly store: LocalStore;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -72,7 +77,16 @@ interface PeerSchedule {
   last: RepairSummary | null;
   /** Where the next budgeted cycle resumes in key order, so no winner is starved. */
   resumeAfter: string | undefined;
+  /** When a held-back record of the peer comes within the clock bound: a repair is requested then. */
+  heldBackDueAt: number | undefined;
+  /** When the peer's clock offset, and its held-back records, were last warned about. */
+  offsetWarnedAt: number;
+  heldBackWarnedAt: number;
 }
+
+/** A peer clock off by more than the bound is warned about at most this often. */
+const OFFSET_WARN_INTERVAL_MS = 60_000;
+const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 /** Runs repair cycles with every peer on a schedule, and on request. */
 export class ColdPath {
@@ -113,6 +127,16 @@ export class ColdPath {
     // A gap must never go unrepaired, even if nobody started the loop (scheduled cycles off).
     if (this.#loop === undefined && !this.#abort.signal.aborted) this.start();
     this.#wake?.();
+  }
+
+  /**
+   * Asks for a repair of `peerId` at `atMs` (a record held back for its clock comes within the
+   * bound then); the earliest of several requests counts. Runs even with scheduled cycles off.
+   */
+  requestAt(peerId: string, atMs: number): void {
+    const entry = this.#entry(peerId);
+    entry.heldBackDueAt = Math.min(entry.heldBackDueAt ?? Infinity, atMs);
+    if (this.#loop === undefined && !this.#abort.signal.aborted) this.start();
   }
 
   /** The last repair with `peerId`, for health. */
@@ -156,6 +180,9 @@ export class ColdPath {
         failures: undefined,
         last: null,
         resumeAfter: undefined,
+        heldBackDueAt: undefined,
+        offsetWarnedAt: 0,
+        heldBackWarnedAt: 0,
       };
       this.#schedule.set(peerId, entry);
     }
@@ -206,6 +233,10 @@ export class ColdPath {
         if (signal.aborted) break;
         const entry = this.#entry(config.nodeId);
         const now = Date.now();
+        if (entry.heldBackDueAt !== undefined && entry.heldBackDueAt <= now) {
+          entry.heldBackDueAt = undefined;
+          entry.requested ??= 'held-back record in range';
+        }
         // A request runs at once unless the peer is backed off; then it waits for the backoff.
         const backedOff = entry.failures !== undefined && entry.nextDueAt > now;
         const requested = entry.requested !== undefined && !backedOff;
@@ -219,6 +250,7 @@ export class ColdPath {
         if (entry !== undefined && (settings.enabled || entry.requested !== undefined)) {
           nextWake = Math.min(nextWake, entry.nextDueAt);
         }
+        if (entry?.heldBackDueAt !== undefined) nextWake = Math.min(nextWake, entry.heldBackDueAt);
       }
       // Wake at least every second, so settings changed by a hot reload apply promptly.
       const delay = Math.min(1000, Math.max(50, nextWake - Date.now()));
@@ -263,6 +295,49 @@ export class ColdPath {
     }
   }
 
+  get #maxClockSkewMs(): number {
+    return this.#ctx.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+  }
+
+  /**
+   * What a repair refused of the peer (bodies, leaves, clocks) and the peer's clock offset: counted,
+   * logged, and a held-back record's repair requested for when it comes within the bound.
+   */
+  #countTrust(peerId: string, entry: PeerSchedule, report: RepairReport): void {
+    const m = this.#ctx.metrics;
+    const log = this.#ctx.logger;
+    const labels = { peer_id: peerId };
+    for (const [reason, count] of Object.entries(report.rejected)) {
+      m.repairRejectedTotal.inc({ peer_id: peerId, reason }, count);
+      log.warn({ peer_id: peerId, reason, count }, "repair refused records of the peer's tree");
+    }
+    const now = Date.now();
+    if (report.heldBack > 0) {
+      m.clockSkewRejectedTotal.inc(labels, report.heldBack);
+      if (now - entry.heldBackWarnedAt >= OFFSET_WARN_INTERVAL_MS) {
+        entry.heldBackWarnedAt = now;
+        log.warn(
+          { peer_id: peerId, held_back: report.heldBack, due_at_ms: report.heldBackDueAt },
+          'repair held back records dated beyond store.max_clock_skew; applied once in range',
+        );
+      }
+      if (report.heldBackDueAt !== undefined) this.requestAt(peerId, report.heldBackDueAt);
+    }
+    if (report.clockOffsetMs === undefined) return;
+    m.peerClockOffsetSeconds.set(labels, report.clockOffsetMs / 1000);
+    if (
+      Math.abs(report.clockOffsetMs) > this.#maxClockSkewMs &&
+      now - entry.offsetWarnedAt >= OFFSET_WARN_INTERVAL_MS
+    ) {
+      entry.offsetWarnedAt = now;
+      m.sloViolationsTotal.inc({ peer_id: peerId, slo_type: 'clock_offset' });
+      log.warn(
+        { peer_id: peerId, offset_ms: report.clockOffsetMs, max_ms: this.#maxClockSkewMs },
+        "the peer's clock is off by more than store.max_clock_skew",
+      );
+    }
+  }
+
   /** One repair, with its outcome recorded: metrics, health, backoff, the cycle's log line. */
   async #accounted(
     peerId: string,
@@ -289,6 +364,7 @@ export class ColdPath {
           dryRun,
           budget: Math.max(0, maxItems ?? ctx.settings().maxItemsPerCycle),
           resumeAfter: entry.resumeAfter,
+          maxClockSkewMs: this.#maxClockSkewMs,
         },
       );
     } catch (error) {
@@ -329,6 +405,7 @@ export class ColdPath {
     m.repairItemsTotal.inc(labels, report.divergentKeys);
     m.repairItemsFetchedTotal.inc(labels, report.fetched);
     m.repairItemsSubmittedTotal.inc(labels, report.applied);
+    this.#countTrust(peerId, entry, report);
     if (!report.inSync) {
       m.merkleDivergenceTotal.inc(labels);
       m.merkleDivergencesTotal.inc(labels, report.divergentBranches);

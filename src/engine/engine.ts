@@ -159,6 +159,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         localNodeId: this.nodeId,
         settings: () => this.#config.replication.coldPath,
         maxItemBytes: this.#config.store.maxItemBytes,
+        maxClockSkewMs: this.#config.store.maxClockSkewMs,
         store: this.#store,
         metrics: this.metrics,
         logger: this.logger,
@@ -399,8 +400,14 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
       hotPath: () => this.#config.replication.hotPath,
       slo: () => this.#config.replication.slo,
       maxItemBytes: this.#config.store.maxItemBytes,
+      maxClockSkewMs: this.#config.store.maxClockSkewMs,
       store: this.#store,
       cursors,
+      // Held back for its clock: repaired from the peer once within the bound, so never lost.
+      onHeldBack: (peerId, records) => {
+        const due = Math.min(...records.map((r) => r.updatedAt));
+        this.#cold?.requestAt(peerId, due - this.#config.store.maxClockSkewMs);
+      },
       metrics: this.metrics,
       logger: log,
       onGap: (peerId, verdict) => {

@@ -5,10 +5,11 @@
  * pipeline per chunk) and apply them. Absence is never deletion: a key the peer lacks is left
  * alone, and a peer tombstone deletes only by winning. {@link ColdPath} schedules and accounts.
  */
-import { compareVersions, type RecordVersion } from '../model/record.js';
-import type { LocalStore, MerkleNode } from '../store/local-store.js';
+import { MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
+import { compareVersions, type RecordVersion, type StoredRecord } from '../model/record.js';
+import type { DeadLetter, LocalStore, MerkleNode } from '../store/local-store.js';
 import { DEPTH, isBucketPath } from '../store/merkle-hash.js';
-import { MerkleReader } from '../store/merkle-reader.js';
+import { MerkleReader, type RejectedRecord } from '../store/merkle-reader.js';
 import { AS_STRINGS, asString, type CommandSender } from '../store/redis-io.js';
 import type { PeerLink } from './peer-link.js';
 
@@ -22,6 +23,16 @@ const PARALLEL = 4;
  * refresh tells.
  */
 const MAX_PEER_DIRTY = 4096;
+/**
+ * Bytes of record values one fetch holds at once (plus one value of up to `max_item_bytes`): what
+ * a repair's fetch adds to the engine's memory, whatever the peer stores.
+ */
+export const FETCH_BUDGET_BYTES = 16 * 1024 * 1024;
+/** A stored value may pass `max_item_bytes` by its header line and a frame's overhead. */
+const VALUE_OVERHEAD_BYTES = 128 * 1024;
+
+/** Why a repair refused something the peer served (`replication_repair_rejected_total`). */
+export type RepairRejection = RejectedRecord['reason'] | 'bad_leaf';
 
 /** One key a repair changes (or, dry, would change). */
 export interface RepairChange {
@@ -52,6 +63,14 @@ export interface RepairReport {
   /** Round trips to the peer. */
   readonly peerRoundTrips: number;
   readonly durationMs: number;
+  /** What the peer served that was refused (quarantined in `dlq:<peer>`), by reason. */
+  readonly rejected: Readonly<Partial<Record<RepairRejection, number>>>;
+  /** Winning versions dated more than the max clock skew ahead: not fetched, not applied. */
+  readonly heldBack: number;
+  /** When the earliest of them comes within the bound (ms epoch); undefined when none. */
+  readonly heldBackDueAt: number | undefined;
+  /** The peer's Redis TIME minus this node's clock, ms; undefined when TIME was refused. */
+  readonly clockOffsetMs: number | undefined;
 }
 
 /** The peer a repair reads from. */
@@ -70,6 +89,10 @@ export interface RepairPlan {
   readonly budget: number;
   /** Where, in key order, the budget starts (after the previous cycle's last change). */
   readonly resumeAfter: string | undefined;
+  /** Versions dated further ahead of `now()` are held back (`store.max_clock_skew`). */
+  readonly maxClockSkewMs?: number;
+  /** This node's clock, ms epoch. @default Date.now */
+  readonly now?: () => number;
 }
 
 /**
@@ -98,20 +121,56 @@ export async function runRepair(
       return fn(new MerkleReader(sender, redisPrefix, maxItemBytes), sender);
     });
   };
+  const now = plan.now ?? Date.now;
+  const latest = now() + (plan.maxClockSkewMs ?? Infinity);
+  const rejected: Partial<Record<RepairRejection, number>> = {};
+  const letters: DeadLetter[] = [];
+  const reject = (reason: RepairRejection, key: string, detail: string): void => {
+    rejected[reason] = (rejected[reason] ?? 0) + 1;
+    letters.push(repairLetter(reason, key, detail));
+  };
+  let heldBack = 0;
+  let heldBackDueAt: number | undefined;
+  const holdBack = (version: RecordVersion): void => {
+    heldBack += 1;
+    const due = version.updatedAt - (plan.maxClockSkewMs ?? 0);
+    heldBackDueAt = heldBackDueAt === undefined ? due : Math.min(heldBackDueAt, due);
+  };
+  let clockOffsetMs: number | undefined;
   const report = (
-    fields: Omit<RepairReport, 'durationMs' | 'peerRoundTrips' | 'peerId' | 'dryRun'>,
+    fields: Omit<
+      RepairReport,
+      | 'durationMs'
+      | 'peerRoundTrips'
+      | 'peerId'
+      | 'dryRun'
+      | 'rejected'
+      | 'heldBack'
+      | 'heldBackDueAt'
+      | 'clockOffsetMs'
+    >,
   ): RepairReport => ({
     peerId,
     dryRun,
     ...fields,
+    rejected,
+    heldBack,
+    heldBackDueAt,
+    clockOffsetMs,
     peerRoundTrips: roundTrips,
     durationMs: Math.round((performance.now() - started) * 10) / 10,
   });
+  const finish = async (fields: Parameters<typeof report>[0]): Promise<RepairReport> => {
+    if (!dryRun && letters.length > 0) await store.quarantine?.(peerId, letters);
+    return report(fields);
+  };
 
-  const [localRoot, [peerRoot, peerDirty]] = await Promise.all([
+  const sentAt = now();
+  const [localRoot, [peerRoot, peerDirty, peerTime]] = await Promise.all([
     store.merkleRoot(),
     onPeer('merkle_root', readRootAndDirty),
   ]);
+  if (peerTime !== undefined) clockOffsetMs = Math.round(peerTime - (sentAt + now()) / 2);
   const rootsEqual = localRoot === peerRoot;
   if (rootsEqual && peerDirty.length === 0) {
     return report({
@@ -160,9 +219,16 @@ export async function runRepair(
       for (const version of theirs[j] ?? []) {
         const here = mine.get(version.key);
         mine.delete(version.key);
+        if (version.updatedAt > MAX_UPDATED_AT || version.version > MAX_VERSION) {
+          // No room for a later write: never taken (docs/PROTOCOL.md §1).
+          reject('bad_leaf', version.key, 'clock or version beyond its bound');
+          continue;
+        }
         const order = here === undefined ? 1 : compareVersions(version, here);
         if (order !== 0) divergentKeys += 1;
-        if (order > 0) {
+        if (order > 0 && version.updatedAt > latest) {
+          holdBack(version);
+        } else if (order > 0) {
           winners.push({
             key: version.key,
             local: here ?? null,
@@ -180,7 +246,7 @@ export async function runRepair(
   // Roots may differ with no key differing while the peer's owner has not re-hashed: keys decide.
   const inSync = divergentKeys === 0;
   if (dryRun || changes.length === 0) {
-    return report({
+    return finish({
       inSync,
       divergentBranches,
       divergentKeys,
@@ -193,17 +259,25 @@ export async function runRepair(
 
   let fetched = 0;
   let applied = 0;
-  await inChunks(
-    changes.map((c) => c.key),
-    async (keys) => {
-      const records = await onPeer('fetch', (r) => r.getRecords(keys));
-      fetched += records.length;
-      if (records.length === 0) return;
-      const results = await store.apply(records);
-      applied += results.filter((r) => r.outcome === 'applied').length;
-    },
-  );
-  return report({
+  // One chunk at a time: at most FETCH_BUDGET_BYTES (+ one value) of bodies in memory.
+  for (let i = 0; i < changes.length; i += CHUNK) {
+    const keys = changes.slice(i, i + CHUNK).map((c) => c.key);
+    const { records, rejected: refused } = await onPeer('fetch', (r) =>
+      r.fetchVerified(keys, maxItemBytes + VALUE_OVERHEAD_BYTES, FETCH_BUDGET_BYTES),
+    );
+    for (const r of refused) reject(r.reason, r.key, `${r.bytes} bytes`);
+    fetched += records.length;
+    const take: StoredRecord[] = [];
+    for (const record of records) {
+      // The body's own clock counts, whatever its leaf said.
+      if (record.updatedAt > latest) holdBack(record);
+      else take.push(record);
+    }
+    if (take.length === 0) continue;
+    const results = await store.apply(take);
+    applied += results.filter((r) => r.outcome === 'applied').length;
+  }
+  return finish({
     inSync,
     divergentBranches,
     divergentKeys,
@@ -223,26 +297,50 @@ export async function runRepair(
 async function readRootAndDirty(
   reader: MerkleReader,
   client: CommandSender,
-): Promise<[string, string[]]> {
+): Promise<[string, string[], number | undefined]> {
   const sample = (key: string): Promise<unknown[]> =>
     client.sendCommand<unknown[]>(
       ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
       AS_STRINGS,
     );
-  const [dirty, claimed, root] = await Promise.all([
+  const [dirty, claimed, root, time] = await Promise.all([
     sample(reader.keys.dirty),
     sample(reader.keys.claimed),
     reader.root(),
+    peerTimeMs(client),
   ]);
   const values = [...markValues(dirty), ...markValues(claimed)];
-  if (values.length > MAX_PEER_DIRTY) return [root, []];
+  if (values.length > MAX_PEER_DIRTY) return [root, [], time];
   const buckets = new Set<string>();
   // Each mark starts with the key's bucket id (docs/PROTOCOL.md §Merkle).
   for (const value of values) {
     const bucket = asString(value)?.slice(0, DEPTH);
     if (bucket !== undefined && isBucketPath(bucket)) buckets.add(bucket);
   }
-  return [root, [...buckets]];
+  return [root, [...buckets], time];
+}
+
+/** The peer's Redis `TIME` in ms; undefined when refused (an ACL without `+time`) or malformed. */
+async function peerTimeMs(client: CommandSender): Promise<number | undefined> {
+  try {
+    const reply = await client.sendCommand<unknown[]>(['TIME'], AS_STRINGS);
+    const seconds = Number(asString(reply[0]));
+    const micros = Number(asString(reply[1]));
+    if (!Number.isSafeInteger(seconds) || !Number.isSafeInteger(micros)) return undefined;
+    return seconds * 1000 + micros / 1000;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The dead letter of something a repair refused: no stream id, the record's key and why. */
+function repairLetter(reason: string, key: string, detail: string): DeadLetter {
+  return {
+    id: 'repair',
+    reason,
+    message: detail,
+    fields: [Buffer.from('key'), Buffer.from(key, 'utf8')],
+  };
 }
 
 /** The values of an `HRANDFIELD … WITHVALUES` reply: RESP3 `[[k, v], …]` or RESP2 `[k, v, …]`. */

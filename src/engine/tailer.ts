@@ -16,7 +16,7 @@ import { AimdBatchSizer } from './aimd.js';
 import { ApplyPipeline } from './apply-pipeline.js';
 import { Backoff, sleep } from './backoff.js';
 import { applyBatch, countCommitted, type BatchStats } from './batch-apply.js';
-import { decodeBatch, type RawEntry } from './batch.js';
+import { decodeBatch, type HeldBackRecord, type RawEntry } from './batch.js';
 import type { CursorStore } from './cursor-store.js';
 import { describeError } from './peer-link.js';
 import type { PeerStream } from './peer-stream.js';
@@ -46,6 +46,8 @@ export interface TailerContext {
   readonly hotPath: () => ResolvedHotPath;
   readonly slo: () => ResolvedSlo;
   readonly maxItemBytes: number;
+  /** Records dated further ahead of the clock are held back (`store.max_clock_skew`). */
+  readonly maxClockSkewMs?: number;
   readonly store: LocalStore;
   readonly cursors: CursorStore;
   readonly metrics: Metrics;
@@ -57,6 +59,8 @@ export interface TailerContext {
     peerId: string,
     conflicts: readonly { record: StoredRecord; result: ApplyResult }[],
   ) => void;
+  /** Records held back for their clock: the engine has them repaired once in range. */
+  readonly onHeldBack?: (peerId: string, records: readonly HeldBackRecord[]) => void;
   /** @default the real clock */
   readonly clock?: TailerClock;
 }
@@ -180,6 +184,7 @@ export class Tailer {
           onBackpressure: (waiting) => (this.#backpressured = waiting),
           onConflicts: (conflicts) => ctx.onConflicts(peerId, conflicts),
           now: () => this.#clock.now(),
+          onHeldBack: (records) => ctx.onHeldBack?.(peerId, records),
         }),
       commit: (cursor) => this.#commitCursor(cursor),
       onCommitted: (batch, stats, flushMs) => {
@@ -377,10 +382,14 @@ export class Tailer {
 
   #decode(entries: readonly RawEntry[]): ReturnType<typeof decodeBatch> {
     const started = performance.now();
-    const batch = decodeBatch(entries, this.#peerId, this.#ctx.localNodeId, {
-      maxItemBytes: this.#ctx.maxItemBytes,
-      lazyContent: this.#ctx.store.keepsFrames === true,
-    });
+    const skew = this.#ctx.maxClockSkewMs;
+    const batch = decodeBatch(
+      entries,
+      this.#peerId,
+      this.#ctx.localNodeId,
+      { maxItemBytes: this.#ctx.maxItemBytes, lazyContent: this.#ctx.store.keepsFrames === true },
+      skew === undefined ? undefined : { now: this.#clock.now(), maxClockSkewMs: skew },
+    );
     this.#ctx.metrics.eventProcessingDurationSeconds.observe(
       { peer_id: this.#peerId },
       (performance.now() - started) / 1000,

@@ -2,6 +2,7 @@
  * Validation and normalisation of what applications and the engine hand to the store, so bad input
  * fails early with a clear {@link StoreError} instead of reaching a Lua script.
  */
+import { isBoundedInt, MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
 import { hasLoneSurrogate } from '../codec/cdc.js';
 import { StoreError } from '../errors.js';
 import type { ContentType, StoredRecord } from '../model/record.js';
@@ -129,11 +130,11 @@ export function checkRecord(record: StoredRecord, index: number): void {
   if (record === null || typeof record !== 'object')
     throw new StoreError(`record ${index} is not a record`);
   checkKey(record.key);
-  if (!Number.isSafeInteger(record.updatedAt) || record.updatedAt < 0) {
-    throw recordError(index, record.key, 'updatedAt must be a non-negative integer');
+  if (!isBoundedInt(record.updatedAt, MAX_UPDATED_AT)) {
+    throw recordError(index, record.key, `updatedAt must be an integer in [0, ${MAX_UPDATED_AT}]`);
   }
-  if (!Number.isSafeInteger(record.version) || record.version < 0) {
-    throw recordError(index, record.key, 'version must be a non-negative integer');
+  if (!isBoundedInt(record.version, MAX_VERSION)) {
+    throw recordError(index, record.key, `version must be an integer in [0, ${MAX_VERSION}]`);
   }
   if (typeof record.origin !== 'string')
     throw recordError(index, record.key, 'origin must be a string');

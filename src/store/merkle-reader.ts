@@ -17,8 +17,16 @@ import {
   ZERO_HASH,
 } from './merkle-hash.js';
 import { storeKeys, type StoreKeys } from './keys.js';
-import { parseRecordValue } from './record-value.js';
+import { parseRecordValue, verifyRecordValue } from './record-value.js';
 import { AS_BUFFERS, AS_STRINGS, asString, type CommandSender } from './redis-io.js';
+
+/** A peer record a repair refused, and why. */
+export interface RejectedRecord {
+  readonly key: string;
+  /** Size of its stored value, as the peer reported it. */
+  readonly bytes: number;
+  readonly reason: 'hash_mismatch' | 'bad_record' | 'too_large';
+}
 
 /** Reads the Merkle tree and records of the store under `prefix` through `client`. */
 export class MerkleReader {
@@ -126,6 +134,62 @@ export class MerkleReader {
   async getRecords(keys: readonly string[]): Promise<StoredRecord[]> {
     const records = await this.readRecords(keys);
     return records.filter((r): r is StoredRecord => r !== undefined);
+  }
+
+  /**
+   * The records of `keys` as a peer's repair must take them: never more than `budgetBytes` of
+   * values held at once (plus one value), each value no larger than `maxValueBytes`, and every
+   * body verified. Two round trips per group: `STRLEN` of every key, then `GETRANGE 0 <size − 1>`
+   * of those that fit, so a value that grew in between arrives cut short (and fails its hash),
+   * never larger than measured. A key that is absent is left out; one that is not a record, too
+   * large, or whose content does not hash to its header's hash is `rejected` with why.
+   */
+  async fetchVerified(
+    keys: readonly string[],
+    maxValueBytes: number,
+    budgetBytes: number,
+  ): Promise<{ records: StoredRecord[]; rejected: RejectedRecord[] }> {
+    const records: StoredRecord[] = [];
+    const rejected: RejectedRecord[] = [];
+    if (keys.length === 0) return { records, rejected };
+    const sizes = await Promise.all(
+      keys.map((key) => this.client.sendCommand<unknown>(['STRLEN', this.keys.item(key)])),
+    );
+    let group: { key: string; size: number }[] = [];
+    let groupBytes = 0;
+    const flush = async (): Promise<void> => {
+      const taken = group;
+      group = [];
+      groupBytes = 0;
+      const values = await Promise.all(
+        taken.map(({ key, size }) =>
+          this.client.sendCommand<unknown>(
+            ['GETRANGE', this.keys.item(key), '0', String(size - 1)],
+            AS_BUFFERS,
+          ),
+        ),
+      );
+      values.forEach((value, i) => {
+        const { key, size } = taken[i]!;
+        const verdict = verifyRecordValue(key, value, this.maxItemBytes);
+        if ('record' in verdict) records.push(verdict.record);
+        else rejected.push({ key, bytes: size, reason: verdict.reason });
+      });
+    };
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const size = Number(sizes[i]);
+      if (!(size > 0)) continue; // absent (0): absence is never deletion
+      if (size > maxValueBytes) {
+        rejected.push({ key, bytes: size, reason: 'too_large' });
+        continue;
+      }
+      if (group.length > 0 && groupBytes + size > budgetBytes) await flush();
+      group.push({ key, size });
+      groupBytes += size;
+    }
+    if (group.length > 0) await flush();
+    return { records, rejected };
   }
 
   /** The records of `keys` aligned with `keys` (undefined where absent), in one pipeline. */

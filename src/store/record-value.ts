@@ -3,6 +3,8 @@
  * content bytes, or the content's zstd frame when it came compressed. Both ways; the Lua write
  * script builds the same header.
  */
+import { isBoundedInt, MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
+import { sha256Hex } from '../codec/cdc.js';
 import { decompressBounded, DEFAULT_MAX_ITEM_BYTES } from '../codec/zstd.js';
 import { CorruptEntryError } from '../errors.js';
 import type { ContentType, StoredRecord } from '../model/record.js';
@@ -84,10 +86,6 @@ export function encodeRecordArena(
   return { arena: arena.subarray(0, at), ends };
 }
 
-function isSafeNonNegative(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-}
-
 /**
  * The record stored as `value` (a GET reply) under `key`; undefined when there is none, or when
  * the value is not a record (which only a foreign writer could cause: a header that is not one,
@@ -109,7 +107,9 @@ export function parseRecordValue(
   }
   if (typeof header !== 'object' || header === null) return undefined;
   const { ts, v, d, h, o, t, z, tp } = header as Record<string, unknown>;
-  if (!isSafeNonNegative(ts) || !isSafeNonNegative(v) || typeof o !== 'string') return undefined;
+  // Clocks beyond the bounds leave no room for a later write (docs/PROTOCOL.md §1): no record.
+  if (!isBoundedInt(ts, MAX_UPDATED_AT) || !isBoundedInt(v, MAX_VERSION) || typeof o !== 'string')
+    return undefined;
   const deleted = d === 1;
   const contentType: ContentType = t === 'json' ? 'json' : 'binary';
   const body = deleted ? Buffer.alloc(0) : value.subarray(end + 1);
@@ -137,4 +137,22 @@ export function parseRecordValue(
     ...(typeof tp === 'string' && tp !== '' ? { traceParent: tp } : {}),
     ...(compressed ? { frame: body } : {}),
   };
+}
+
+/**
+ * A value read from a peer, judged: its record when it is one whose content hashes to the hash
+ * its header names (a frame decompressed bounded by `maxItemBytes`), else why not. Absent values
+ * are `bad_record` too: the caller asked for a key it had measured.
+ */
+export function verifyRecordValue(
+  key: string,
+  value: unknown,
+  maxItemBytes: number,
+): { record: StoredRecord } | { reason: 'hash_mismatch' | 'bad_record' } {
+  const record = parseRecordValue(key, value, maxItemBytes);
+  if (record === undefined) return { reason: 'bad_record' };
+  if (record.deleted) return { record };
+  if (!/^[0-9a-f]{64}$/.test(record.contentHash)) return { reason: 'bad_record' };
+  if (sha256Hex(record.content) !== record.contentHash) return { reason: 'hash_mismatch' };
+  return { record };
 }

@@ -7,6 +7,7 @@ import { StoreError } from '../errors.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
 import { hasLoneSurrogate } from '../codec/cdc.js';
+import { MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
 import { encodeData } from '../codec/zstd.js';
 import { applyRecords, type ApplyOptions } from './apply-batch.js';
 import {
@@ -17,6 +18,7 @@ import {
   sha256Hex,
   type PutContent,
 } from './input.js';
+import { DEAD_LETTER_ERROR_CHARS, DEAD_LETTER_MAXLEN, deadLetterFields } from './dead-letter.js';
 import { storeKeys, type StoreKeys } from './keys.js';
 import type { ApplyResult, DeadLetter, LocalStore, MerkleNode } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
@@ -50,8 +52,7 @@ export const DEFAULT_STORE: ResolvedStore = Object.freeze({
 /** Maximum length of the conflict log stream (approximate trimming). */
 export const CONFLICT_LOG_MAXLEN = 10_000;
 
-/** Bound on each peer's dead-letter stream. */
-export const DEAD_LETTER_MAXLEN = 10_000;
+export { DEAD_LETTER_MAXLEN } from './dead-letter.js';
 
 /** Options of a {@link SyncStore} over an existing client. */
 export interface SyncStoreOptions {
@@ -199,8 +200,10 @@ export class SyncStore implements LocalStore {
   }
 
   /**
-   * Keeps corrupt entries from a peer in the capped stream `dlq:<peer>` (MAXLEN ~ 10,000): fields
-   * `_peer`, `_id` (its id in the peer's stream), `_reason`, `_error`, then its own fields as read.
+   * Keeps corrupt entries from a peer in the stream `dlq:<peer>`, capped in entries and bytes
+   * ({@link DEAD_LETTER_MAXLEN} entries of at most {@link DEAD_LETTER_ENTRY_BYTES}, exact trim):
+   * fields `_peer`, `_id` (its id in the peer's stream), `_reason`, `_error`, then what
+   * {@link deadLetterFields} keeps of its fields (small ones whole, larger ones by their size).
    */
   async quarantine(peerId: string, entries: readonly DeadLetter[]): Promise<void> {
     const key = this.keys.deadLetters(peerId);
@@ -210,18 +213,18 @@ export class SyncStore implements LocalStore {
           'XADD',
           key,
           'MAXLEN',
-          '~',
+          '=',
           String(DEAD_LETTER_MAXLEN),
           '*',
           '_peer',
           peerId,
           '_id',
-          entry.id,
+          entry.id.slice(0, 64),
           '_reason',
-          entry.reason,
+          entry.reason.slice(0, 64),
           '_error',
-          entry.message,
-          ...entry.fields,
+          entry.message.slice(0, DEAD_LETTER_ERROR_CHARS),
+          ...deadLetterFields(entry.fields),
         ]),
       ),
     );
@@ -268,7 +271,9 @@ export class SyncStore implements LocalStore {
    * Writes a document: one atomic script call stamps the hybrid clock, stores the record and its
    * Merkle leaf and appends the CDC `PUT` entry.
    *
-   * @throws {StoreError} on invalid input or a Redis failure (then nothing was written).
+   * @throws {StoreError} on invalid input, a Redis failure, or a clock it refuses to build on (the
+   *   stored record is dated more than `store.maxClockSkewMs` ahead of this node's clock, or its
+   *   clock or version is at its bound: docs/PROTOCOL.md §1); then nothing was written.
    */
   async put(key: string, content: PutContent, options: PutOptions = {}): Promise<WriteResult> {
     checkKey(key);
@@ -287,7 +292,7 @@ export class SyncStore implements LocalStore {
    * Deleting an absent key also writes a tombstone (version 1), so the delete replicates and beats
    * older writes of the key elsewhere.
    *
-   * @throws {StoreError} on invalid input or a Redis failure (then nothing was written).
+   * @throws {StoreError} as {@link put} does; then nothing was written.
    */
   async delete(key: string, options: Pick<PutOptions, 'traceParent'> = {}): Promise<WriteResult> {
     checkKey(key);
@@ -308,31 +313,38 @@ export class SyncStore implements LocalStore {
     const { data, compressed } = deleted
       ? { data: content, compressed: false }
       : encodeData(content);
-    const [ts, v, streamId] = await SCRIPTS.write.run<[string, string, string]>(
-      this.client,
-      [
-        this.keys.item(key),
-        this.keys.bucket(bucket),
-        this.keys.dirty,
-        this.keys.tombstones,
-        this.keys.cdc,
-      ],
-      [
-        key,
-        bucket,
-        String(now),
-        this.nodeId,
-        JSON.stringify(this.nodeId),
-        deleted ? '1' : '0',
-        compressed ? '1' : '0',
-        contentHash,
-        contentType,
-        traceParent ?? '',
-        traceParent === undefined ? '' : JSON.stringify(traceParent),
-        data,
-        String(this.settings.cdcMaxlen),
-      ],
-    );
+    const [ts, v, streamId] = await SCRIPTS.write
+      .run<[string, string, string]>(
+        this.client,
+        [
+          this.keys.item(key),
+          this.keys.bucket(bucket),
+          this.keys.dirty,
+          this.keys.tombstones,
+          this.keys.cdc,
+        ],
+        [
+          key,
+          bucket,
+          String(now),
+          this.nodeId,
+          JSON.stringify(this.nodeId),
+          deleted ? '1' : '0',
+          compressed ? '1' : '0',
+          contentHash,
+          contentType,
+          traceParent ?? '',
+          traceParent === undefined ? '' : JSON.stringify(traceParent),
+          data,
+          String(this.settings.cdcMaxlen),
+          String(this.settings.maxClockSkewMs),
+          String(MAX_UPDATED_AT),
+          String(MAX_VERSION),
+        ],
+      )
+      .catch((error: unknown) => {
+        throw clockError(key, error) ?? error;
+      });
     const record: StoredRecord = {
       key,
       content,
@@ -494,6 +506,22 @@ export class SyncStore implements LocalStore {
       purged += Number(await SCRIPTS.purge.run(this.client, redisKeys, args));
     }
   }
+}
+
+/**
+ * The write script's refusal of a clock (its error code, the reply's first word, says which), as a
+ * {@link StoreError}; undefined for any other failure.
+ */
+function clockError(key: string, error: unknown): StoreError | undefined {
+  const text = error instanceof Error ? error.message : '';
+  const code = /^(CLOCK_SKEW|CLOCK_OVERFLOW) /.exec(text)?.[1];
+  if (code === undefined) return undefined;
+  return new StoreError(
+    `refusing to write ${JSON.stringify(key)}: ${text.slice(code.length + 1)}`,
+    {
+      cause: error,
+    },
+  );
 }
 
 function usedMemory(info: string): number {

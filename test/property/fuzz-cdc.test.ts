@@ -5,6 +5,7 @@
  * never returns (or inflates) more than `maxItemBytes`; and the record of an event it returns is one
  * the store accepts (a record it refused would fail its whole batch, again at every retry).
  */
+import { MAX_UPDATED_AT, MAX_VERSION } from '../../src/codec/bounds.js';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
@@ -104,9 +105,29 @@ describe('fuzz: CDC parser', () => {
     );
   });
 
+  it('a meta clock or version past its bound is refused as bad_meta, never applied', () => {
+    const base = validVectors[0]!.fields.filter((_, i, f) => f[i - (i % 2)]!.toString() !== 'meta');
+    const past = fc.oneof(
+      fc.integer({ min: MAX_VERSION + 1, max: Number.MAX_SAFE_INTEGER }),
+      fc.constant(Number.MAX_SAFE_INTEGER),
+      fc.double({ min: 2 ** 53, max: 1e300, noNaN: true }),
+    );
+    fc.assert(
+      fc.property(past, fc.boolean(), (value, inVersion) => {
+        const meta = inVersion
+          ? `{"content_type":"json","version":${value},"updated_at":1}`
+          : `{"content_type":"json","version":1,"updated_at":${value}}`;
+        const event = parseChecked([...base, Buffer.from('meta'), Buffer.from(meta)]);
+        assert.ok(event instanceof CorruptEntryError && event.reason === 'bad_meta', meta);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('a valid entry with any well-typed meta gives a record the store accepts', () => {
     const text = fc.oneof(fc.constantFrom('', 'node-a', '00-ab-cd-01'), fc.string());
-    const clock = fc.oneof(fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER));
+    // Up to the bounds, which leave room for a later write (docs/PROTOCOL.md §1).
+    const clock = fc.oneof(fc.nat(), fc.constant(MAX_UPDATED_AT));
     // Keys in the writers' order, so metas without escapes take the parser's canonical path.
     const metaArb = fc.record(
       {

@@ -1,3 +1,4 @@
+import { MAX_UPDATED_AT } from '../../src/codec/bounds.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { eventToRecord, parseCdcEntry } from '../../src/codec/cdc.js';
@@ -91,9 +92,14 @@ describe('CDC vectors from the Rust sync-engine', () => {
     // With a clock in its meta, the entry id does not matter.
     const put = validVectors[0]!;
     assert.equal(eventToRecord(parseCdcEntry(put.fields), far, 'peer-b').updatedAt, 1735776000000);
+    // The largest clock an id may give leaves room for later writes (docs/PROTOCOL.md §1).
     assert.equal(
-      eventToRecord(parseCdcEntry(del.fields), '9007199254740991-0', 'peer-b').updatedAt,
-      Number.MAX_SAFE_INTEGER,
+      eventToRecord(parseCdcEntry(del.fields), `${MAX_UPDATED_AT}-0`, 'peer-b').updatedAt,
+      MAX_UPDATED_AT,
+    );
+    assert.throws(
+      () => eventToRecord(parseCdcEntry(del.fields), '9007199254740991-0', 'peer-b'),
+      (err: unknown) => err instanceof CorruptEntryError && err.reason === 'bad_id',
     );
   });
 

@@ -9,8 +9,11 @@
 -- ARGV: 1 key, 2 bucket id, 3 now (ms), 4 origin, 5 origin as a JSON string, 6 deleted '0'|'1',
 --       7 '1' when the CDC data is a zstd frame of the content, else '0', 8 content hash,
 --       9 content type, 10 traceparent ('' = none), 11 traceparent as a JSON string ('' = none),
---       12 CDC data (also the item's body), 13 CDC MAXLEN
--- Returns: { updatedAt, version, stream id }
+--       12 CDC data (also the item's body), 13 CDC MAXLEN, 14 max clock skew (ms), 15 largest
+--       updatedAt, 16 largest version (docs/PROTOCOL.md §1)
+-- Returns: { updatedAt, version, stream id }, or the error CLOCK_SKEW (the previous record is dated
+-- more than the max skew ahead of now) or CLOCK_OVERFLOW (the next clock or version would pass its
+-- bound), having written nothing.
 
 local function expect_type(key, want)
   local t = redis.call('TYPE', key)['ok']
@@ -31,8 +34,20 @@ local ts, v = now, 1
 local was_tombstone = false
 if before then
   local pts, pv, pd = string.match(before, '^(%d+)|(%d+)|([01])|')
-  ts = math.max(now, tonumber(pts) + 1)
-  v = tonumber(pv) + 1
+  pts, pv = tonumber(pts), tonumber(pv)
+  -- Refused rather than written: a year-3000 clock would beat every write made elsewhere, and a
+  -- clock or version past its bound is no longer an exact number anywhere.
+  if pts > now + tonumber(ARGV[14]) then
+    return redis.error_reply('CLOCK_SKEW the stored record of ' .. ARGV[1] .. ' is dated '
+      .. string.format('%.0f', pts - now) .. ' ms ahead of this node\'s clock, more than the '
+      .. ARGV[14] .. ' ms store.max_clock_skew allows')
+  end
+  if pts + 1 > tonumber(ARGV[15]) or pv + 1 > tonumber(ARGV[16]) then
+    return redis.error_reply('CLOCK_OVERFLOW the next clock or version of ' .. ARGV[1]
+      .. ' would pass its bound (updatedAt ' .. ARGV[15] .. ', version ' .. ARGV[16] .. ')')
+  end
+  ts = math.max(now, pts + 1)
+  v = pv + 1
   was_tombstone = pd == '1'
 end
 local tss = string.format('%.0f', ts)

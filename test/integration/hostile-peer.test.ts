@@ -1,0 +1,240 @@
+/**
+ * A hostile peer (issue 19): its Redis written by hand (raw XADD, raw SET and HSET of records and
+ * buckets, docs/PROTOCOL.md), and what this node's user relies on: nothing corrupt, poisoned or
+ * dated in the far future is applied, other keys keep replicating, what is refused is counted and
+ * kept small in dlq:<peer>, and a record held back for its clock is applied once within the bound.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createClient } from '@redis/client';
+import { MAX_UPDATED_AT, MAX_VERSION } from '../../src/codec/bounds.js';
+import { encodeCdcEntry, sha256Hex } from '../../src/codec/cdc.js';
+import type { StoredRecord } from '../../src/model/record.js';
+import { DEAD_LETTER_ENTRY_BYTES } from '../../src/store/dead-letter.js';
+import { bucketOf } from '../../src/store/merkle-hash.js';
+import { SyncStore } from '../../src/store/sync-store.js';
+import { metric } from './cold-path-support.js';
+import { startMesh, type Mesh, type MeshNode } from '../helpers/mesh.js';
+import { eventually } from '../helpers/redis-server.js';
+
+type Raw = ReturnType<typeof createClient>;
+
+function put(key: string, content: string, updatedAt: number, version = 1): StoredRecord {
+  const bytes = Buffer.from(content);
+  return {
+    key,
+    content: bytes,
+    contentHash: sha256Hex(bytes),
+    contentType: 'binary',
+    updatedAt,
+    version,
+    origin: 'node-a',
+    deleted: false,
+  };
+}
+
+async function dlq(raw: Raw, peer: string): Promise<Map<string, string>[]> {
+  const reply = await raw.sendCommand<[string, string[]][]>(['XRANGE', `dlq:${peer}`, '-', '+']);
+  return reply.map(([, fields]) => {
+    const m = new Map<string, string>();
+    for (let i = 0; i + 1 < fields.length; i += 2) m.set(fields[i]!, fields[i + 1]!);
+    return m;
+  });
+}
+
+describe('a hostile peer: hot path', () => {
+  let mesh: Mesh;
+  let a: MeshNode;
+  let b: MeshNode;
+  let peerRaw: Raw;
+  let localRaw: Raw;
+  before(async () => {
+    mesh = await startMesh({ nodes: 2, store: { max_item_bytes: '1MiB' } });
+    [a, b] = mesh.nodes as [MeshNode, MeshNode];
+    peerRaw = createClient({ url: a.redis.url });
+    localRaw = createClient({ url: b.redis.url });
+    await Promise.all([peerRaw.connect(), localRaw.connect()]);
+  });
+  after(async () => {
+    await Promise.allSettled([peerRaw.close(), localRaw.close()]);
+    await mesh.stop();
+  });
+
+  it('refuses clocks and versions that leave no room for a later write, and keeps replicating', async () => {
+    const edge = 2 ** 53 - 1;
+    for (const [key, record] of [
+      ['edge.version', put('edge.version', 'v', Date.now(), edge)],
+      ['edge.clock', put('edge.clock', 'c', edge)],
+    ] as const) {
+      await peerRaw.sendCommand(['XADD', 'cdc', '*', ...encodeCdcEntry(record)]);
+      void key;
+    }
+    await a.store.put('edge.honest', { ok: true });
+    await eventually(async () => (await b.store.get('edge.honest')) !== undefined, 'honest key');
+    assert.equal(await b.store.getRecord('edge.version'), undefined);
+    assert.equal(await b.store.getRecord('edge.clock'), undefined);
+    const letters = await dlq(localRaw, a.id);
+    const reasons = letters
+      .filter((l) => l.get('key')?.startsWith('edge.'))
+      .map((l) => l.get('_reason'));
+    assert.deepEqual(reasons, ['bad_meta', 'bad_meta']);
+  });
+
+  it('holds back a record dated beyond max_clock_skew, and a far-future DEL without meta', async () => {
+    await b.store.put('skew.live', 'still here');
+    await eventually(async () => (await a.store.get('skew.live')) !== undefined, 'a has skew.live');
+    const year3000 = Date.UTC(3000, 0, 1);
+    await peerRaw.sendCommand([
+      'XADD',
+      'cdc',
+      '*',
+      ...encodeCdcEntry(put('skew.future', 'x', year3000)),
+    ]);
+    // A Rust-style DEL: no meta, its clock is its entry id's milliseconds (year 5138).
+    await peerRaw.sendCommand(['XADD', 'cdc', `${10 ** 14}-0`, 'op', 'DEL', 'key', 'skew.live']);
+    await peerRaw.sendCommand([
+      'XADD',
+      'cdc',
+      `${10 ** 14}-1`,
+      ...encodeCdcEntry(put('skew.after', 'y', Date.now())),
+    ]);
+    await eventually(
+      async () => (await b.store.get('skew.after')) !== undefined,
+      'entry after them',
+    );
+    assert.equal(await b.store.getRecord('skew.future'), undefined, 'year 3000 not applied');
+    assert.equal((await b.store.get('skew.live'))?.content.toString(), 'still here');
+    assert.equal(
+      await metric(b.engine, 'replication_clock_skew_rejected_total', { peer_id: a.id }),
+      2,
+    );
+    const held = (await dlq(localRaw, a.id)).filter((l) => l.get('_reason') === 'clock_skew');
+    assert.deepEqual(held.map((l) => l.get('key')).sort(), ['skew.future', 'skew.live']);
+  });
+
+  it('keeps an oversized entry in dlq:<peer> by id, size and reason, never whole', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024, 7);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push(
+        await peerRaw.sendCommand<string>([
+          'XADD',
+          'cdc',
+          '*',
+          'op',
+          'PUT',
+          'key',
+          `big.${i}`,
+          'hash',
+          sha256Hex(big),
+          'data',
+          big,
+        ]),
+      );
+    }
+    await a.store.put('big.honest', 'fine');
+    await eventually(async () => (await b.store.get('big.honest')) !== undefined, 'honest key');
+    const letters = (await dlq(localRaw, a.id)).filter((l) => l.get('key')?.startsWith('big.'));
+    assert.deepEqual(
+      letters.map((l) => l.get('_id')),
+      ids,
+    );
+    for (const l of letters) {
+      assert.equal(l.get('_reason'), 'too_large');
+      assert.equal(l.get('data_bytes'), String(big.length));
+      assert.equal(l.get('data'), undefined);
+    }
+    const bytes = Number(await localRaw.sendCommand(['MEMORY', 'USAGE', `dlq:${a.id}`]));
+    assert.ok(bytes < 10 * DEAD_LETTER_ENTRY_BYTES + 64 * 1024, `dlq holds ${bytes} bytes`);
+  });
+});
+
+describe('a hostile peer: cold path and local writes', () => {
+  let mesh: Mesh;
+  let a: MeshNode;
+  let b: MeshNode;
+  let peerRaw: Raw;
+  before(async () => {
+    mesh = await startMesh({ nodes: 2, store: { max_clock_skew: '3s' } });
+    [a, b] = mesh.nodes as [MeshNode, MeshNode];
+    peerRaw = createClient({ url: a.redis.url });
+    await peerRaw.connect();
+  });
+  after(async () => {
+    await peerRaw.close().catch(() => undefined);
+    await mesh.stop();
+  });
+
+  it('never applies a body that does not hash to its header, and counts it', async () => {
+    // The hot path would bring the honest entry first: only the tree and the records are read.
+    b.engine.pause(a.id);
+    await a.store.put('body.honest', 'honest');
+    await a.store.put('body.corrupt', 'the original content');
+    const item = await peerRaw.sendCommand<string>(['GET', 'item:body.corrupt']);
+    const header = item.slice(0, item.indexOf('\n') + 1);
+    await peerRaw.sendCommand(['SET', 'item:body.corrupt', `${header}tampered content`]);
+    const report = await b.engine.repair(a.id);
+    b.engine.resume(a.id);
+    assert.equal(report.rejected.hash_mismatch, 1);
+    assert.equal((await b.store.get('body.honest'))?.content.toString(), 'honest');
+    assert.equal(await b.store.getRecord('body.corrupt'), undefined);
+    assert.equal(
+      await metric(b.engine, 'replication_repair_rejected_total', {
+        peer_id: a.id,
+        reason: 'hash_mismatch',
+      }),
+      1,
+    );
+  });
+
+  it('refuses a peer leaf beyond the bounds', async () => {
+    const key = 'leaf.edge';
+    await peerRaw.sendCommand([
+      'HSET',
+      `merkle:bucket:${bucketOf(key)}`,
+      key,
+      `${2 ** 53 - 1}|1|0|${'a'.repeat(64)}|node-a`,
+    ]);
+    await peerRaw.sendCommand(['HSET', 'merkle:dirty', key, bucketOf(key)]);
+    const report = await b.engine.repair(a.id);
+    assert.equal(report.rejected.bad_leaf, 1);
+    assert.equal(await b.store.getRecord(key), undefined);
+  });
+
+  it('holds back a record dated ahead of the bound on both paths, then applies it once in range (cold path off)', async () => {
+    // The peer's own clock runs 6 s ahead: its write is a real record, tree and stream included.
+    const ahead = new SyncStore(
+      (a.store as unknown as { client: ConstructorParameters<typeof SyncStore>[0] }).client,
+      { nodeId: a.id, clock: () => Date.now() + 6000 },
+    );
+    const { record } = await ahead.put('held.key', 'from the future');
+    await eventually(
+      async () =>
+        (await metric(b.engine, 'replication_clock_skew_rejected_total', { peer_id: a.id })) >= 1,
+      'held back by the hot path',
+    );
+    assert.equal(await b.store.getRecord('held.key'), undefined);
+    // Cold path scheduling is off in the mesh: the hold-back alone requests the repair.
+    await eventually(
+      async () => (await b.store.get('held.key'))?.updatedAt === record.updatedAt,
+      'applied once within the bound',
+      15_000,
+    );
+  });
+
+  it('refuses a local write on top of a far-future or exhausted clock, writing nothing', async () => {
+    const far = Date.now() + 3_600_000;
+    await b.store.apply([
+      put('local.future', 'f', far),
+      put('local.max', 'm', Date.now(), MAX_VERSION),
+    ]);
+    await assert.rejects(b.store.put('local.future', 'next'), /CLOCK_SKEW|max_clock_skew/);
+    await assert.rejects(b.store.delete('local.max'), /bound/);
+    assert.equal((await b.store.getRecord('local.future'))?.updatedAt, far);
+    assert.equal((await b.store.getRecord('local.max'))?.version, MAX_VERSION);
+    await assert.rejects(
+      b.store.apply([put('local.over', 'o', MAX_UPDATED_AT + 1)]),
+      /updatedAt must be an integer/,
+    );
+  });
+});
