@@ -7,13 +7,16 @@ import { readFileSync } from 'node:fs';
 import type { ResolvedConfig, ResolvedPeer } from '../config/types.js';
 import { IllegalStateError, ReplicationError } from '../errors.js';
 import type { StoredRecord } from '../model/record.js';
-import type { EngineHealth, EngineStateName, PeerHealth } from '../observability/health.js';
+import { formatDuration } from '../observability/health.js';
+import type { EngineHealth, EngineStateName } from '../observability/health.js';
 import { createLogger, peerLogger, type Logger } from '../observability/logger.js';
 import { ENGINE_STATE_VALUE, createMetrics, type Metrics } from '../observability/metrics.js';
 import type { ApplyResult, LocalStore } from '../store/local-store.js';
 import { ColdPath, type RepairOptions, type RepairReport } from './cold-path.js';
 import { CursorStore } from './cursor-store.js';
-import { PeerLink, circuitLabel, describeError } from './peer-link.js';
+import { LocalStoreCheck } from './local-check.js';
+import { ErrorClock, peerHealth } from './peer-health.js';
+import { PeerLink, describeError } from './peer-link.js';
 import type { GapKind } from './stream-gap.js';
 import { RedisPeerStream } from './peer-stream.js';
 import { Tailer } from './tailer.js';
@@ -54,6 +57,16 @@ export interface EngineEvents {
   gap: [event: GapEvent];
   conflict: [event: ConflictEvent];
   repair: [report: RepairReport];
+  /** The local store's periodic check changed its answer (see {@link LocalStore.ping}). */
+  local: [connected: boolean, error: string | null];
+}
+
+/** Options of {@link ReplicationEngine.ready}. */
+export interface ReadyOptions {
+  /** Give up (reject) after this long. @default 30_000 */
+  readonly timeoutMs?: number;
+  /** Rejects the wait when aborted. */
+  readonly signal?: AbortSignal;
 }
 
 /** Optional collaborators; defaults are created when absent. */
@@ -66,6 +79,8 @@ interface PeerRuntime {
   readonly config: ResolvedPeer;
   readonly link: PeerLink;
   readonly tailer: Tailer;
+  /** When it was added (start or reload): the reference for "no commit for …" before the first. */
+  readonly addedAt: number;
 }
 
 const VERSION = readVersion();
@@ -114,6 +129,10 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
   #cold: ColdPath | undefined;
   #startedAt = 0;
   #lastError: string | undefined;
+  #lastErrorAt: number | null = null;
+  /** When each error health shows per peer was first seen. */
+  readonly #errors = new ErrorClock();
+  readonly #local: LocalStoreCheck;
   #stopping: Promise<void> | undefined;
   #reload: Promise<void> = Promise.resolve();
 
@@ -124,6 +143,9 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
     this.metrics = deps.metrics ?? createMetrics();
     this.logger = deps.logger ?? createLogger({ level: 'info' });
     this.metrics.engineState.set(ENGINE_STATE_VALUE.created);
+    this.#local = new LocalStoreCheck(store, this.logger, (connected, error) =>
+      this.emit('local', connected, error),
+    );
   }
 
   /** The current lifecycle state. */
@@ -182,10 +204,12 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
       for (const peer of this.#config.replication.peers) this.#addPeer(peer);
       // Always started: `enabled` governs scheduled cycles only; a gap or resync still repairs.
       this.#cold.start();
+      this.#local.start();
       this.#transition('running');
       this.logger.info({ peers: this.#peers.size }, 'replication engine running');
     } catch (error) {
       this.#lastError = describeError(error);
+      this.#lastErrorAt = Date.now();
       this.logger.error({ err: this.#lastError }, 'replication engine failed to start');
       this.#transition('failed');
       await this.#teardown();
@@ -231,7 +255,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
 
   /** Stops everything; every step runs even if one fails. */
   async #teardown(): Promise<void> {
-    const steps: Promise<unknown>[] = [];
+    const steps: Promise<unknown>[] = [this.#local.stop()];
     if (this.#cold !== undefined) steps.push(this.#cold.stop());
     for (const runtime of this.#peers.values()) {
       steps.push(runtime.tailer.stop().finally(() => runtime.link.close()));
@@ -330,43 +354,121 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
     this.#cold?.request(peerId, reason);
   }
 
-  /** The seed's HealthCheck, with per-peer lag and catch-up filled in. */
+  /**
+   * Resolves once the engine is Running, its local store answers (when it can be checked, see
+   * {@link LocalStore.ping}) and every configured peer is connected. `start()` resolves before
+   * that: peers connect in the background and are retried forever.
+   * @throws {ReplicationError} `NOT_READY` after `timeoutMs`, naming what is not ready and why;
+   *   `ABORTED` when `signal` aborts; {@link IllegalStateError} when the engine stops or fails first.
+   */
+  ready(options: ReadyOptions = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    return new Promise<void>((resolve, reject) => {
+      const finish = (error?: Error): void => {
+        clearTimeout(timer);
+        this.off('peerUp', evaluate);
+        this.off('state', evaluate);
+        this.off('local', evaluate);
+        options.signal?.removeEventListener('abort', onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const evaluate = (): void => {
+        const state = this.#state;
+        if (state === 'shutting_down' || state === 'stopped' || state === 'failed') {
+          finish(new IllegalStateError(`the engine is ${state}: it will not become ready`));
+        } else if (this.#notReady().length === 0) {
+          finish();
+        }
+      };
+      const onAbort = (): void =>
+        finish(new ReplicationError('ABORTED', 'aborted while waiting for the engine to be ready'));
+      const timer = setTimeout(() => {
+        const waiting = this.#notReady().join('; ');
+        finish(new ReplicationError('NOT_READY', `not ready after ${timeoutMs} ms: ${waiting}`));
+      }, timeoutMs);
+      this.on('peerUp', evaluate);
+      this.on('state', evaluate);
+      this.on('local', evaluate);
+      if (options.signal?.aborted === true) onAbort();
+      else options.signal?.addEventListener('abort', onAbort, { once: true });
+      evaluate();
+    });
+  }
+
+  /** What keeps {@link ready} waiting, one phrase each; empty when ready. */
+  #notReady(): string[] {
+    const waiting: string[] = [];
+    if (this.#state !== 'running') waiting.push(`the engine is ${this.#state}`);
+    const local = this.#local.health;
+    if (this.#local.checkable && local.connected !== true) {
+      waiting.push(
+        local.connected === null
+          ? 'the local store was not checked yet'
+          : `the local store does not answer (${local.last_error ?? 'no answer'})`,
+      );
+    }
+    for (const { config, link } of this.#peers.values()) {
+      if (!link.connected) {
+        const why = link.lastError === undefined ? '' : ` (${link.lastError})`;
+        waiting.push(`peer ${config.nodeId} is not connected${why}`);
+      }
+    }
+    return waiting;
+  }
+
+  /**
+   * The seed's HealthCheck, with per-peer lag and catch-up filled in, and the local store. Healthy
+   * means Running, the local store answering, and no peer with a problem: disconnected, circuit
+   * open, cursor commits failing, or no progress (lag over the lag SLO and no cursor commit for
+   * longer than it, unless paused).
+   */
   health(): EngineHealth {
     const now = Date.now();
-    const peers: PeerHealth[] = [...this.#peers.values()].map(({ config, link, tailer }) => {
-      const status = tailer.status();
-      const circuit = link.breaker.state;
-      return {
-        node_id: config.nodeId,
-        url: config.displayUrl,
-        connected: link.connected,
-        circuit_state: circuitLabel(circuit),
-        lag_ms: status.lagMs,
-        lag_events: status.lagEvents,
-        catching_up: status.catchingUp,
-        paused: status.paused,
-        cursor: status.cursor,
-        last_event_ms_ago: status.lastEventAt === null ? null : now - status.lastEventAt,
-        last_success_ms_ago: link.lastSuccessAt === 0 ? null : now - link.lastSuccessAt,
-        consecutive_errors: link.breaker.failures,
-        last_error: status.lastError ?? link.lastError ?? null,
-        last_repair: this.#cold?.lastRepair(config.nodeId) ?? null,
-      };
-    });
-    const connected = peers.filter((p) => p.connected).length;
+    const ctx = {
+      now,
+      maxLagMs: this.#config.replication.slo.maxReplicationLagMs,
+      hotPath: this.#config.replication.hotPath.enabled,
+      errors: this.#errors,
+    };
+    const peers = [...this.#peers.values()].map((runtime) =>
+      peerHealth(
+        {
+          config: runtime.config,
+          link: runtime.link,
+          status: runtime.tailer.status(),
+          addedAt: runtime.addedAt,
+          lastRepair: this.#cold?.lastRepair(runtime.config.nodeId) ?? null,
+        },
+        ctx,
+      ),
+    );
+    this.#errors.retain(new Set(this.#peers.keys()));
+    const local = this.#local.health;
+    const problems: string[] = [];
     const running = this.#state === 'running';
+    if (!running) problems.push(`the engine is ${this.#state}`);
+    if (local.connected === false) {
+      const down = local.since_ms === null ? '' : ` for ${formatDuration(now - local.since_ms)}`;
+      problems.push(`the local Redis does not answer${down}: ${local.last_error ?? 'no answer'}`);
+    }
+    for (const peer of peers) problems.push(...peer.problems);
+    const localOk = local.connected !== false;
     return {
-      healthy: running && peers.every((p) => p.connected && p.circuit_state !== 'open'),
-      ready: running,
+      healthy: running && localOk && peers.every((p) => p.healthy),
+      ready: running && localOk,
       state: this.#state,
       node_id: this.nodeId,
       version: VERSION,
       uptime_ms: this.#startedAt === 0 ? 0 : now - this.#startedAt,
       timestamp_ms: now,
-      peers_connected: connected,
+      peers_connected: peers.filter((p) => p.connected).length,
       peers_total: peers.length,
       peers,
+      local,
+      problems,
       last_error: this.#lastError ?? null,
+      last_error_at_ms: this.#lastError === undefined ? null : this.#lastErrorAt,
     };
   }
 
@@ -431,7 +533,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         }
       },
     });
-    this.#peers.set(peer.nodeId, { config: peer, link, tailer });
+    this.#peers.set(peer.nodeId, { config: peer, link, tailer, addedAt: Date.now() });
     link.start();
     if (this.#config.replication.hotPath.enabled) tailer.start();
     this.logger.info({ peer_id: peer.nodeId, url: peer.displayUrl }, 'peer added');

@@ -50,16 +50,51 @@ export interface PeerHealth {
   readonly last_success_ms_ago: number | null;
   /** Failures since the last success (what the circuit breaker counts). */
   readonly consecutive_errors: number;
-  /** The last error seen with this peer, credentials redacted; null if none. */
+  /**
+   * The error this peer is failing with now, credentials redacted; null once it works again
+   * (connected, and the hot path reading and committing).
+   */
   readonly last_error: string | null;
+  /** When `last_error` was first seen, ms since the epoch; null with no error. */
+  readonly last_error_at_ms: number | null;
+  /** When its cursor was last committed after a batch, ms since the epoch; null if never. */
+  readonly last_commit_at_ms: number | null;
+  /** Cursor commits that failed in a row (0 once one succeeds). */
+  readonly commit_failures: number;
+  /** No problem below. */
+  readonly healthy: boolean;
+  /**
+   * Why it is not healthy, one sentence each: disconnected, circuit open, cursor commits
+   * failing, or no progress (lag over the lag SLO with no commit for longer than it).
+   */
+  readonly problems: readonly string[];
   readonly last_repair: RepairSummary | null;
+}
+
+/** This node's own store (its Redis), as the engine's periodic check (every second) sees it. */
+export interface LocalHealth {
+  /** The store answered the last check; null before the first, or when the store cannot tell. */
+  readonly connected: boolean | null;
+  /** Since when `connected` has held its value, ms since the epoch; null before the first check. */
+  readonly since_ms: number | null;
+  /** When the store last answered, ms since the epoch; null if never. */
+  readonly last_ok_at_ms: number | null;
+  /** Why the last check failed, credentials redacted; null while it answers. */
+  readonly last_error: string | null;
+  /** When `last_error` was first seen, ms since the epoch; null with no error. */
+  readonly last_error_at_ms: number | null;
 }
 
 /** The health of one engine: the body of `/health`. */
 export interface EngineHealth {
-  /** Running, with no peer failing: `/health` answers 200, else 503. */
+  /**
+   * Running, the local store answering, and every peer healthy: `/health` answers 200, else 503.
+   */
   readonly healthy: boolean;
-  /** Running and serving (started, cursors loaded): `/ready` answers 200, else 503. */
+  /**
+   * Running and serving (started, cursors loaded) with the local store answering: `/ready`
+   * answers 200, else 503.
+   */
   readonly ready: boolean;
   readonly state: EngineStateName;
   /** This node's id (`local_node_id`). */
@@ -73,8 +108,14 @@ export interface EngineHealth {
   readonly peers_connected: number;
   readonly peers_total: number;
   readonly peers: readonly PeerHealth[];
+  /** This node's own Redis. */
+  readonly local: LocalHealth;
+  /** Why it is not healthy, one sentence each (the local store's and every peer's problems). */
+  readonly problems: readonly string[];
   /** The last engine-level error (e.g. why it failed), credentials redacted; null if none. */
   readonly last_error: string | null;
+  /** When `last_error` happened, ms since the epoch; null with none. */
+  readonly last_error_at_ms: number | null;
 }
 
 /** `h` as JSON, every string passed through {@link redactSecrets} (defence in depth). */
@@ -114,7 +155,21 @@ function repairText(r: RepairSummary | null, now: number): string {
   const ago = `${formatDuration(now - r.finished_at_ms)} ago`;
   if (r.outcome !== 'ok') return `${r.outcome} ${ago}`;
   if (r.in_sync) return `in sync ${ago}`;
-  return `${r.items_applied}/${r.divergent_keys} fixed ${ago}`;
+  const pulled = `${r.divergent_keys} differed, ${r.items_applied} pulled`;
+  if (r.items_applied >= r.divergent_keys) return `${pulled} ${ago}`;
+  const why = r.items_applied === 0 ? 'this node was newer' : 'the rest newer here';
+  return `${pulled} (${why}) ${ago}`;
+}
+
+function ago(at: number | null, now: number): string {
+  return at === null ? 'time unknown' : `${formatDuration(now - at)} ago`;
+}
+
+function localText(l: LocalHealth, now: number): string {
+  if (l.connected === null) return 'local redis: not checked yet';
+  const since = l.since_ms === null ? '' : ` for ${formatDuration(now - l.since_ms)}`;
+  if (l.connected) return `local redis: connected${since}`;
+  return `local redis: UNREACHABLE${since}`;
 }
 
 function table(rows: readonly (readonly string[])[]): string[] {
@@ -142,6 +197,7 @@ export function formatHealth(h: EngineHealth): string {
     `node ${h.node_id}  state ${h.state}  healthy ${yesNo(h.healthy)}  ready ${yesNo(h.ready)}` +
       `  uptime ${formatDuration(h.uptime_ms)}  version ${h.version}`,
     `peers: ${h.peers_connected}/${h.peers_total} connected`,
+    localText(h.local, now),
   ];
   if (h.peers.length > 0) {
     lines.push('');
@@ -160,14 +216,25 @@ export function formatHealth(h: EngineHealth): string {
     ];
     lines.push(...table(rows).map((l) => `  ${l}`));
   }
+  if (h.problems.length > 0) lines.push('', 'unhealthy:', ...h.problems.map((p) => `  ${p}`));
   const errors: string[] = [];
-  if (h.last_error !== null) errors.push(`  engine: ${h.last_error}`);
+  if (h.last_error !== null) {
+    errors.push(`  engine (${ago(h.last_error_at_ms, now)}): ${h.last_error}`);
+  }
+  if (h.local.last_error !== null) {
+    errors.push(`  local redis (${ago(h.local.last_error_at_ms, now)}): ${h.local.last_error}`);
+  }
   for (const p of h.peers) {
     if (p.last_error !== null) {
-      const count = p.consecutive_errors > 0 ? ` (${p.consecutive_errors} in a row)` : '';
-      errors.push(`  ${p.node_id}${count}: ${p.last_error}`);
+      const count = p.consecutive_errors > 0 ? `${p.consecutive_errors} in a row` : '';
+      const when = [count, ago(p.last_error_at_ms, now)].filter((x) => x !== '');
+      errors.push(`  ${p.node_id} (${when.join(', ')}): ${p.last_error}`);
     }
-    if (p.last_repair?.error) errors.push(`  ${p.node_id} repair: ${p.last_repair.error}`);
+    if (p.last_repair?.error) {
+      errors.push(
+        `  ${p.node_id} repair (${formatDuration(now - p.last_repair.finished_at_ms)} ago): ${p.last_repair.error}`,
+      );
+    }
   }
   if (errors.length > 0) lines.push('', 'errors:', ...errors);
   return redactSecrets(lines.join('\n'));

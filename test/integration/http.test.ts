@@ -77,10 +77,24 @@ function healthOf(healthy: boolean, ready: boolean): EngineHealth {
         last_success_ms_ago: 10,
         consecutive_errors: healthy ? 0 : 4,
         last_error: healthy ? null : 'NOAUTH on redis://u:s3cret@peer:6379',
+        last_error_at_ms: healthy ? null : Date.now(),
+        last_commit_at_ms: null,
+        commit_failures: 0,
+        healthy,
+        problems: healthy ? [] : ['peer p1 is disconnected'],
         last_repair: null,
       },
     ],
+    local: {
+      connected: true,
+      since_ms: null,
+      last_ok_at_ms: null,
+      last_error: null,
+      last_error_at_ms: null,
+    },
+    problems: healthy ? [] : ['peer p1 is disconnected'],
     last_error: null,
+    last_error_at_ms: null,
   };
 }
 

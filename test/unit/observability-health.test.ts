@@ -25,6 +25,11 @@ function peer(overrides: Partial<PeerHealth> & { node_id: string }): PeerHealth 
     last_success_ms_ago: 100,
     consecutive_errors: 0,
     last_error: null,
+    last_error_at_ms: null,
+    last_commit_at_ms: NOW - 800,
+    commit_failures: 0,
+    healthy: true,
+    problems: [],
     last_repair: null,
     ...overrides,
   };
@@ -42,7 +47,16 @@ function health(peers: PeerHealth[]): EngineHealth {
     peers_connected: peers.filter((p) => p.connected).length,
     peers_total: peers.length,
     peers,
+    local: {
+      connected: true,
+      since_ms: NOW - 3_700_000,
+      last_ok_at_ms: NOW - 300,
+      last_error: null,
+      last_error_at_ms: null,
+    },
+    problems: peers.flatMap((p) => p.problems),
     last_error: null,
+    last_error_at_ms: null,
   };
 }
 
@@ -72,6 +86,9 @@ describe('formatHealth', () => {
       paused: true,
       consecutive_errors: 3,
       last_error: 'connect ECONNREFUSED rediss://user:s3cret@peer2:6379',
+      last_error_at_ms: NOW - 4000,
+      healthy: false,
+      problems: ['peer uk.node.edinburgh-1 is disconnected'],
     }),
   ]);
   const text = formatHealth(h);
@@ -102,12 +119,62 @@ describe('formatHealth', () => {
   });
 
   it('lists errors with credentials redacted', () => {
-    assert.match(text, /errors:\n {2}uk\.node\.edinburgh-1 \(3 in a row\): connect ECONNREFUSED/);
+    assert.match(
+      text,
+      /errors:\n {2}uk\.node\.edinburgh-1 \(3 in a row, 4\.0s ago\): connect ECONNREFUSED/,
+    );
     assert.doesNotMatch(text, /s3cret/);
   });
 
   it('renders an engine with no peers', () => {
-    assert.match(formatHealth(health([])), /peers: 0\/0 connected$/);
+    assert.match(
+      formatHealth(health([])),
+      /peers: 0\/0 connected\nlocal redis: connected for 1h 01m$/,
+    );
+  });
+
+  it('says why it is unhealthy, and since when the local Redis is down', () => {
+    assert.match(text, /unhealthy:\n {2}peer uk\.node\.edinburgh-1 is disconnected\n/);
+    const down: EngineHealth = {
+      ...health([]),
+      local: {
+        connected: false,
+        since_ms: NOW - 12_300,
+        last_ok_at_ms: NOW - 12_300,
+        last_error: 'The client is closed',
+        last_error_at_ms: NOW - 12_000,
+      },
+      problems: ['the local Redis does not answer for 12.3s: The client is closed'],
+    };
+    const lines = formatHealth(down);
+    assert.match(lines, /^local redis: UNREACHABLE for 12\.3s$/m);
+    assert.match(lines, /^ {2}the local Redis does not answer for 12\.3s: The client is closed$/m);
+    assert.match(lines, /^ {2}local redis \(12\.0s ago\): The client is closed$/m);
+  });
+
+  it('says how many keys differed and how many were pulled, not "0/3 fixed"', () => {
+    const repaired = (applied: number): string =>
+      formatHealth(
+        health([
+          peer({
+            node_id: 'p',
+            last_repair: {
+              finished_at_ms: NOW - 2000,
+              duration_ms: 40,
+              outcome: 'ok',
+              in_sync: false,
+              divergent_keys: 3,
+              items_fetched: 3,
+              items_applied: applied,
+              error: null,
+            },
+          }),
+        ]),
+      );
+    assert.match(repaired(0), /3 differed, 0 pulled \(this node was newer\) 2\.0s ago/);
+    assert.match(repaired(1), /3 differed, 1 pulled \(the rest newer here\) 2\.0s ago/);
+    assert.match(repaired(3), /3 differed, 3 pulled 2\.0s ago/);
+    assert.doesNotMatch(repaired(0), /fixed/);
   });
 });
 
