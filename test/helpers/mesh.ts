@@ -137,3 +137,23 @@ export async function snapshot(store: SyncStore, keys: readonly string[]): Promi
     .map((r) => ({ ...r, content: r.content.toString('base64') }))
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
+
+/**
+ * Writes `n` keys `prefix.i` on node `node` of `mesh`, 100 at a time, each a small JSON document
+ * (`{ k, payload }`, about 230 bytes); returns the keys in order.
+ */
+export async function writeMany(
+  mesh: Mesh,
+  node: number,
+  n: number,
+  prefix = 'k',
+): Promise<string[]> {
+  const keys: string[] = [];
+  const store = mesh.nodes[node]!.store;
+  for (let i = 0; i < n; i += 100) {
+    const batch = Array.from({ length: Math.min(100, n - i) }, (_, j) => `${prefix}.${i + j}`);
+    await Promise.all(batch.map((k) => store.put(k, { k, payload: 'x'.repeat(200) })));
+    keys.push(...batch);
+  }
+  return keys;
+}

@@ -12,7 +12,7 @@ import type { StoredRecord } from '../../src/model/record.js';
 import type { LocalStore } from '../../src/store/local-store.js';
 import { ReplicationEngine } from '../../src/engine/engine.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { startMesh, type Mesh } from '../helpers/mesh.js';
+import { startMesh, writeMany, type Mesh } from '../helpers/mesh.js';
 import { eventually } from '../helpers/redis-server.js';
 
 const quiet = createLogger({
@@ -26,18 +26,6 @@ afterEach(async () => {
   await mesh?.stop();
   mesh = undefined;
 });
-
-/** Writes `n` keys `prefix.i` on `node`, 200 at a time; returns the keys. */
-async function writeMany(m: Mesh, node: number, n: number, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  const store = m.nodes[node]!.store;
-  for (let i = 0; i < n; i += 200) {
-    const batch = Array.from({ length: Math.min(200, n - i) }, (_, j) => `${prefix}.${i + j}`);
-    await Promise.all(batch.map((k) => store.put(k, { k, pad: 'x'.repeat(100) })));
-    keys.push(...batch);
-  }
-  return keys;
-}
 
 /** Keys of `keys` that `node`'s store does not hold. */
 async function missing(m: Mesh, node: number, keys: readonly string[]): Promise<string[]> {

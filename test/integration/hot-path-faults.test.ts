@@ -4,7 +4,7 @@ import { createClient } from '@redis/client';
 import { ReplicationEngine, type GapEvent } from '../../src/engine/engine.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { LocalStore } from '../../src/store/local-store.js';
-import { snapshot, startMesh, type Mesh } from '../helpers/mesh.js';
+import { snapshot, startMesh, writeMany, type Mesh } from '../helpers/mesh.js';
 import { eventually, startRedis } from '../helpers/redis-server.js';
 
 const quiet = createLogger({
@@ -16,17 +16,6 @@ afterEach(async () => {
   await mesh?.stop();
   mesh = undefined;
 });
-
-async function writeMany(m: Mesh, node: number, n: number, prefix = 'k'): Promise<string[]> {
-  const keys: string[] = [];
-  const store = m.nodes[node]!.store;
-  for (let i = 0; i < n; i += 100) {
-    const batch = Array.from({ length: Math.min(100, n - i) }, (_, j) => `${prefix}.${i + j}`);
-    await Promise.all(batch.map((k) => store.put(k, { k, payload: 'x'.repeat(200) })));
-    keys.push(...batch);
-  }
-  return keys;
-}
 
 async function sameStores(m: Mesh, keys: readonly string[], a = 0, b = 1): Promise<boolean> {
   const [sa, sb] = await Promise.all([
