@@ -143,7 +143,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     },
     exitCodes: [
       [0, 'stopped by SIGTERM or SIGINT after draining'],
-      [1, 'failed to start (HTTP port, cursor database) or forced by a second signal'],
+      [1, 'failed to start (HTTP port, cursor database, store of another node) or a second signal'],
       [2, 'bad usage or invalid config'],
     ],
   },

@@ -10,8 +10,8 @@ import type { RunningNode } from '../node/node.js';
 import { createLogger } from '../observability/logger.js';
 import type { LogLevel, Logger } from '../observability/logger.js';
 import type { Io, ParsedArgs } from './args.js';
-import { UsageError, positionals, stringOption } from './args.js';
-import { EXIT } from './commands.js';
+import { UsageError, positionals, stringOption, write } from './args.js';
+import { EXIT, PROGRAM } from './commands.js';
 import { loadConfig } from './target.js';
 import { loadConfigFile } from '../config/index.js';
 
@@ -52,10 +52,15 @@ export async function runCommand(args: ParsedArgs, io: Io): Promise<number> {
   const config = loadConfig(file);
   const logger = createLogger({ level });
   logger.info({ config_file: file, ...describeConfig(config) }, 'starting');
-  return serve(file, config, logger);
+  return serve(file, config, logger, io);
 }
 
-async function serve(file: string, config: ResolvedConfig, logger: Logger): Promise<number> {
+async function serve(
+  file: string,
+  config: ResolvedConfig,
+  logger: Logger,
+  io: Io,
+): Promise<number> {
   const aborter = new AbortController();
   let node: RunningNode | undefined;
   let starting: Promise<RunningNode | undefined> = Promise.resolve(undefined);
@@ -136,8 +141,13 @@ async function serve(file: string, config: ResolvedConfig, logger: Logger): Prom
     },
     (error: unknown) => {
       if (signals === 0) {
-        logger.fatal({ err: describeError(error) }, 'failed to start');
-        done(EXIT.failure);
+        const reason = describeError(error);
+        logger.fatal({ err: reason }, 'failed to start');
+        // Also a sentence for the person at the terminal (or journalctl), not only a JSON field.
+        write(io.stderr, `${PROGRAM} run: failed to start: ${reason}\n`).then(
+          () => done(EXIT.failure),
+          () => done(EXIT.failure),
+        );
       }
       return undefined;
     },

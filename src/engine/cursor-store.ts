@@ -236,6 +236,15 @@ function migrate(db: Database.Database): void {
       db.exec(MIGRATIONS[v]!);
       setVersion.run(String(v + 1));
     }
+    // A file SQLite can only read (permissions, a read-only mount) opens without complaint and
+    // fails at the first cursor commit: write once now, so it is found at start.
+    try {
+      db.prepare(
+        "INSERT INTO meta (key, value) VALUES ('opened_at', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ).run(String(Date.now()));
+    } catch (err) {
+      throw new Error(`cannot write to it (${message(err)})`, { cause: err });
+    }
   }).immediate();
 }
 

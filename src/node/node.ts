@@ -80,6 +80,26 @@ function sameHttp(a: ResolvedHttp, b: ResolvedHttp): boolean {
   return a.enabled === b.enabled && a.host === b.host && a.port === b.port && a.token === b.token;
 }
 
+/**
+ * Warns about every connection whose TLS certificate is not verified (`reject_unauthorized:
+ * false`): anyone on the path can then read and change what is replicated.
+ */
+export function warnUnverifiedTls(config: ResolvedConfig, logger: Logger): void {
+  const unverified = [
+    ...(config.local.tls?.rejectUnauthorized === false ? ['local'] : []),
+    ...config.replication.peers
+      .filter((p) => p.tls?.rejectUnauthorized === false)
+      .map((p) => `replication.peers[${JSON.stringify(p.nodeId)}]`),
+  ];
+  for (const where of unverified) {
+    logger.warn(
+      { config: where },
+      `TLS certificate verification is off for ${where} (reject_unauthorized: false): the ` +
+        'connection can be read and changed by anyone on the path; use it for tests only',
+    );
+  }
+}
+
 /** `local:` or `store:` differ (they need a restart). */
 function restartOnlyChanges(a: ResolvedConfig, b: ResolvedConfig): string[] {
   const changed: string[] = [];
@@ -161,7 +181,9 @@ export async function startNode(
       });
   };
 
+  warnUnverifiedTls(config, logger);
   try {
+    await local.store.claimOwner();
     admin = await startHttp(config.http);
     await engine.start();
   } catch (error) {
@@ -198,6 +220,7 @@ export async function startNode(
     await engine.updateConfig(next);
     const previous = current;
     current = next;
+    warnUnverifiedTls(next, logger);
     const ignored = restartOnlyChanges(previous, next);
     if (ignored.length > 0) {
       logger.warn(
