@@ -40,6 +40,14 @@ export interface AdminServerOptions {
   readonly logger: Logger;
   /** How long `close()` lets in-flight requests finish before cutting them. @default 2000 */
   readonly closeTimeoutMs?: number;
+  /**
+   * Open connections at most. At the cap a new connection closes the oldest idle one (no request
+   * in progress), so a flood of idle sockets cannot exhaust file descriptors nor lock probes
+   * out; with every connection busy, the new one is refused. @default 128
+   */
+  readonly maxConnections?: number;
+  /** A connection with no request in progress is closed after this long. @default 10_000 */
+  readonly idleTimeoutMs?: number;
 }
 
 /** A running admin server. */
@@ -51,6 +59,9 @@ export interface AdminServer {
   /** Stops listening, closes idle keep-alive sockets and, after the timeout, busy ones. Idempotent. */
   close(): Promise<void>;
 }
+
+/** Default of {@link AdminServerOptions.maxConnections}. */
+export const MAX_CONNECTIONS = 128;
 
 /** Largest request body accepted; the API takes none. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -257,9 +268,16 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     sendJson(res, status, { error: redactSecrets(message), code }, headers);
   }
 
+  const maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 10_000;
+  // Insertion order: the first idle socket found is the oldest.
   const sockets = new Set<Socket>();
+  const busy = new Set<Socket>();
   let closing: Promise<void> | undefined;
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
+    const socket = req.socket;
+    busy.add(socket);
+    res.once('close', () => busy.delete(socket));
     if (closing !== undefined) res.setHeader('connection', 'close');
     log.debug({ method: req.method, path: req.url }, 'admin request');
     route(req, res).catch((err: unknown) => {
@@ -271,9 +289,35 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
+  // node:http destroys a timed-out socket unless someone listens: the idle check below decides.
+  server.on('timeout', () => undefined);
+  let refused = 0;
   server.on('connection', (socket: Socket) => {
+    if (sockets.size >= maxConnections) {
+      const idle = [...sockets].find((s) => !busy.has(s));
+      if (idle === undefined) {
+        refused += 1;
+        if (refused === 1 || refused % 1000 === 0) {
+          log.warn(
+            { max_connections: maxConnections, refused },
+            'admin server at its connection cap: connection refused',
+          );
+        }
+        socket.destroy();
+        return;
+      }
+      idle.destroy();
+      sockets.delete(idle);
+    }
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    // Idle (no request in progress) for too long: closed. A long request (a repair) is not idle.
+    socket.setTimeout(idleTimeoutMs, () => {
+      if (!busy.has(socket)) socket.destroy();
+    });
+    socket.on('close', () => {
+      sockets.delete(socket);
+      busy.delete(socket);
+    });
   });
   server.on('clientError', (_err, socket: Socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
