@@ -23,6 +23,7 @@ export type {
   GapEvent,
   ConflictEvent,
   EngineDependencies,
+  ReadyOptions,
 } from './engine/engine.js';
 export type { RepairOptions, RepairReport, RepairChange } from './engine/cold-path.js';
 export { loadConfigFile, parseConfig, resolveConfig, defaultConfig } from './config/index.js';
