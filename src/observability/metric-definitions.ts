@@ -436,10 +436,10 @@ export const METRIC_DEFINITIONS = [
   },
   // Tombstones (acknowledged collection, docs/PROTOCOL.md §6)
   {
-    name: 'replication_peer_acknowledged_timestamp_seconds',
+    name: 'replication_peer_acknowledged_at_ms',
     type: 'gauge',
     labels: ['peer_id'],
-    help: 'When the peer was last found holding every tombstone this node held (unix seconds; 0 = never): tombstones that arrived since are kept for it',
+    help: 'When the peer was last found holding every tombstone this node held (ms since the epoch; 0 = never): tombstones that arrived since are kept for it',
     section: 'Tombstones',
     origin: 'ours',
   },

@@ -105,6 +105,10 @@ describe('metrics', () => {
       'replication_cursor_retries_total',
       'replication_repair_peers_checked_total',
       'replication_repair_peers_in_sync_total',
+      'replication_tombstones_held',
+      'replication_tombstones_held_bytes',
+      'replication_tombstones_purged_total',
+      'replication_local_store_resets_total',
     ]);
     for (const def of definitions) {
       if (engineWide.has(def.name)) assert.ok(!def.labels.includes('peer_id'), def.name);
