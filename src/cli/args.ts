@@ -3,6 +3,7 @@
  * choose their exit code.
  */
 import { parseArgs } from 'node:util';
+import { nearest } from '../config/did-you-mean.js';
 import type { CommandSpec } from './commands.js';
 import { EXIT } from './commands.js';
 
@@ -57,8 +58,19 @@ export function parseCommandArgs(spec: CommandSpec, argv: readonly string[]): Pa
     });
     return { values, positionals };
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(usageMessage(spec, error as Error & { code?: string }));
   }
+}
+
+/** parseArgs' error as a sentence; an unknown option gets the nearest known one. */
+function usageMessage(spec: CommandSpec, error: Error & { code?: string }): string {
+  if (error.code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return error.message;
+  const given = /'(-{1,2}[^'=\s]+)/.exec(error.message)?.[1];
+  if (given === undefined) return error.message;
+  const near = nearest(given.replace(/^-+/, ''), Object.keys(spec.options));
+  return near === undefined
+    ? `unknown option ${given}`
+    : `unknown option ${given} (did you mean --${near}?)`;
 }
 
 /** The string value of option `name`, if given. */

@@ -176,13 +176,15 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "Write a document to a node's store (VALUE, or stdin).",
     description: [
       "Writes KEY on the node, as a local write: it gets the node's next clock and replicates.",
-      'The content is VALUE, or stdin when VALUE is absent or "-", byte for byte. Its content type',
+      'The content is VALUE, or stdin when VALUE is absent or "-", byte for byte (read from a',
+      'terminal, it ends with Ctrl-D; an empty stdin is refused unless --empty). Its content type',
       'is json when it parses as JSON, binary otherwise, unless --json or --binary says.',
     ].join('\n'),
     options: {
       ...TARGET,
       json: { type: 'boolean', description: 'Store as json (the content must parse as JSON).' },
       binary: { type: 'boolean', description: 'Store as binary.' },
+      empty: { type: 'boolean', description: 'Store an empty value when stdin is empty.' },
       help: HELP,
     },
     exitCodes: [
@@ -197,9 +199,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "Print a document from a node's store.",
     description: [
       'Prints the content of KEY to stdout byte for byte. With --json, prints the record instead:',
-      'key, version, updated_at, origin, content_hash, content_type, deleted, and content (utf-8',
-      'text for json documents, base64 for binary ones, content_encoding says which); a deleted',
-      "key's tombstone is printed too, but the exit code is still 1.",
+      'key, version, updated_at, origin, content_hash, content_type, deleted, and content (text',
+      'when it is UTF-8 text, whatever its type, else base64; content_encoding says which); a',
+      "deleted key's tombstone is printed too, but the exit code is still 1.",
     ].join('\n'),
     options: {
       ...TARGET,

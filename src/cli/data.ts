@@ -7,7 +7,7 @@ import { connectLocalStore } from '../node/local-store.js';
 import type { SyncStore } from '../store/sync-store.js';
 import type { Io, ParsedArgs } from './args.js';
 import { CliError, UsageError, flag, positionals, readAll, write } from './args.js';
-import { EXIT } from './commands.js';
+import { EXIT, PROGRAM } from './commands.js';
 import { targetConfig } from './target.js';
 
 /** How long the one-shot commands wait for the node's Redis. */
@@ -49,8 +49,19 @@ export async function putCommand(args: ParsedArgs, io: Io): Promise<number> {
     throw new UsageError('--json and --binary exclude each other');
   }
   const config = targetConfig(args, true);
-  const content =
-    value === undefined || value === '-' ? await readAll(io.stdin) : Buffer.from(value, 'utf8');
+  const fromStdin = value === undefined || value === '-';
+  if (fromStdin && (io.stdin as { isTTY?: boolean }).isTTY === true) {
+    // Otherwise it just waits, and looks hung.
+    await write(
+      io.stderr,
+      `${PROGRAM} put: reading the value of ${key} from the terminal; end it with Ctrl-D ` +
+        '(or give VALUE, or pipe it in)\n',
+    );
+  }
+  const content = fromStdin ? await readAll(io.stdin) : Buffer.from(value, 'utf8');
+  if (fromStdin && content.length === 0 && !flag(args, 'empty')) {
+    throw new UsageError('stdin was empty: nothing to store (use --empty to store an empty value)');
+  }
   let contentType: 'json' | 'binary';
   if (flag(args, 'binary')) contentType = 'binary';
   else if (flag(args, 'json')) {
@@ -65,9 +76,18 @@ export async function putCommand(args: ParsedArgs, io: Io): Promise<number> {
   return EXIT.ok;
 }
 
-/** The record as `get --json` prints it. */
+// eslint-disable-next-line no-control-regex -- that is what it looks for
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+
+/**
+ * The record as `get --json` prints it. Content that is UTF-8 text (no control characters but
+ * tab and newlines) is shown as text whatever its content type (plain text is stored as `binary`: the CDC meta knows only json and binary, and
+ * Rust peers read it); anything else as base64. `content_encoding` says which.
+ */
 export function recordJson(record: StoredRecord): Record<string, unknown> {
-  const utf8 = record.contentType === 'json' ? decodeUtf8(record.content) : undefined;
+  const decoded = decodeUtf8(record.content);
+  // Control characters (other than tab and newlines) mean bytes, not text, for a binary record.
+  const utf8 = record.contentType === 'json' || !CONTROL.test(decoded ?? '') ? decoded : undefined;
   return {
     key: record.key,
     version: record.version,

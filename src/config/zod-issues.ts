@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { formatPath, showValue } from './issues.js';
 import type { ConfigPath } from './issues.js';
 import { configSchema, unwrapSchema } from './schema.js';
+import { nearest } from './did-you-mean.js';
 
 /** A problem before it is located in the source. */
 export interface RawIssue {
@@ -50,26 +51,10 @@ function optionNamesAt(path: ConfigPath): string[] {
   return inner instanceof z.ZodObject ? Object.keys(inner.shape) : [];
 }
 
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution);
-    }
-    previous = current;
-  }
-  return previous[b.length] ?? 0;
-}
-
 function unknownKeyMessage(parent: ConfigPath, key: string): string {
   const known = optionNamesAt(parent);
-  const near = known
-    .map((name) => ({ name, distance: editDistance(key.toLowerCase(), name) }))
-    .filter(({ distance }) => distance <= Math.max(2, Math.floor(key.length / 4)))
-    .sort((a, b) => a.distance - b.distance)[0];
-  if (near) return `unknown option "${key}" (did you mean "${near.name}"?)`;
+  const near = nearest(key, known);
+  if (near !== undefined) return `unknown option "${key}" (did you mean "${near}"?)`;
   const where = parent.length > 0 ? ` in ${formatPath(parent)}` : ' at the top level';
   return `unknown option "${key}"${where}; expected one of: ${known.join(', ')}`;
 }
