@@ -144,17 +144,17 @@ interface RepairChangeJson {
   readonly key: string;
   readonly action: string;
   readonly local: { readonly version: number; readonly origin: string } | null;
-  readonly peer: { readonly version: number; readonly origin: string; readonly updatedAt: number };
+  readonly peer: { readonly version: number; readonly origin: string; readonly updated_at: number };
 }
 
 function repairSummary(report: Record<string, unknown>, dryRun: boolean): string {
   const n = (name: string): number => (typeof report[name] === 'number' ? report[name] : 0);
-  if (report['inSync'] === true) return 'in sync: the Merkle roots are equal, nothing to repair';
+  if (report['in_sync'] === true) return 'in sync: the Merkle roots are equal, nothing to repair';
   const changes = Array.isArray(report['changes']) ? (report['changes'] as RepairChangeJson[]) : [];
   const lines = [
     dryRun
-      ? `dry run: ${changes.length} key(s) would change (${n('divergentKeys')} divergent, ${n('deferred')} deferred to later cycles)`
-      : `repaired: ${n('applied')} applied of ${n('fetched')} fetched (${n('divergentKeys')} divergent keys, ${n('deferred')} deferred)`,
+      ? `dry run: ${changes.length} key(s) would change (${n('divergent_keys')} divergent, ${n('deferred')} deferred to later cycles)`
+      : `repaired: ${n('applied')} pulled of ${n('divergent_keys')} that differed (${n('fetched')} fetched, ${n('deferred')} deferred)`,
   ];
   for (const change of changes.slice(0, 50)) {
     const local =

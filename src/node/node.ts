@@ -12,6 +12,7 @@ import type { AdminApi, AdminServer } from '../observability/http.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
+import { snakeCaseKeys } from '../observability/snake-case.js';
 import { createMetrics } from '../observability/metrics.js';
 import type { SyncStore } from '../store/sync-store.js';
 import { connectLocalStore } from './local-store.js';
@@ -72,7 +73,9 @@ export function engineAdminApi(engine: ReplicationEngine): AdminApi {
       await engine.resync(peerId);
       return { peer_id: peerId, resync: 'started' };
     },
-    repair: (peerId, options) => engine.repair(peerId, { dryRun: options.dryRun }),
+    // snake_case on the wire, like /health and the YAML (RepairReport is camelCase in TypeScript).
+    repair: async (peerId, options) =>
+      snakeCaseKeys(await engine.repair(peerId, { dryRun: options.dryRun })),
   };
 }
 
@@ -167,11 +170,11 @@ export async function startNode(
     recovered: 'tombstone purge works again',
   });
   const purge = (): void => {
-    purging ??= local.store
+    // Only what every configured peer acknowledged (the engine logs what it purged and holds).
+    purging ??= engine
       .purgeTombstones()
-      .then(({ purged }) => {
+      .then(() => {
         purgeFailing.ok();
-        if (purged > 0) logger.info({ purged }, 'purged expired tombstones');
       })
       .catch((error: unknown) => {
         purgeFailing.fail({ err: describeError(error) });

@@ -4,3 +4,4 @@ export * from './logger.js';
 export * from './metric-definitions.js';
 export * from './metrics.js';
 export * from './repeating-warning.js';
+export * from './snake-case.js';

@@ -161,6 +161,32 @@ describe('daemon health', { timeout: 180_000 }, () => {
     assert.deepEqual(back.body.problems, []);
   });
 
+  it('one JSON casing: /health, repair --json and resync --json have snake_case keys only', async () => {
+    const local = await redis();
+    const node = await startNode('node-f', local, peer);
+    await until(node, (h) => h.status === 200, 'healthy');
+    await writer.put('casing.1', { a: 1 });
+    const keysOf = (value: unknown, path = ''): string[] => {
+      if (Array.isArray(value)) return value.flatMap((v, i) => keysOf(v, `${path}[${i}]`));
+      if (value === null || typeof value !== 'object') return [];
+      return Object.entries(value).flatMap(([k, v]) => [
+        `${path}.${k}`,
+        ...keysOf(v, `${path}.${k}`),
+      ]);
+    };
+    const notSnake = (value: unknown): string[] =>
+      keysOf(value).filter((path) => !/^[a-z0-9_]+$/.test(path.slice(path.lastIndexOf('.') + 1)));
+    const answers: Record<string, unknown> = { '/health': (await health(node)).body };
+    for (const args of [['repair', '--dry-run'], ['repair'], ['resync']]) {
+      const r = await runCli([...args, '--peer', 'node-a', '--json', '-c', node.file]);
+      assert.equal(r.code, 0, r.stderr);
+      answers[args.join(' ')] = JSON.parse(r.stdout.toString());
+    }
+    assert.ok(keysOf(answers['repair']).some((k) => k.endsWith('.divergent_keys')));
+    for (const [what, answer] of Object.entries(answers))
+      assert.deepEqual(notSnake(answer), [], what);
+  });
+
   it('a peer down: its error carries its time; once it is back the error clears', async () => {
     const local = await redis();
     const node = await startNode('node-c', local, peer);
