@@ -99,7 +99,7 @@ describe('the documented peer ACL', { timeout: 120_000 }, () => {
     assert.match(dry.stdout.toString(), /dry run: 5 key\(s\) would change/);
     const repair = await runCli(['repair', '--peer', 'node-b', '--url', httpUrl]);
     assert.equal(repair.code, 0, repair.stderr);
-    assert.match(repair.stdout.toString(), /repaired: 5 applied/);
+    assert.match(repair.stdout.toString(), /repaired: 5 pulled of 5 that differed/);
     const get = await runCli(['get', 'uk.acl.cold.4', '-c', file]);
     assert.equal(get.stdout.toString(), 'cold 4');
   });
