@@ -1,10 +1,14 @@
 /**
  * `npm run test:chaos -- [--seed N]… [--runs N] [--first-seed N] [--duration SEC] [--no-wipe]
- * [--keep] [--json FILE]`: runs chaos scenarios one after another, prints a line per run and the seed,
- * schedule and violations of every failure, then totals. Exits 1 if any run failed.
+ * [--hot-path-only] [--keep] [--json FILE]`: runs chaos scenarios one after another, prints a line
+ * per run and the seed, schedule and violations of every failure, then totals. Exits 1 if any run
+ * failed.
  *
  * `--seed N` replays one seed (repeatable); `--runs N` runs N seeds from `--first-seed` (default:
- * a random one, printed). `--json FILE` appends one JSON line per run (for docs/RELIABILITY.md).
+ * a random one, printed). `--hot-path-only` turns the cold path off on every node, leaves out the
+ * faults only a repair can fix (trim, redis-wipe, corrupt) and fails a run in which a repair
+ * changed anything (docs/RELIABILITY.md). `--json FILE` appends one JSON line per run, with its
+ * mode (for docs/RELIABILITY.md).
  */
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -18,6 +22,7 @@ const { values } = parseArgs({
     'first-seed': { type: 'string' },
     duration: { type: 'string' },
     'no-wipe': { type: 'boolean' },
+    'hot-path-only': { type: 'boolean' },
     json: { type: 'string' },
     keep: { type: 'boolean' },
     help: { type: 'boolean' },
@@ -26,7 +31,20 @@ const { values } = parseArgs({
 
 if (values.help === true) {
   process.stdout.write(
-    'usage: npm run test:chaos -- [--seed N]... [--runs N] [--first-seed N] [--duration SEC] [--no-wipe] [--keep] [--json FILE]\n',
+    [
+      'usage: npm run test:chaos -- [--seed N]... [--runs N] [--first-seed N] [--duration SEC]',
+      '                             [--no-wipe] [--hot-path-only] [--keep] [--json FILE]',
+      '',
+      '  --seed N          replay seed N (repeatable)',
+      '  --runs N          run N seeds from --first-seed (default: a random one, printed)',
+      '  --duration SEC    length of the fault phase (default 30)',
+      '  --no-wipe         leave out Redis restarts without their data',
+      '  --hot-path-only   cold path off on every node; no trim, wipe or corrupt faults; a run fails',
+      '                    if a stream gap is reported or a repair changes anything',
+      '  --keep            keep the temp dir (engine logs) of passing runs too',
+      '  --json FILE       append one JSON line per run (mode included)',
+      '',
+    ].join('\n'),
   );
   process.exit(0);
 }
@@ -49,7 +67,9 @@ if (values.seed !== undefined && values.seed.length > 0) {
 } else {
   const first = int(values['first-seed'], 'first-seed') ?? Math.floor(Math.random() * 1_000_000);
   seeds = Array.from({ length: runs ?? 1 }, (_, i) => first + i);
-  process.stdout.write(`seeds ${seeds[0]}..${seeds[seeds.length - 1]}\n`);
+  process.stdout.write(
+    `seeds ${seeds[0]}..${seeds[seeds.length - 1]}${values['hot-path-only'] === true ? ' (hot path only)' : ''}\n`,
+  );
 }
 
 const results: ScenarioResult[] = [];
@@ -64,6 +84,7 @@ for (const seed of seeds) {
   const result = await runScenario(seed, {
     durationMs: durationSec * 1000,
     ...(values['no-wipe'] === true ? { noWipe: true } : {}),
+    ...(values['hot-path-only'] === true ? { hotPathOnly: true } : {}),
     ...(values.keep === true ? { keep: true } : {}),
     log: (line) => process.stdout.write(`${line}\n`),
   });
@@ -75,10 +96,14 @@ for (const seed of seeds) {
       values.json,
       `${JSON.stringify({
         seed: result.seed,
+        mode: result.mode,
+        durationMs: durationSec * 1000,
         ok: result.ok,
         injected: result.injected,
         writes: result.writes,
         events: result.events,
+        localConnsKilled: result.localConnsKilled,
+        phaseStartedAt: result.phaseStartedAt,
         convergeMs: result.convergeMs,
         totalMs: result.totalMs,
         violations: result.violations,

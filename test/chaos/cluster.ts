@@ -53,18 +53,35 @@ interface EngineProcess {
   readonly exited: Promise<void>;
 }
 
+/** How the engines of a cluster run. */
+export interface ClusterOptions {
+  /**
+   * Scheduled cold-path cycles (`cold_path.enabled`). Off, only the hot path replicates; a gap or
+   * a resync still starts a repair (src/engine/cold-path.ts), which the caller must watch for in
+   * {@link ChaosCluster.events}. @default true
+   */
+  readonly coldPath?: boolean;
+}
+
 /** Settings of every engine, in YAML (snake_case) form. */
-const ENGINE_SETTINGS = {
-  hot_path: { block_timeout: '1s', batch_size: 100 },
-  cold_path: {
-    enabled: true,
-    interval_sec: 1,
-    max_items_per_cycle: 1000,
-    backoff_base_sec: 1,
-    backoff_max_sec: 2,
-  },
-  peer_health: { ping_interval_sec: 1, idle_threshold_sec: 2 },
-};
+function engineSettings(options: ClusterOptions) {
+  return {
+    hot_path: { block_timeout: '1s', batch_size: 100 },
+    cold_path: {
+      enabled: options.coldPath ?? true,
+      interval_sec: 1,
+      max_items_per_cycle: 1000,
+      backoff_base_sec: 1,
+      backoff_max_sec: 2,
+    },
+    peer_health: { ping_interval_sec: 1, idle_threshold_sec: 2 },
+  };
+}
+
+/** The CLIENT SETNAME of an engine's connection to its own Redis (as `startNode` names it). */
+export function localClientName(i: number): string {
+  return `replication-engine:${nodeName(i)}`;
+}
 
 export class ChaosCluster {
   readonly dir: string;
@@ -82,6 +99,7 @@ export class ChaosCluster {
   readonly #logs: WriteStream[];
   readonly #admins: AdminClient[];
   readonly #pids = new Set<number>();
+  readonly #options: ClusterOptions;
   #stopped: Promise<void> | undefined;
 
   private constructor(
@@ -89,8 +107,10 @@ export class ChaosCluster {
     redis: RedisServer[],
     proxies: (FaultProxy | undefined)[][],
     admins: AdminClient[],
+    options: ClusterOptions,
   ) {
     this.dir = dir;
+    this.#options = options;
     this.redis = redis;
     this.proxies = proxies;
     this.#admins = admins;
@@ -105,7 +125,7 @@ export class ChaosCluster {
   }
 
   /** Starts the Redis servers and proxies, writes the configs, and starts every engine. */
-  static async start(nodes: number): Promise<ChaosCluster> {
+  static async start(nodes: number, options: ClusterOptions = {}): Promise<ChaosCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'repl-chaos-'));
     const redis: RedisServer[] = [];
     const admins: AdminClient[] = [];
@@ -133,7 +153,7 @@ export class ChaosCluster {
       rmSync(dir, { recursive: true, force: true });
       throw error;
     }
-    const cluster = new ChaosCluster(dir, redis, proxies, admins);
+    const cluster = new ChaosCluster(dir, redis, proxies, admins, options);
     for (let i = 0; i < nodes; i++) cluster.#writeConfig(i);
     await Promise.all(redis.map((_, i) => cluster.startEngine(i)));
     return cluster;
@@ -145,7 +165,7 @@ export class ChaosCluster {
     const config = {
       replication: {
         local_node_id: nodeName(i),
-        settings: ENGINE_SETTINGS,
+        settings: engineSettings(this.#options),
         peers: this.redis
           .map((_, j) => j)
           .filter((j) => j !== i)
@@ -258,6 +278,24 @@ export class ChaosCluster {
       rmSync(join(server.dir, 'dump.rdb'), { force: true });
     }
     await server.restart();
+  }
+
+  /**
+   * Kills node i's engine's connections to its own Redis (`CLIENT KILL ID`, found by their
+   * {@link localClientName}; the test's clients and peers' links are left alone). Returns how many
+   * were killed; 0 while that engine is down or reconnecting.
+   */
+  async killLocalEngineConnections(i: number): Promise<number> {
+    const list = String(await this.command(i, ['CLIENT', 'LIST', 'TYPE', 'normal']));
+    const name = localClientName(i);
+    let killed = 0;
+    for (const line of list.split('\n')) {
+      // CLIENT LIST: one client a line, `field=value` pairs; a name never holds a space.
+      const id = /^id=(\d+) /.exec(line)?.[1];
+      if (id === undefined || / name=(\S*)/.exec(line)?.[1] !== name) continue;
+      killed += Number(await this.command(i, ['CLIENT', 'KILL', 'ID', id]));
+    }
+    return killed;
   }
 
   /** A raw command on node i's Redis (direct, not through a proxy). */

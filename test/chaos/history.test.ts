@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StoredRecord } from '../../src/model/record.js';
 import { History, checkHistory, sha256Hex } from './history.js';
-import { makeSchedule, resourcesOf } from './schedule.js';
+import { REPAIR_ONLY_KINDS, makeSchedule, resourcesOf } from './schedule.js';
 
 function put(
   key: string,
@@ -124,5 +124,16 @@ describe('chaos schedule', () => {
         }
       }
     }
+  });
+
+  it('leaves out the faults only a repair can fix in hot-path-only mode', () => {
+    const kinds = new Set<string>();
+    for (let seed = 0; seed < 50; seed++) {
+      for (const f of makeSchedule(seed, { nodes: 3, durationMs: 30_000, hotPathOnly: true })) {
+        kinds.add(f.kind);
+      }
+    }
+    assert.ok(REPAIR_ONLY_KINDS.every((k) => !kinds.has(k)));
+    assert.ok(kinds.has('local-conn-kill') && kinds.has('redis-restart'));
   });
 });

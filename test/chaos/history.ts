@@ -34,7 +34,9 @@ export interface Violation {
     | 'phantom'
     | 'bad-content'
     | 'unsettled'
-    | 'leak';
+    | 'leak'
+    /** Hot-path-only mode: a gap or a repair that changed something (the hot path lost it). */
+    | 'repaired';
   readonly key?: string;
   readonly detail: string;
 }

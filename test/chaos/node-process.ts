@@ -2,16 +2,18 @@
  * One replication engine in its own process, so a chaos run can kill -9 it for real:
  * `npx tsx test/chaos/node-process.ts <config.yaml|config.json>`.
  *
- * Connects a SyncStore to the local Redis (retrying while it is down), starts a ReplicationEngine,
- * prints `ready` on stdout, then one JSON line per engine event (gap, repair with changes, peer
- * up/down). SIGTERM or SIGINT drains and exits 0; so does the end of stdin (the parent is gone), so
- * no engine outlives its test. Logs go to stderr.
+ * Connects its store to the local Redis as the daemon does (`connectLocalStore`: no offline queue,
+ * retried while the Redis is down, named `replication-engine:<node id>` as `startNode` names it, so
+ * a `local-conn-kill` fault can find it in CLIENT LIST), starts a ReplicationEngine, prints `ready`
+ * on stdout, then one JSON line per engine event (gap, repair with changes, peer up/down). SIGTERM
+ * or SIGINT drains and exits 0; so does the end of stdin (the parent is gone), so no engine outlives
+ * its test. Logs go to stderr.
  */
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '../../src/config/load.js';
 import { ReplicationEngine } from '../../src/engine/engine.js';
+import { connectLocalStore } from '../../src/node/local-store.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { SyncStore } from '../../src/store/sync-store.js';
 
 const path = process.argv[2];
 if (path === undefined) {
@@ -29,24 +31,16 @@ function emit(event: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(event)}\n`);
 }
 
-async function connectStore(): Promise<SyncStore> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await SyncStore.connect({
-        redisUrl: config.local.redisUrl,
-        nodeId: config.replication.localNodeId,
-        redisPrefix: config.local.redisPrefix,
-        store: config.store,
-        commandTimeoutMs: 5_000,
-      });
-    } catch (error) {
-      if (attempt % 20 === 0) logger.warn({ err: error }, 'local Redis not reachable yet');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
-
-const store = await connectStore();
+let lastConnectError = '';
+const local = await connectLocalStore(config, {
+  clientName: `replication-engine:${config.replication.localNodeId}`,
+  onError: (message) => {
+    if (message === lastConnectError) return;
+    lastConnectError = message;
+    logger.warn({ err: message }, 'local Redis unavailable');
+  },
+});
+const store = local.store;
 const engine = new ReplicationEngine(config, store, { logger });
 engine.on('gap', (gap) => emit({ event: 'gap', ...gap }));
 engine.on('repair', (report) => {
@@ -65,7 +59,7 @@ let stopping: Promise<void> | undefined;
 function shutdown(): void {
   stopping ??= (async () => {
     await engine.stop(10_000).catch((error: unknown) => logger.error({ err: error }, 'stop'));
-    await store.close().catch(() => undefined);
+    await local.close().catch(() => undefined);
     process.exit(0);
   })();
 }

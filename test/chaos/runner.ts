@@ -3,6 +3,8 @@
  * every node at once, a seeded fault schedule; then heal everything, wait for convergence and
  * check the promise (identical records and Merkle roots everywhere, the LWW maximum of the
  * acknowledged writes survives for every key, nothing deleted comes back, nothing left running).
+ * In hot-path-only mode the cold path is off and no repair may change anything: the hot path
+ * alone must deliver every write.
  */
 import { compareVersions, type StoredRecord } from '../../src/model/record.js';
 import { SyncStore } from '../../src/store/sync-store.js';
@@ -25,7 +27,10 @@ export interface ScenarioOptions {
   readonly durationMs?: number;
   /** @default 3 */
   readonly nodes?: number;
-  /** Distinct keys written (few keys: many overwrites and conflicts). @default 40 */
+  /**
+   * Keys shared by every client (few keys: many overwrites and conflicts); the single-write keys
+   * come on top. @default 40
+   */
   readonly keys?: number;
   /** Concurrent client loops per node. @default 2 */
   readonly writersPerNode?: number;
@@ -33,6 +38,13 @@ export interface ScenarioOptions {
   readonly convergeTimeoutMs?: number;
   /** Leave out Redis restarts without data. @default false */
   readonly noWipe?: boolean;
+  /**
+   * The cold path off on every node (`cold_path.enabled: false`), only faults the hot path must
+   * survive on its own (no trim, wipe or corrupt entry), and a stream gap or a repair that changed
+   * anything is a violation: with no fault that loses stream entries, either means the hot path
+   * lost writes and a repair covered for it. @default false
+   */
+  readonly hotPathOnly?: boolean;
   /** Keep the run's temp dir (engine logs, cursors) even when it passes. @default false */
   readonly keep?: boolean;
   /** Progress lines. */
@@ -42,6 +54,7 @@ export interface ScenarioOptions {
 /** The outcome of one scenario. */
 export interface ScenarioResult {
   readonly seed: number;
+  readonly mode: 'default' | 'hot-path-only';
   readonly ok: boolean;
   readonly schedule: readonly Fault[];
   /** Faults that were actually injected, by kind. */
@@ -49,6 +62,10 @@ export interface ScenarioResult {
   readonly violations: readonly Violation[];
   readonly writes: ReturnType<History['counts']> & { total: number };
   readonly events: EngineEventCounts;
+  /** Engine connections to their own Redis killed by `local-conn-kill` faults. */
+  readonly localConnsKilled: number;
+  /** When the fault phase began (ms since the epoch): fault `atMs` and write clocks line up. */
+  readonly phaseStartedAt: number;
   /** Time from the end of healing to convergence; undefined when it never converged. */
   readonly convergeMs: number | undefined;
   readonly totalMs: number;
@@ -113,6 +130,31 @@ class Gate {
   }
 }
 
+/**
+ * Share of writes that put a key no other write touches: on the few overwritten keys, a later
+ * write covers a lost one (the survivor is the LWW maximum either way), so only the last writes of
+ * a run could show a loss; a key written once shows every write the mesh loses, at any time.
+ */
+const SINGLE_WRITE_SHARE = 0.4;
+/** Share of writes that delete one of the writer's single-write keys (its second and last write). */
+const SINGLE_DELETE_SHARE = 0.1;
+
+/**
+ * When a node's clients pause: [start, end) ms into the fault phase, busy 0.5-3 s then quiet
+ * 0.5-3 s. A stream that goes quiet is what real meshes see between bursts, and where a hot path
+ * that forgets a failed batch shows it: no next batch comes soon to expose the failure.
+ */
+function lullsOf(seed: number, node: number, durationMs: number): [number, number][] {
+  const rng = new Rng((seed * 131 + node) ^ 0x27d4eb2f);
+  const lulls: [number, number][] = [];
+  for (let t = rng.int(500, 3000); t < durationMs; t += rng.int(500, 3000)) {
+    const end = t + rng.int(500, 3000);
+    lulls.push([t, end]);
+    t = end;
+  }
+  return lulls;
+}
+
 function content(rng: Rng, id: number, node: string): Buffer {
   const roll = rng.next();
   const padLength =
@@ -130,15 +172,19 @@ export async function runScenario(
   const nodes = options.nodes ?? 3;
   const keyCount = options.keys ?? 40;
   const log = options.log ?? (() => undefined);
+  const hotPathOnly = options.hotPathOnly === true;
   const schedule = makeSchedule(seed, {
     nodes,
     durationMs,
     ...(options.noWipe === true ? { noWipe: true } : {}),
+    ...(hotPathOnly ? { hotPathOnly: true } : {}),
   });
   const injected = countByKind([]);
   const violations: Violation[] = [];
   const history = new History();
-  const cluster = await ChaosCluster.start(nodes);
+  const cluster = await ChaosCluster.start(nodes, { coldPath: !hotPathOnly });
+  let localConnsKilled = 0;
+  let phaseStartedAt = 0;
   const stores: SyncStore[] = [];
   let convergeMs: number | undefined;
   let keptDir: string | undefined;
@@ -154,15 +200,35 @@ export async function runScenario(
     }
     const gates = Array.from({ length: nodes }, () => new Gate());
     let writing = true;
+    const phaseStart = Date.now();
+    phaseStartedAt = phaseStart;
     const writer = async (i: number, w: number): Promise<void> => {
       const rng = new Rng((seed * 31 + i * 7 + w) ^ 0x5bd1e995);
       const store = stores[i]!;
       const gate = gates[i]!;
+      const lulls = lullsOf(seed, i, durationMs);
+      const singles: string[] = [];
+      let written = 0;
       while (writing) {
         await gate.wait();
+        const now = Date.now() - phaseStart;
+        const lull = lulls.find(([start, end]) => start <= now && now < end);
+        if (lull !== undefined) await sleep(Math.min(lull[1], durationMs) - now);
         if (!writing) break;
-        const key = `chaos.k${rng.int(0, keyCount - 1)}`;
-        const del = rng.chance(0.2);
+        const roll = rng.next();
+        let key: string;
+        let del: boolean;
+        if (roll < SINGLE_WRITE_SHARE) {
+          key = `chaos.once.${nodeName(i)}.${w}.${written++}`;
+          del = false;
+          singles.push(key);
+        } else if (roll < SINGLE_WRITE_SHARE + SINGLE_DELETE_SHARE && singles.length > 0) {
+          key = singles.splice(rng.int(0, singles.length - 1), 1)[0]!;
+          del = true;
+        } else {
+          key = `chaos.k${rng.int(0, keyCount - 1)}`;
+          del = rng.chance(0.2);
+        }
         const id = history.ops.length;
         const body = del ? undefined : content(rng, id, nodeName(i));
         const op = history.begin(i, nodeName(i), key, body);
@@ -184,7 +250,6 @@ export async function runScenario(
       for (let w = 0; w < (options.writersPerNode ?? 2); w++) writers.push(writer(i, w));
 
     const locks = new Locks();
-    const phaseStart = Date.now();
     const runFault = async (fault: Fault): Promise<void> => {
       await sleep(phaseStart + fault.atMs - Date.now());
       await locks.with(resourcesOf(fault), async () => {
@@ -202,6 +267,15 @@ export async function runScenario(
             break;
           case 'cut':
             cluster.proxies[fault.from]![fault.to]!.cutMidReply(fault.bytes, fault.connections);
+            break;
+          case 'local-conn-kill':
+            while (Date.now() < holdUntil) {
+              // While the Redis is down (a concurrent restart) there is nothing to kill.
+              localConnsKilled += await cluster
+                .killLocalEngineConnections(fault.node)
+                .catch(() => 0);
+              await sleep(Math.min(fault.everyMs, holdUntil - Date.now()));
+            }
             break;
           case 'trim':
             await cluster.command(fault.node, ['XTRIM', 'cdc', 'MAXLEN', '0']);
@@ -289,10 +363,15 @@ export async function runScenario(
       if (Date.now() > deadline) break;
       await sleep(500);
     }
-    if (convergeMs === undefined) violations.push(...divergence(last, keys));
-    const finals = new Map<string, StoredRecord>();
-    for (const r of last[0]?.records ?? []) finals.set(r.key, r);
-    violations.push(...checkHistory(history, finals));
+    if (convergeMs === undefined) {
+      violations.push(...divergence(last, keys));
+      // Diverged: say which node lost which write (the others may hold it).
+      for (const [i, snapshot] of last.entries()) {
+        if (snapshot.ok) violations.push(...onNode(i, checkHistory(history, finalsOf(snapshot))));
+      }
+    } else {
+      violations.push(...checkHistory(history, finalsOf(last[0]!)));
+    }
     for (let i = 0; i < nodes; i++) {
       const leaked = await stores[i]!.getRecords(corruptKeys).catch(() => []);
       for (const r of leaked)
@@ -307,6 +386,8 @@ export async function runScenario(
   } finally {
     await Promise.allSettled(stores.map((s) => s.close()));
     await cluster.stop();
+    // After stop: every event the engines printed until they exited is counted.
+    if (hotPathOnly) violations.push(...repairsInHotPathOnly(cluster.events));
     for (const leak of await cluster.leftovers()) violations.push({ kind: 'leak', detail: leak });
     if (violations.length === 0 && options.keep !== true) cluster.removeDir();
     else keptDir = cluster.dir;
@@ -314,16 +395,41 @@ export async function runScenario(
   const counts = history.counts();
   return {
     seed,
+    mode: hotPathOnly ? 'hot-path-only' : 'default',
     ok: violations.length === 0,
     schedule,
     injected,
     violations,
     writes: { ...counts, total: history.ops.length },
     events: cluster.events,
+    localConnsKilled,
+    phaseStartedAt,
     convergeMs,
     totalMs: Date.now() - started,
     keptDir,
   };
+}
+
+/**
+ * What no hot-path-only run may report: a hot path that found a gap (no fault of that mode removes
+ * stream entries) or a repair that changed something (gaps and resyncs still start one with
+ * `cold_path.enabled: false`, and whatever it applied is what the hot path had lost).
+ */
+function repairsInHotPathOnly(events: EngineEventCounts): Violation[] {
+  const out: Violation[] = [];
+  if (events.gaps > 0) {
+    out.push({
+      kind: 'repaired',
+      detail: `${events.gaps} stream gap(s) reported with no trim or wipe: each started a repair`,
+    });
+  }
+  if (events.repairs > 0) {
+    out.push({
+      kind: 'repaired',
+      detail: `${events.repairs} repair(s) with the cold path off applied ${events.repairedRecords} record(s) (or deferred some): the hot path had not delivered them`,
+    });
+  }
+  return out;
 }
 
 /**
@@ -352,6 +458,33 @@ async function excuseUnreplicated(
     );
     if (!replicated) op.excused = `not replicated before ${nodeName(wiped)} was wiped`;
   }
+}
+
+/** At most this many violations of one node are listed; the rest are counted. */
+const PER_NODE_LIMIT = 20;
+
+function onNode(i: number, found: readonly Violation[]): Violation[] {
+  const out = found
+    .slice(0, PER_NODE_LIMIT)
+    .map((v) => ({ ...v, detail: `on ${nodeName(i)}: ${v.detail}` }));
+  if (found.length > PER_NODE_LIMIT) {
+    const kinds = countKinds(found.slice(PER_NODE_LIMIT));
+    out.push({
+      kind: found[PER_NODE_LIMIT]!.kind,
+      detail: `on ${nodeName(i)}: ${found.length - PER_NODE_LIMIT} more (${kinds})`,
+    });
+  }
+  return out;
+}
+
+function countKinds(violations: readonly Violation[]): string {
+  const counts = new Map<string, number>();
+  for (const v of violations) counts.set(v.kind, (counts.get(v.kind) ?? 0) + 1);
+  return [...counts].map(([k, n]) => `${k} ${n}`).join(', ');
+}
+
+function finalsOf(snapshot: Snapshot): Map<string, StoredRecord> {
+  return new Map(snapshot.records.map((r) => [r.key, r]));
 }
 
 interface Snapshot {
@@ -411,8 +544,8 @@ function divergence(snapshots: readonly Snapshot[], keys: readonly string[]): Vi
 /** The report of a failed scenario: seed, schedule, violations, and how to replay it. */
 export function formatFailure(result: ScenarioResult): string {
   const lines = [
-    `chaos seed ${result.seed} FAILED (${result.violations.length} violation(s))`,
-    `replay: npm run test:chaos -- --seed ${result.seed}`,
+    `chaos seed ${result.seed}${result.mode === 'hot-path-only' ? ' (hot path only)' : ''} FAILED (${result.violations.length} violation(s): ${countKinds(result.violations)})`,
+    `replay: npm run test:chaos -- --seed ${result.seed}${result.mode === 'hot-path-only' ? ' --hot-path-only' : ''}`,
     'schedule:',
     ...result.schedule.map((f) => `  ${describeFault(f)}`),
     'violations:',
@@ -431,9 +564,9 @@ export function formatSummary(result: ScenarioResult): string {
     .map(([k, n]) => `${k}=${n}`)
     .join(' ');
   return (
-    `seed ${result.seed}: ${result.ok ? 'ok' : 'FAILED'} in ${(result.totalMs / 1000).toFixed(1)}s; ` +
+    `seed ${result.seed}${result.mode === 'hot-path-only' ? ' (hot path only)' : ''}: ${result.ok ? 'ok' : 'FAILED'} in ${(result.totalMs / 1000).toFixed(1)}s; ` +
     `writes ${result.writes.total} (ok ${result.writes.ok}, failed ${result.writes.failed}, excused ${result.writes.excused}); ` +
-    `faults ${faults}; gaps ${result.events.gaps}, repairs ${result.events.repairs} (${result.events.repairedRecords} records); ` +
+    `faults ${faults}${result.localConnsKilled > 0 ? ` (${result.localConnsKilled} local conns killed)` : ''}; gaps ${result.events.gaps}, repairs ${result.events.repairs} (${result.events.repairedRecords} records); ` +
     `converged ${result.convergeMs === undefined ? 'never' : `${result.convergeMs} ms`} after heal`
   );
 }

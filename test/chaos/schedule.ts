@@ -58,7 +58,8 @@ export type FaultKind =
   | 'trim'
   | 'latency'
   | 'cut'
-  | 'corrupt';
+  | 'corrupt'
+  | 'local-conn-kill';
 
 /** All fault kinds, in report order. */
 export const FAULT_KINDS: readonly FaultKind[] = [
@@ -71,7 +72,14 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'latency',
   'cut',
   'corrupt',
+  'local-conn-kill',
 ];
+
+/**
+ * Kinds only a repair can fix (entries gone from a stream, a Redis without its data, an entry the
+ * hot path must refuse): left out of a hot-path-only schedule, where no repair runs.
+ */
+export const REPAIR_ONLY_KINDS: readonly FaultKind[] = ['trim', 'redis-wipe', 'corrupt'];
 
 /** One fault: starts at `atMs` from the start of the fault phase, lasts `durationMs`. */
 export type Fault =
@@ -138,6 +146,17 @@ export type Fault =
       readonly atMs: number;
       readonly durationMs: 0;
       readonly node: number;
+    }
+  /**
+   * For `durationMs`, every `everyMs`, the engine's connections to node's own Redis are killed
+   * (`CLIENT KILL ID`): applies and cursor-guarding reads fail mid-batch, and reconnect at once.
+   */
+  | {
+      readonly kind: 'local-conn-kill';
+      readonly atMs: number;
+      readonly durationMs: number;
+      readonly node: number;
+      readonly everyMs: number;
     };
 
 /** What a schedule is made for. */
@@ -149,6 +168,8 @@ export interface ScheduleOptions {
   readonly meanGapMs?: number;
   /** Leave out `redis-wipe` faults. @default false */
   readonly noWipe?: boolean;
+  /** Leave out the {@link REPAIR_ONLY_KINDS}: for a run with the cold path off. @default false */
+  readonly hotPathOnly?: boolean;
 }
 
 const WEIGHTS: Readonly<Record<FaultKind, number>> = {
@@ -161,6 +182,16 @@ const WEIGHTS: Readonly<Record<FaultKind, number>> = {
   latency: 2,
   cut: 3,
   corrupt: 1,
+  'local-conn-kill': 2,
+};
+
+/**
+ * A hot-path-only schedule weighs the local store's failures more: a failed apply is where a
+ * hot path can move on past entries it never applied (a failed read is simply retried).
+ */
+const HOT_PATH_WEIGHTS: Partial<Record<FaultKind, number>> = {
+  'redis-restart': 3,
+  'local-conn-kill': 4,
 };
 
 /** The resources a fault holds while it lasts; two faults on one resource never overlap. */
@@ -177,6 +208,8 @@ export function resourcesOf(fault: Fault): string[] {
       return [`engine:${fault.node}`];
     case 'latency':
       return [`latency:${fault.node}`];
+    case 'local-conn-kill':
+      return [`local-conn:${fault.node}`];
     case 'trim':
     case 'cut':
     case 'corrupt':
@@ -191,7 +224,12 @@ export function makeSchedule(seed: number, options: ScheduleOptions): Fault[] {
   const meanGap = options.meanGapMs ?? 1000;
   const busyUntil = new Map<string, number>();
   const faults: Fault[] = [];
-  const weights = { ...WEIGHTS, ...(options.noWipe === true ? { 'redis-wipe': 0 } : {}) };
+  const weights: Record<FaultKind, number> = { ...WEIGHTS };
+  if (options.noWipe === true) weights['redis-wipe'] = 0;
+  if (options.hotPathOnly === true) {
+    Object.assign(weights, HOT_PATH_WEIGHTS);
+    for (const kind of REPAIR_ONLY_KINDS) weights[kind] = 0;
+  }
   let t = rng.int(200, 800);
   while (t < options.durationMs - 500) {
     const kind = rng.weighted(weights);
@@ -219,6 +257,15 @@ export function makeSchedule(seed: number, options: ScheduleOptions): Fault[] {
         break;
       case 'latency':
         fault = { kind, atMs: t, durationMs: span(1000, 5000), node, ms: rng.int(20, 300) };
+        break;
+      case 'local-conn-kill':
+        fault = {
+          kind,
+          atMs: t,
+          durationMs: span(1000, 5000),
+          node,
+          everyMs: rng.int(100, 300),
+        };
         break;
       case 'cut':
         fault = {
@@ -261,6 +308,8 @@ export function describeFault(fault: Fault): string {
       return `${at} partition ${nodeName(fault.a)} <-> ${nodeName(fault.b)} (${fault.mode}) ${dur}`;
     case 'latency':
       return `${at} latency ${fault.ms}ms on links into ${nodeName(fault.node)} ${dur}`;
+    case 'local-conn-kill':
+      return `${at} local-conn-kill ${nodeName(fault.node)}'s engine connections to its own Redis every ${fault.everyMs}ms ${dur}`;
     case 'cut':
       return `${at} cut ${fault.connections} conn(s) ${nodeName(fault.from)} -> ${nodeName(fault.to)} after ${fault.bytes} bytes`;
     case 'trim':
