@@ -57,12 +57,15 @@ const hotPathSchema = section(
       ),
       min_batch_size: int(50, 'Smallest batch size (AIMD); at most `batch_size`.', { min: 1 }),
       max_batch_size: int(1000, 'Largest batch size (AIMD); at least `batch_size`.', { min: 1 }),
-      rate_limit_enabled: bool(false, 'Limit the apply rate (prevents a thundering herd).'),
+      rate_limit_enabled: bool(
+        false,
+        "Limit the node's total apply rate, all peers together (prevents a thundering herd).",
+      ),
       rate_limit_per_sec: option(
         z.number().positive().default(10_000),
         'number',
         '10000',
-        'Sustained events per second when rate limiting.',
+        'Sustained events per second when rate limiting, for all peers together (one bucket).',
       ),
       rate_limit_burst: int(1000, 'Events allowed in a burst above the sustained rate.', {
         min: 1,

@@ -18,6 +18,7 @@ import { LocalStoreCheck } from './local-check.js';
 import { ErrorClock, peerHealth } from './peer-health.js';
 import { PeerLink, describeError } from './peer-link.js';
 import type { GapKind } from './stream-gap.js';
+import { ApplyRateLimit } from './apply-rate-limit.js';
 import { RedisPeerStream } from './peer-stream.js';
 import { Tailer } from './tailer.js';
 
@@ -126,6 +127,8 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
   readonly #store: LocalStore;
   #cursors: CursorStore | undefined;
   readonly #peers = new Map<string, PeerRuntime>();
+  /** One apply-rate bucket for every peer's tailer: the limit is node-wide. */
+  readonly #rateLimit = new ApplyRateLimit(() => this.#config.replication.hotPath);
   #cold: ColdPath | undefined;
   #startedAt = 0;
   #lastError: string | undefined;
@@ -182,6 +185,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         settings: () => this.#config.replication.coldPath,
         maxItemBytes: this.#config.store.maxItemBytes,
         maxClockSkewMs: this.#config.store.maxClockSkewMs,
+      rateLimit: this.#rateLimit,
         store: this.#store,
         metrics: this.metrics,
         logger: this.logger,

@@ -13,6 +13,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ApplyResult, LocalStore } from '../store/local-store.js';
 import { AimdBatchSizer } from './aimd.js';
+import type { ApplyRateLimit } from './apply-rate-limit.js';
 import { ApplyPipeline } from './apply-pipeline.js';
 import { Backoff, sleep } from './backoff.js';
 import { applyBatch, countCommitted, type BatchStats } from './batch-apply.js';
@@ -23,7 +24,6 @@ import type { PeerStream } from './peer-stream.js';
 import { StreamLag } from './stream-lag.js';
 import { StreamReader } from './stream-reader.js';
 import type { GapVerdict } from './stream-gap.js';
-import { TokenBucket } from './token-bucket.js';
 
 export { APPLIES_IN_FLIGHT } from './apply-pipeline.js';
 
@@ -50,6 +50,8 @@ export interface TailerContext {
   readonly maxClockSkewMs?: number;
   readonly store: LocalStore;
   readonly cursors: CursorStore;
+  /** The node-wide apply rate limit, shared by every peer's tailer. */
+  readonly rateLimit: ApplyRateLimit;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** A gap was found and the cursor reset; the engine reports it and starts a repair. */
@@ -61,6 +63,8 @@ export interface TailerContext {
   ) => void;
   /** Records held back for their clock: the engine has them repaired once in range. */
   readonly onHeldBack?: (peerId: string, records: readonly HeldBackRecord[]) => void;
+  /** Live records refused as purged deletes (outcome `purged`): the engine has the peer repaired. */
+  readonly onPurged?: (peerId: string, count: number) => void;
   /** @default the real clock */
   readonly clock?: TailerClock;
 }
@@ -145,8 +149,6 @@ export class Tailer {
   #commitFailures = 0;
   #infoDue = 0;
   #lastLagWarnAt = 0;
-  #bucket: TokenBucket;
-  #bucketKey: string;
 
   constructor(peerId: string, stream: PeerStream, ctx: TailerContext) {
     this.#peerId = peerId;
@@ -161,8 +163,6 @@ export class Tailer {
       max: hot.maxBatchSize,
       targetLatencyMs: ctx.slo().maxBatchFlushLatencyMs,
     });
-    this.#bucket = new TokenBucket({ ratePerSec: hot.rateLimitPerSec, burst: hot.rateLimitBurst });
-    this.#bucketKey = `${hot.rateLimitPerSec}/${hot.rateLimitBurst}`;
     const row = ctx.cursors.get(peerId);
     this.#reader = new StreamReader(
       stream,
@@ -185,6 +185,7 @@ export class Tailer {
           onConflicts: (conflicts) => ctx.onConflicts(peerId, conflicts),
           now: () => this.#clock.now(),
           onHeldBack: (records) => ctx.onHeldBack?.(peerId, records),
+          onPurged: (count) => ctx.onPurged?.(peerId, count),
         }),
       commit: (cursor) => this.#commitCursor(cursor),
       onCommitted: (batch, stats, flushMs) => {
@@ -538,19 +539,10 @@ export class Tailer {
   }
 
   async #rateLimit(n: number): Promise<void> {
-    const hot = this.#ctx.hotPath();
-    if (!hot.rateLimitEnabled) return;
-    const key = `${hot.rateLimitPerSec}/${hot.rateLimitBurst}`;
-    if (key !== this.#bucketKey) {
-      this.#bucket = new TokenBucket({
-        ratePerSec: hot.rateLimitPerSec,
-        burst: hot.rateLimitBurst,
-      });
-      this.#bucketKey = key;
-    }
-    const wait = this.#bucket.reserve(n);
+    const wait = this.#ctx.rateLimit.reserve(n);
     if (wait > 0) await this.#clock.sleep(wait, this.#stop.signal);
   }
+
 
   #commitCursor(streamId: string): void {
     try {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { resolveConfig } from '../../src/config/index.js';
 import { ApplyPipeline } from '../../src/engine/apply-pipeline.js';
+import { ApplyRateLimit } from '../../src/engine/apply-rate-limit.js';
 import type { DecodedBatch } from '../../src/engine/batch.js';
 import { CursorStore } from '../../src/engine/cursor-store.js';
 import { Tailer, type TailerClock } from '../../src/engine/tailer.js';
@@ -141,7 +142,15 @@ function fastClock(): TailerClock {
   };
 }
 
-function tailerOf(stream: MemoryStream, store: MemoryStore, options: { batchSize?: number } = {}) {
+interface TailerOptions {
+  readonly batchSize?: number;
+  readonly peerId?: string;
+  readonly hotPath?: Record<string, unknown>;
+  readonly rateLimit?: ApplyRateLimit;
+  readonly clock?: TailerClock;
+}
+
+function tailerOf(stream: MemoryStream, store: MemoryStore, options: TailerOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'repl-tailer-'));
   dirs.push(dir);
   const config = resolveConfig({
@@ -158,18 +167,20 @@ function tailerOf(stream: MemoryStream, store: MemoryStore, options: { batchSize
     },
   });
   const cursors = CursorStore.open(join(dir, 'cursors.db'));
-  const tailer = new Tailer('node-a', stream, {
+  const peerId = options.peerId ?? 'node-a';
+  const tailer = new Tailer(peerId, stream, {
     localNodeId: 'node-b',
     hotPath: () => config.replication.hotPath,
     slo: () => config.replication.slo,
     maxItemBytes: config.store.maxItemBytes,
     store,
     cursors,
+    rateLimit: options.rateLimit ?? new ApplyRateLimit(() => config.replication.hotPath),
     metrics: createMetrics(),
     logger: createLogger({ level: 'silent' }),
     onGap: () => undefined,
     onConflicts: () => undefined,
-    clock: fastClock(),
+    clock: options.clock ?? fastClock(),
   });
   tailers.push(tailer);
   return { tailer, cursors };
@@ -284,4 +295,53 @@ describe('Tailer loop', () => {
     assert.equal(cursors.get('node-a'), undefined, 'no cursor committed');
     assert.equal(store.records.size, 0);
   });
+
+  it('keeps the apply rate of all peers together within rate_limit_per_sec (one bucket per node)', async () => {
+    const hotPath = { rate_limit_enabled: true, rate_limit_per_sec: 400, rate_limit_burst: 20 };
+    const config = resolveConfig({
+      replication: {
+        local_node_id: 'node-b',
+        settings: { hot_path: hotPath },
+        peers: [{ node_id: 'node-a', redis_url: 'redis://127.0.0.1:1' }],
+      },
+    });
+    const shared = new ApplyRateLimit(() => config.replication.hotPath);
+    const realClock: TailerClock = { now: () => Date.now(), sleep: (ms, s) => sleepFor(ms, s) };
+    const store = new MemoryStore();
+    const streams = [new MemoryStream(), new MemoryStream()];
+    streams.forEach((s, i) => fill(s, 600, `p${i}`));
+    const started = Date.now();
+    for (const [i, stream] of streams.entries()) {
+      const { tailer } = tailerOf(stream, store, {
+        peerId: `node-${i === 0 ? 'a' : 'c'}`,
+        hotPath,
+        rateLimit: shared,
+        clock: realClock,
+      });
+      tailer.start();
+    }
+    // Whatever the machine's speed, what was applied by any moment is at most the burst plus the
+    // rate times the time since the start (and a batch per peer in flight): with a bucket per
+    // peer, twice that.
+    let samples = 0;
+    while (store.records.size < 1200) {
+      const seconds = (Date.now() - started) / 1000;
+      const bound = 20 + 400 * seconds + 2 * 10;
+      assert.ok(store.records.size <= bound, `${store.records.size} applied after ${seconds} s`);
+      samples += 1;
+      await sleepFor(20);
+    }
+    assert.ok(samples > 10, `${samples} samples taken`);
+  });
 });
+
+function sleepFor(ms: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const timer = setTimeout(() => resolve(true), ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
