@@ -10,6 +10,7 @@ import type { ResolvedHotPath, ResolvedSlo } from '../config/types.js';
 import { IllegalStateError } from '../errors.js';
 import type { StoredRecord } from '../model/record.js';
 import type { Logger } from '../observability/logger.js';
+import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ApplyResult, LocalStore } from '../store/local-store.js';
 import { AimdBatchSizer } from './aimd.js';
@@ -149,6 +150,11 @@ export class Tailer {
   #commitFailures = 0;
   #infoDue = 0;
   #lastLagWarnAt = 0;
+  /** Repeating warnings: logged when they start, every 30 s while they last, when they end. */
+  readonly #applyFailing: RepeatingWarning;
+  readonly #readFailing: RepeatingWarning;
+  readonly #lagOverSlo: RepeatingWarning;
+  readonly #flushOverSlo: RepeatingWarning;
 
   constructor(peerId: string, stream: PeerStream, ctx: TailerContext) {
     this.#peerId = peerId;
@@ -156,6 +162,24 @@ export class Tailer {
     this.#ctx = ctx;
     this.#clock = ctx.clock ?? REAL_CLOCK;
     this.#log = ctx.logger;
+    const now = (): number => this.#clock.now();
+    this.#applyFailing = new RepeatingWarning(
+      this.#log,
+      'batch apply failed; reading again from the committed cursor',
+      { recovered: 'batches apply again', now },
+    );
+    this.#readFailing = new RepeatingWarning(this.#log, 'hot path error; backing off', {
+      recovered: 'the peer stream reads again',
+      now,
+    });
+    this.#lagOverSlo = new RepeatingWarning(this.#log, 'replication lag exceeds its SLO', {
+      recovered: 'replication lag is within its SLO',
+      now,
+    });
+    this.#flushOverSlo = new RepeatingWarning(this.#log, 'batch flush exceeded its SLO', {
+      recovered: 'batch flushes are within their SLO',
+      now,
+    });
     const hot = ctx.hotPath();
     this.#sizer = new AimdBatchSizer({
       initial: hot.batchSize,
@@ -191,6 +215,7 @@ export class Tailer {
       onCommitted: (batch, stats, flushMs) => {
         this.#backoff.reset();
         this.#lastError = undefined;
+        this.#applyFailing.ok();
         this.#lag.observeCommit(batch.lastId, batch.read, this.#pipeline.oldestPendingId);
         this.#publishLag();
         countCommitted(ctx.metrics, peerId, batch, stats, flushMs);
@@ -200,10 +225,7 @@ export class Tailer {
       onFailed: (batch, error, flushMs) => {
         this.#lastError = describeError(error);
         ctx.metrics.batchErrorsTotal.inc({ peer_id: peerId });
-        this.#log.warn(
-          { err: this.#lastError, events: batch.read },
-          'batch apply failed; reading again from the committed cursor',
-        );
+        this.#applyFailing.fail({ err: this.#lastError, events: batch.read });
         this.#recordBatch(batch, false, flushMs);
       },
     });
@@ -359,6 +381,7 @@ export class Tailer {
       this.#reader.dropReadAhead();
       return;
     }
+    this.#readFailing.ok();
     this.#lag.observeRead(cursor, this.#pipeline.committed, entries);
     if (entries.length === 0) {
       if (this.#pipeline.inFlight === 0) this.#lastError = undefined;
@@ -413,7 +436,7 @@ export class Tailer {
   async #backOff(error?: unknown): Promise<void> {
     if (error !== undefined) {
       this.#lastError = describeError(error);
-      this.#log.warn({ err: this.#lastError }, 'hot path error; backing off');
+      this.#readFailing.fail({ err: this.#lastError });
     }
     await this.#pipeline.nextPosition();
     this.#reader.dropReadAhead();
@@ -512,21 +535,23 @@ export class Tailer {
     const maxLag = this.#ctx.slo().maxReplicationLagMs;
     m.lagSloViolation.set(peer, lagMs > maxLag ? 1 : 0);
     const now = this.#clock.now();
-    if (lagMs > maxLag && now - this.#lastLagWarnAt > 10_000) {
+    if (lagMs <= maxLag) {
+      this.#lagOverSlo.ok({ lag_ms: lagMs });
+    } else if (now - this.#lastLagWarnAt > 10_000) {
       this.#lastLagWarnAt = now;
       m.sloViolationsTotal.inc({ peer_id: this.#peerId, slo_type: 'replication_lag' });
-      this.#log.warn({ lag_ms: lagMs, slo_ms: maxLag }, 'replication lag exceeds its SLO');
+      this.#lagOverSlo.fail({ lag_ms: lagMs, slo_ms: maxLag });
     }
   }
 
   #checkFlushSlo(flushMs: number, events: number): void {
     const sloMs = this.#ctx.slo().maxBatchFlushLatencyMs;
-    if (flushMs <= sloMs) return;
+    if (flushMs <= sloMs) {
+      this.#flushOverSlo.ok();
+      return;
+    }
     this.#ctx.metrics.sloViolationsTotal.inc({ peer_id: this.#peerId, slo_type: 'batch_flush' });
-    this.#log.warn(
-      { ms: Math.round(flushMs), slo_ms: sloMs, events },
-      'batch flush exceeded its SLO',
-    );
+    this.#flushOverSlo.fail({ ms: Math.round(flushMs), slo_ms: sloMs, events });
   }
 
   #recordBatch(batch: object, ok: boolean, flushMs: number): void {
@@ -542,7 +567,6 @@ export class Tailer {
     const wait = this.#ctx.rateLimit.reserve(n);
     if (wait > 0) await this.#clock.sleep(wait, this.#stop.signal);
   }
-
 
   #commitCursor(streamId: string): void {
     try {

@@ -148,6 +148,8 @@ interface TailerOptions {
   readonly hotPath?: Record<string, unknown>;
   readonly rateLimit?: ApplyRateLimit;
   readonly clock?: TailerClock;
+  /** Receives every log line (JSON). */
+  readonly logLines?: string[];
 }
 
 function tailerOf(stream: MemoryStream, store: MemoryStore, options: TailerOptions = {}) {
@@ -177,7 +179,10 @@ function tailerOf(stream: MemoryStream, store: MemoryStore, options: TailerOptio
     cursors,
     rateLimit: options.rateLimit ?? new ApplyRateLimit(() => config.replication.hotPath),
     metrics: createMetrics(),
-    logger: createLogger({ level: 'silent' }),
+    logger:
+      options.logLines === undefined
+        ? createLogger({ level: 'silent' })
+        : createLogger({ destination: { write: (line: string) => options.logLines!.push(line) } }),
     onGap: () => undefined,
     onConflicts: () => undefined,
     clock: options.clock ?? fastClock(),
@@ -332,6 +337,24 @@ describe('Tailer loop', () => {
       await sleepFor(20);
     }
     assert.ok(samples > 10, `${samples} samples taken`);
+  });
+  it('logs a run of failed applies once when it starts and once when it ends, not per batch', async () => {
+    const stream = new MemoryStream();
+    const keys = fill(stream, 400);
+    const store = new MemoryStore();
+    store.failWhen = (call) => call <= 30;
+    const lines: string[] = [];
+    const { tailer } = tailerOf(stream, store, {
+      logLines: lines,
+      clock: { now: () => Date.now(), sleep: (_ms, signal) => sleepFor(1, signal) },
+    });
+    tailer.start();
+    await until(() => tailer.committedCursor === stream.lastId, 'the cursor at the head');
+    assertAllApplied(store, keys);
+    const msgs = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const failed = msgs.filter((m) => m.startsWith('batch apply failed'));
+    assert.equal(failed.length, 1, msgs.join('\n'));
+    assert.equal(msgs.filter((m) => m.startsWith('batches apply again: back after')).length, 1);
   });
 });
 
