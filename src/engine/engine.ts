@@ -185,7 +185,6 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         settings: () => this.#config.replication.coldPath,
         maxItemBytes: this.#config.store.maxItemBytes,
         maxClockSkewMs: this.#config.store.maxClockSkewMs,
-      rateLimit: this.#rateLimit,
         store: this.#store,
         metrics: this.metrics,
         logger: this.logger,
@@ -507,6 +506,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
       slo: () => this.#config.replication.slo,
       maxItemBytes: this.#config.store.maxItemBytes,
       maxClockSkewMs: this.#config.store.maxClockSkewMs,
+      rateLimit: this.#rateLimit,
       store: this.#store,
       cursors,
       // Held back for its clock: repaired from the peer once within the bound, so never lost.
