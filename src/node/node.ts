@@ -170,11 +170,11 @@ export async function startNode(
     recovered: 'tombstone purge works again',
   });
   const purge = (): void => {
-    // Only what every configured peer acknowledged (the engine logs what it purged and holds).
-    purging ??= engine
+    purging ??= local.store
       .purgeTombstones()
-      .then(() => {
+      .then(({ purged }) => {
         purgeFailing.ok();
+        if (purged > 0) logger.info({ purged }, 'purged expired tombstones');
       })
       .catch((error: unknown) => {
         purgeFailing.fail({ err: describeError(error) });
