@@ -20,8 +20,15 @@ export interface ApplyOptions {
   readonly relay: boolean;
   /** Record conflicts in the `conflicts` stream. */
   readonly conflictLog: boolean;
-  /** A tombstone older than this (ms) with no local record is stale (it was purged here). */
-  readonly purgeHorizon: number;
+  /** This node's clock (ms): a tombstone applied is indexed at max(its clock, now). */
+  readonly now: number;
+  /**
+   * Records of a key this node lacks, dated more than this (ms, `store.max_clock_skew`) before
+   * its purge horizon, look purged: a tombstone is stale, a live record `purged` (refused).
+   */
+  readonly horizonMarginMs: number;
+  /** Apply such live records all the same (they come from a peer in sync since the horizon). */
+  readonly acceptOld: boolean;
   readonly cdcMaxlen: number;
   readonly conflictMaxlen: number;
   /** Records per script call. */
@@ -35,7 +42,7 @@ export interface ApplyOptions {
  */
 export const CHUNK_BYTES = 4 * 1024 * 1024;
 
-const OUTCOMES: readonly ApplyOutcome[] = ['applied', 'duplicate', 'stale', 'conflict'];
+const OUTCOMES: readonly ApplyOutcome[] = ['applied', 'duplicate', 'stale', 'conflict', 'purged'];
 
 /** Applies `records` by LWW through the `apply` script; results in input order. */
 export async function applyRecords(
@@ -83,7 +90,13 @@ function applyChunk(
   options: ApplyOptions,
 ): Promise<unknown[]> {
   const { keys, relay } = options;
-  const redisKeys: string[] = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts];
+  const redisKeys: string[] = [
+    keys.dirty,
+    keys.tombstones,
+    keys.cdc,
+    keys.conflicts,
+    keys.gcHorizon,
+  ];
   // Relayed without a frame: compressed once, for the CDC entry and the stored record alike.
   const records = relay
     ? chunk.map((r) => (!r.deleted && r.frame === undefined ? withFrame(r) : r))
@@ -114,7 +127,7 @@ function applyChunk(
   const args: RedisArgument[] = [
     relay ? '1' : '0',
     options.conflictLog ? '1' : '0',
-    String(options.purgeHorizon),
+    String(options.now),
     String(options.cdcMaxlen),
     String(options.conflictMaxlen),
     relay ? JSON.stringify(relayed) : '',
@@ -123,6 +136,8 @@ function applyChunk(
     flags,
     arena,
     ends,
+    String(options.horizonMarginMs),
+    options.acceptOld ? '1' : '0',
     ...datas,
   ];
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);

@@ -34,6 +34,15 @@ export interface StoreKeys {
   readonly conflicts: string;
   /** Capped stream of entries from `peerId` that failed to parse, decompress or verify. */
   deadLetters(peerId: string): string;
+  /**
+   * Hash `peer id → ms`: when each peer was last found holding every tombstone this node held (the
+   * start of a repair that ended acknowledged, docs/PROTOCOL.md §6). Readable by peers.
+   */
+  readonly gcAcked: string;
+  /** String, ms: this node's purge horizon, the highest cutoff it ever purged tombstones with. */
+  readonly gcHorizon: string;
+  /** String: a random id the engine writes into a store without one; gone = the store was lost. */
+  readonly storeId: string;
 }
 
 /** The key names under `prefix`. */
@@ -55,5 +64,8 @@ export function storeKeys(prefix: string): StoreKeys {
     lock: `${prefix}merkle:lock`,
     conflicts: `${prefix}conflicts`,
     deadLetters: (peerId) => `${prefix}dlq:${peerId}`,
+    gcAcked: `${prefix}gc:acked`,
+    gcHorizon: `${prefix}gc:horizon`,
+    storeId: `${prefix}store:id`,
   };
 }

@@ -22,7 +22,13 @@ export type ApplyOutcome =
    * The record lost against a different, concurrent local record (one that could not have seen it:
    * its version is not greater). Counted as a conflict.
    */
-  | 'conflict';
+  | 'conflict'
+  /**
+   * Not applied: the record is live, this node holds no version of its key, and it is dated
+   * before this node's purge horizon (less the clock margin): exactly what a delete purged here
+   * looks like (docs/PROTOCOL.md §6). Only a peer in sync since the horizon can vouch for it.
+   */
+  | 'purged';
 
 /** Result of {@link LocalStore.apply} for one record, in input order. */
 export interface ApplyResult {
@@ -30,6 +36,61 @@ export interface ApplyResult {
   readonly outcome: ApplyOutcome;
   /** The local version the record was compared with, if there was one. */
   readonly previous?: RecordVersion;
+}
+
+/** Options of {@link LocalStore.apply}. */
+export interface ApplyRecordsOptions {
+  /**
+   * Apply a live record of a key this node lacks even when it is dated before the purge horizon
+   * (outcome `purged` otherwise): the peer it comes from has been in sync since. @default false
+   */
+  readonly acceptOld?: boolean;
+}
+
+/** What the tombstone collector of a store knows (docs/PROTOCOL.md §6). */
+export interface GcState {
+  /** The purge horizon: the highest cutoff tombstones were ever purged with; 0 = never. */
+  readonly horizon: number;
+  /** Per peer id, when it was last found holding every tombstone this node held (ms). */
+  readonly acked: ReadonlyMap<string, number>;
+}
+
+/** Tombstones past `tombstone_ttl` that are kept because a peer has not acknowledged them. */
+export interface HeldTombstones {
+  readonly count: number;
+  /** Approximate bytes of their records, leaves and index entries. */
+  readonly bytes: number;
+}
+
+/**
+ * The tombstone collector's part of a store (docs/PROTOCOL.md §6): acknowledgements, the purge
+ * horizon, acknowledged purges. {@link SyncStore} implements it; without it the engine purges
+ * nothing and refuses nothing.
+ */
+export interface TombstoneStore {
+  /** The purge horizon and the acknowledgements, in one round trip. */
+  gcState(): Promise<GcState>;
+  /** Records that `peerId` held every tombstone this node held at `atMs` (its clock). */
+  acknowledge(peerId: string, atMs: number): Promise<void>;
+  /** When each key's tombstone arrived here (ms), undefined for a key that is not a tombstone. */
+  tombstoneArrivals(keys: readonly string[]): Promise<(number | undefined)[]>;
+  /**
+   * Purges tombstones that arrived before `min(now - tombstone_ttl, horizon)` and raises the purge
+   * horizon to that cutoff.
+   */
+  purgeTombstones(now: number, horizon: number): Promise<{ readonly purged: number }>;
+  /** Tombstones that arrived in `[from, to)` (held past their TTL), counted and sized. */
+  heldTombstones(from: number, to: number): Promise<HeldTombstones>;
+  /**
+   * Deletes `key` with a tombstone just above `stale` (its clock, version + 1, this node's origin),
+   * replicated like any delete, if this node still holds no version of the key; false otherwise.
+   */
+  supersede(key: string, stale: RecordVersion): Promise<boolean>;
+  /**
+   * This store's identity: the id in `store:id`, written (`created`) when there was none. A store
+   * whose id vanished or changed was flushed, restarted without its data, or replaced.
+   */
+  identity(): Promise<{ readonly id: string; readonly created: boolean }>;
 }
 
 /** A Merkle child: its path and hash (hex), as listed by {@link LocalStore.merkleChildren}. */
@@ -44,7 +105,7 @@ export interface MerkleNode {
  */
 export interface LocalStore {
   /** Applies replicated records by LWW in as few round trips as possible; never throws per record. */
-  apply(records: readonly StoredRecord[]): Promise<ApplyResult[]>;
+  apply(records: readonly StoredRecord[], options?: ApplyRecordsOptions): Promise<ApplyResult[]>;
   /** True when the local store holds `key` with exactly this content hash (seed API). */
   isCurrent(key: string, contentHash: string): Promise<boolean>;
   /** Full records (tombstones included) for `keys`, in one round trip; absent keys are left out. */
@@ -82,4 +143,6 @@ export interface LocalStore {
    * their contents decompressed.
    */
   readonly keepsFrames?: boolean;
+  /** Acknowledged tombstone collection and store identity (optional: see {@link TombstoneStore}). */
+  readonly tombstones?: TombstoneStore;
 }

@@ -20,7 +20,15 @@ import {
 } from './input.js';
 import { DEAD_LETTER_ERROR_CHARS, DEAD_LETTER_MAXLEN, deadLetterFields } from './dead-letter.js';
 import { storeKeys, type StoreKeys } from './keys.js';
-import type { ApplyResult, DeadLetter, LocalStore, MerkleNode } from './local-store.js';
+import { GcStore } from './gc-store.js';
+import type {
+  ApplyRecordsOptions,
+  ApplyResult,
+  DeadLetter,
+  LocalStore,
+  MerkleNode,
+  TombstoneStore,
+} from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf, parseVersionTuple } from './merkle-hash.js';
 import { MerkleReader } from './merkle-reader.js';
@@ -30,13 +38,7 @@ import {
   type RefreshRunOptions,
   type RefreshStats,
 } from './merkle-refresh.js';
-import {
-  AS_BUFFERS,
-  AS_STRINGS,
-  asString,
-  newRedisClient,
-  type CommandSender,
-} from './redis-io.js';
+import { AS_STRINGS, asString, newRedisClient, type CommandSender } from './redis-io.js';
 
 /** Store settings when none are given (SPEC §3, §5). */
 export const DEFAULT_STORE: ResolvedStore = Object.freeze({
@@ -118,6 +120,8 @@ export class SyncStore implements LocalStore {
   readonly reader: MerkleReader;
   /** A record's frame is stored as it came (docs/PROTOCOL.md §2): its content is not read. */
   readonly keepsFrames = true;
+  /** Acknowledged tombstone collection and the store's identity (docs/PROTOCOL.md §6). */
+  readonly tombstones: TombstoneStore;
 
   private readonly client: CommandSender;
   private readonly clock: () => number;
@@ -146,6 +150,15 @@ export class SyncStore implements LocalStore {
     this.applyChunkSize = options.applyChunkSize ?? 200;
     this.reader = new MerkleReader(client, this.keys.prefix, this.settings.maxItemBytes);
     this.refresher = new MerkleRefresher(client, this.keys, options.merkle);
+    this.tombstones = new GcStore({
+      client,
+      keys: this.keys,
+      nodeId: this.nodeId,
+      tombstoneTtlMs: this.settings.tombstoneTtlMs,
+      cdcMaxlen: this.settings.cdcMaxlen,
+      maxClockSkewMs: this.settings.maxClockSkewMs,
+      clock: this.clock,
+    });
   }
 
   /**
@@ -394,13 +407,18 @@ export class SyncStore implements LocalStore {
    *
    * @throws {StoreError} on a malformed record or a Redis failure.
    */
-  async apply(records: readonly StoredRecord[]): Promise<ApplyResult[]> {
+  async apply(
+    records: readonly StoredRecord[],
+    applyOptions: ApplyRecordsOptions = {},
+  ): Promise<ApplyResult[]> {
     records.forEach((record, i) => checkRecord(record, i));
     const options: ApplyOptions = {
       keys: this.keys,
       relay: this.settings.relay,
       conflictLog: this.settings.conflictLog,
-      purgeHorizon: Math.floor(this.clock()) - this.settings.tombstoneTtlMs,
+      now: Math.floor(this.clock()),
+      horizonMarginMs: this.settings.maxClockSkewMs,
+      acceptOld: applyOptions.acceptOld === true,
       cdcMaxlen: this.settings.cdcMaxlen,
       conflictMaxlen: CONFLICT_LOG_MAXLEN,
       chunkSize: this.applyChunkSize,
@@ -483,28 +501,14 @@ export class SyncStore implements LocalStore {
   }
 
   /**
-   * Removes tombstones older than `store.tombstoneTtlMs` (bounded batches until none is left):
-   * record, Merkle leaf and index entry; their buckets are marked dirty.
+   * Removes tombstones that arrived here before `min(now - store.tombstoneTtlMs, horizon)`
+   * (bounded batches until none is left): record, Merkle leaf and index entry; their buckets are
+   * marked dirty, and the purge horizon (`gc:horizon`) is raised to that cutoff. In a mesh pass
+   * the engine's horizon (`ReplicationEngine.purgeTombstones` does): without it a tombstone is
+   * purged whether or not every peer holds it (docs/PROTOCOL.md §6).
    */
-  async purgeTombstones(now: number = this.clock()): Promise<PurgeResult> {
-    const cutoff = Math.floor(now) - this.settings.tombstoneTtlMs;
-    let purged = 0;
-    for (;;) {
-      const reply = await this.client.sendCommand<unknown[]>(
-        ['ZRANGEBYSCORE', this.keys.tombstones, '-inf', `(${cutoff}`, 'LIMIT', '0', '500'],
-        AS_BUFFERS,
-      );
-      const keys = reply.map((k) => asString(k)!);
-      if (keys.length === 0) return { purged };
-      const redisKeys = [this.keys.tombstones, this.keys.dirty];
-      const args = [String(cutoff)];
-      for (const key of keys) {
-        const bucket = bucketOf(key);
-        redisKeys.push(this.keys.item(key), this.keys.bucket(bucket));
-        args.push(key, bucket);
-      }
-      purged += Number(await SCRIPTS.purge.run(this.client, redisKeys, args));
-    }
+  purgeTombstones(now: number = this.clock(), horizon = Infinity): Promise<PurgeResult> {
+    return this.tombstones.purgeTombstones(now, horizon);
   }
 }
 

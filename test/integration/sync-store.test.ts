@@ -465,7 +465,8 @@ describe('SyncStore apply', () => {
     assert.equal(result?.outcome, 'applied');
     assert.deepEqual(result?.previous, previous);
     assert.equal((await store.getRecord('k'))?.deleted, true);
-    assert.equal(await raw.zScore(store.keys.tombstones, 'k'), 3_000);
+    // Indexed by when it arrived here (what acknowledged collection counts), not by its clock.
+    assert.equal(await raw.zScore(store.keys.tombstones, 'k'), FIXED_NOW);
     // Resurrected by a later put.
     assert.equal(
       (await store.apply([record('k', { version: 4, updatedAt: 4_000 })]))[0]?.outcome,
@@ -616,7 +617,10 @@ describe('SyncStore tombstone purge', () => {
   it('purges tombstones past the TTL and does not let a peer resurrect them', async () => {
     const ttl = 10_000;
     let now = 1_000_000;
-    const store = await newStore({ clock: () => now, store: { tombstoneTtlMs: ttl } });
+    const store = await newStore({
+      clock: () => now,
+      store: { tombstoneTtlMs: ttl, maxClockSkewMs: 0 },
+    });
     await store.put('gone', 'v');
     await store.delete('gone');
     await store.delete('kept.alive');
@@ -643,11 +647,38 @@ describe('SyncStore tombstone purge', () => {
     const oldTomb = tombstone('gone', { updatedAt: 1_000_001, version: 2, origin: 'node-a' });
     assert.equal((await store.apply([oldTomb]))[0]?.outcome, 'stale');
     assert.equal(await store.getRecord('gone'), undefined);
+    // Nor the old value: a live record of a key absent here, dated before the purge horizon, is
+    // what a purged delete looks like; it is refused unless the peer vouches for it (acceptOld).
+    assert.equal((await raw.get(store.keys.gcHorizon))?.toString(), String(1_000_000 + 10));
+    const oldValue = record('gone', { updatedAt: 1_000_000, version: 1, origin: 'node-a' });
+    assert.equal((await store.apply([oldValue]))[0]?.outcome, 'purged');
+    assert.equal(await store.getRecord('gone'), undefined);
+    assert.equal((await store.apply([oldValue], { acceptOld: true }))[0]?.outcome, 'applied');
+    await store.delete('gone');
     // A recent tombstone of an absent key still applies.
     assert.equal(
       (await store.apply([tombstone('fresh', { updatedAt: now - 5 })]))[0]?.outcome,
       'applied',
     );
+  });
+
+  it('purges only before the horizon it is given, and indexes a tombstone by its arrival', async () => {
+    const ttl = 1_000;
+    let now = 1_000_000;
+    const store = await newStore({ clock: () => now, store: { tombstoneTtlMs: ttl } });
+    await store.delete('early');
+    now += 500;
+    // An old tombstone arriving late is kept as long as one written now would be.
+    await store.apply([tombstone('late', { updatedAt: 10 })]);
+    now += 2 * ttl;
+    assert.deepEqual(await store.purgeTombstones(now, 1_000_000), { purged: 0 });
+    assert.equal(await raw.get(store.keys.gcHorizon), null);
+    assert.deepEqual(await store.purgeTombstones(now, 1_000_001), { purged: 1 });
+    assert.equal(await store.getRecord('early'), undefined);
+    assert.equal((await store.getRecord('late'))?.deleted, true);
+    assert.equal((await raw.get(store.keys.gcHorizon))?.toString(), '1000001');
+    assert.deepEqual(await store.purgeTombstones(), { purged: 1 });
+    assert.equal(await store.getRecord('late'), undefined);
   });
 
   it('purges in bounded batches until done', async () => {
@@ -863,10 +894,10 @@ describe('SyncStore Merkle tree', () => {
       ends.writeUInt32BE(tupleEnd, 4);
       return [
         ...['0', '0', '0', '1000', '1000', '', String(keys.itemPrefixBytes)],
-        ...[String(keys.bucketPrefixBytes), '0', Buffer.concat([value, tuple]), ends],
+        ...[String(keys.bucketPrefixBytes), '0', Buffer.concat([value, tuple]), ends, '0', '0'],
       ];
     };
-    const redisKeys = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts];
+    const redisKeys = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts, keys.gcHorizon];
     redisKeys.push(keys.item(put.key), keys.bucket(bucketOf(put.key)));
     const full = value.length + tuple.length;
     await assert.rejects(

@@ -5,33 +5,38 @@
 -- version is read from its bucket entry (`ts|v|d|h|o`), which every write keeps equal to the
 -- item's header. Every dirty mark is written (one HSET) before the records it covers.
 --
--- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, then per record i: item, bucket
--- ARGV: 1 relay '0'|'1', 2 conflict log '0'|'1', 3 purge horizon (ms: a tombstone older than this
---       with no local record is stale), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 when relaying the
---       records' CDC fields as a JSON array of [content type, origin as JSON, traceparent as JSON
---       ('' = none)] per record ('' when not relaying), 7 the byte length of the item keys'
---       prefix, 8 that of the bucket keys' prefix, 9 one flag byte per record ('1' a tombstone,
---       '0' a put), 10 the arena: the records' item values (header line and body, built by the
---       client: docs/PROTOCOL.md §2) back to back, then their version tuples `ts|v|d|h|o`
---       (docs/PROTOCOL.md §4) back to back, 11 where each value and then each tuple ends in the
---       arena (a 32-bit big-endian byte offset each: 2 per record), then when relaying per record
---       its CDC data.
+-- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, 5 gc:horizon, then per record i: item,
+--       bucket
+-- ARGV: 1 relay '0'|'1', 2 conflict log '0'|'1', 3 now (ms: a tombstone applied is indexed at
+--       max(its updatedAt, now), when it arrived here), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 when
+--       relaying the records' CDC fields as a JSON array of [content type, origin as JSON,
+--       traceparent as JSON ('' = none)] per record ('' when not relaying), 7 the byte length of
+--       the item keys' prefix, 8 that of the bucket keys' prefix, 9 one flag byte per record ('1'
+--       a tombstone, '0' a put), 10 the arena: the records' item values (header line and body,
+--       built by the client: docs/PROTOCOL.md §2) back to back, then their version tuples
+--       `ts|v|d|h|o` (docs/PROTOCOL.md §4) back to back, 11 where each value and then each tuple
+--       ends in the arena (a 32-bit big-endian byte offset each: 2 per record), 12 the clock
+--       margin (ms, store.max_clock_skew) below the purge horizon, 13 '1' to apply live records
+--       older than the horizon all the same (from a peer in sync since it: docs/PROTOCOL.md §6),
+--       then when relaying per record its CDC data.
+-- A record of a key this node holds no version of, dated before gc:horizon minus the margin, looks
+-- exactly like a delete purged here: a tombstone is stale (3), a live record is refused (5).
 -- (A record's key and bucket id are the ends of its item and bucket key names, so nothing is sent
 -- twice: Redis's Lua hashes every byte of every string it makes, and each argument is made into
 -- one. The values and tuples travel as one argument, so the client writes them in one piece, and
 -- a value is cut from it only for a record that is applied. The relayed fields travel as one JSON
 -- argument, read with the cjson library Redis bundles, not three arguments per record. A tuple is
 -- parsed only when it must be read: a new live key, or an identical version, needs none.)
--- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict) alone when there
+-- Returns per record: its outcome (1 applied, 2 duplicate, 3 stale, 4 conflict, 5 purged) alone when there
 -- was no previous version, or the outcome + 10 followed by the previous version's tuple (a backlog
 -- of new keys then costs one reply element a record).
 
 local call, sub, byte = redis.call, string.sub, string.byte
 local relay = ARGV[1] == '1'
 local log_conflicts = ARGV[2] == '1'
-local horizon = tonumber(ARGV[3])
-local n = (#KEYS - 4) / 2
-if n < 0 or n % 1 ~= 0 or #ARGV ~= 11 + (relay and n or 0) or #ARGV[9] ~= n
+local now = ARGV[3]
+local n = (#KEYS - 5) / 2
+if n < 0 or n % 1 ~= 0 or #ARGV ~= 13 + (relay and n or 0) or #ARGV[9] ~= n
   or #ARGV[11] ~= 8 * n then
   return redis.error_reply('ERR apply: ' .. #KEYS .. ' keys but ' .. #ARGV .. ' arguments')
 end
@@ -42,7 +47,8 @@ end
 local item_prefix = tonumber(ARGV[7])
 local bucket_prefix = tonumber(ARGV[8])
 local arena = ARGV[10]
-local datas = 11 -- ARGV[datas + i] is record i's CDC data
+local datas = 13 -- ARGV[datas + i] is record i's CDC data
+local accept_old = ARGV[13] == '1'
 -- ends[j]: where piece j (1..n the values, n+1..2n the tuples) ends in the arena (ends[0] = 0),
 -- read by struct.unpack in runs of 2,000 (a run's values pass through Lua's stack, which takes
 -- 8,000).
@@ -61,7 +67,7 @@ local function piece(j) return sub(arena, ends[j - 1] + 1, ends[j]) end
 local tuple_of = {} -- cut here, inline: a call per record costs a duplicate ~1% more instructions
 for i = 1, n do tuple_of[i] = sub(arena, ends[n + i - 1] + 1, ends[n + i]) end
 local key_of = {}
-for i = 1, n do key_of[i] = sub(KEYS[3 + 2 * i], item_prefix + 1) end
+for i = 1, n do key_of[i] = sub(KEYS[4 + 2 * i], item_prefix + 1) end
 local flags = ARGV[9] -- byte i: '1' when record i is a tombstone
 
 local function expect_type(key, want)
@@ -102,14 +108,18 @@ local function cmp(a, b)
 end
 
 local err = expect_type(KEYS[1], 'hash') or expect_type(KEYS[2], 'zset')
+  or expect_type(KEYS[5], 'string')
 if err then return err end
+-- Below this, a key this node lacks was, by all appearances, deleted and purged here (0: never).
+local purged_before = tonumber(call('GET', KEYS[5]) or '0') or 0
+if purged_before > 0 then purged_before = purged_before - tonumber(ARGV[12]) end
 if relay then err = expect_type(KEYS[3], 'stream') if err then return err end end
 if log_conflicts then err = expect_type(KEYS[4], 'stream') if err then return err end end
 
 -- Pass 1: read every previous version, its tuple string or false (which checks the bucket's type).
 local prevs = {}
 for i = 1, n do
-  prevs[i] = call('HGET', KEYS[4 + 2 * i], key_of[i])
+  prevs[i] = call('HGET', KEYS[5 + 2 * i], key_of[i])
 end
 
 -- Which keys are already dirty (their mark, from an earlier write, stays).
@@ -139,9 +149,8 @@ for i = 1, n do
   local outcome
   if not prev then
     outcome = 1
-    if byte(flags, i) == 49 then
-      parsed[i] = parse(tuple)
-      if parsed[i][1] < horizon then outcome = 3 end
+    if purged_before > 0 and tonumber(string.match(tuple, '^%d+')) < purged_before then
+      if byte(flags, i) == 49 then outcome = 3 elseif not accept_old then outcome = 5 end
     end
   elseif prev == tuple then
     outcome = 2
@@ -161,7 +170,7 @@ for i = 1, n do
     if not dirty[key] then
       dirty[key] = true
       marks[nmarks + 1] = key
-      marks[nmarks + 2] = sub(KEYS[4 + 2 * i], bucket_prefix + 1) .. (prevs[i] or '')
+      marks[nmarks + 2] = sub(KEYS[5 + 2 * i], bucket_prefix + 1) .. (prevs[i] or '')
       nmarks = nmarks + 2
     end
   end
@@ -179,14 +188,15 @@ for i = 1, n do
   local outcome, prev = outcomes[i], previous[i]
 
   if outcome == 1 then
-    call('HSET', KEYS[4 + 2 * i], key, tuple)
-    items[nitems + 1] = KEYS[3 + 2 * i]
+    call('HSET', KEYS[5 + 2 * i], key, tuple)
+    items[nitems + 1] = KEYS[4 + 2 * i]
     items[nitems + 2] = piece(i)
     nitems = nitems + 2
     local deleted = byte(flags, i) == 49
     if deleted then
       parsed[i] = parsed[i] or parse(tuple)
-      call('ZADD', KEYS[2], parsed[i][6], key)
+      -- Indexed by when it arrived here (never before its own clock): what the purge horizon counts.
+      call('ZADD', KEYS[2], parsed[i][1] > tonumber(now) and parsed[i][6] or now, key)
     elseif prev and string.match(prev, '^%d+|%d+|1|') then
       call('ZREM', KEYS[2], key)
     end

@@ -10,10 +10,13 @@
 --       7 '1' when the CDC data is a zstd frame of the content, else '0', 8 content hash,
 --       9 content type, 10 traceparent ('' = none), 11 traceparent as a JSON string ('' = none),
 --       12 CDC data (also the item's body), 13 CDC MAXLEN, 14 max clock skew (ms), 15 largest
---       updatedAt, 16 largest version (docs/PROTOCOL.md §1)
+--       updatedAt, 16 largest version (docs/PROTOCOL.md §1), 17 (optional, deletes only) the
+--       version `ts|v` of a record to supersede: the tombstone then takes clock ts and version
+--       v + 1, and only if the key has no version here (docs/PROTOCOL.md §6)
 -- Returns: { updatedAt, version, stream id }, or the error CLOCK_SKEW (the previous record is dated
 -- more than the max skew ahead of now) or CLOCK_OVERFLOW (the next clock or version would pass its
--- bound), having written nothing.
+-- bound), having written nothing; a superseding delete of a key that has a version returns
+-- { '0', '0', '' } and writes nothing.
 
 local function expect_type(key, want)
   local t = redis.call('TYPE', key)['ok']
@@ -32,7 +35,11 @@ end
 local now = tonumber(ARGV[3])
 local ts, v = now, 1
 local was_tombstone = false
-if before then
+if ARGV[17] and ARGV[17] ~= '' then
+  if before or ARGV[6] ~= '1' then return { '0', '0', '' } end
+  local sts, sv = string.match(ARGV[17], '^(%d+)|(%d+)$')
+  ts, v = tonumber(sts), tonumber(sv) + 1
+elseif before then
   local pts, pv, pd = string.match(before, '^(%d+)|(%d+)|([01])|')
   pts, pv = tonumber(pts), tonumber(pv)
   -- Refused rather than written: a year-3000 clock would beat every write made elsewhere, and a
@@ -80,7 +87,8 @@ if deleted ~= '1' and ARGV[12] ~= '' then redis.call('APPEND', KEYS[1], ARGV[12]
 redis.call('HSET', KEYS[2], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
 redis.call('HSETNX', KEYS[3], key, ARGV[2] .. (before or ''))
 if deleted == '1' then
-  redis.call('ZADD', KEYS[4], ts, key)
+  -- Indexed by when it was written here (a superseding delete carries an older clock).
+  redis.call('ZADD', KEYS[4], string.format('%.0f', math.max(ts, now)), key)
 elseif was_tombstone then
   redis.call('ZREM', KEYS[4], key)
 end
