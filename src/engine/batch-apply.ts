@@ -40,6 +40,11 @@ export interface BatchApplyContext {
    * engine asks for a repair of the peer once they are within the bound, so none is lost.
    */
   readonly onHeldBack?: (records: readonly HeldBackRecord[]) => void;
+  /**
+   * How many live records of the batch the store refused as purged deletes (outcome `purged`:
+   * older than the purge horizon, key absent here): the engine asks for a repair of the peer.
+   */
+  readonly onPurged?: (count: number) => void;
 }
 
 /** A held-back record is logged at most this often per peer (the counter counts every one). */
@@ -66,6 +71,7 @@ export async function applyBatch(batch: DecodedBatch, ctx: BatchApplyContext): P
   // Bound once per batch: observing through labels hashes them on every call.
   const latency = ctx.metrics.applyLatencySeconds.labels(peer);
   const conflicts: { record: StoredRecord; result: ApplyResult }[] = [];
+  let purged = 0;
   for (let i = 0; i < results.length; i++) {
     const result = results[i]!;
     const record = batch.records[i]!;
@@ -81,6 +87,10 @@ export async function applyBatch(batch: DecodedBatch, ctx: BatchApplyContext): P
         conflicts.push({ record, result });
         deduped += 1;
         break;
+      case 'purged':
+        purged += 1;
+        deduped += 1;
+        break;
       default:
         deduped += 1;
     }
@@ -89,6 +99,7 @@ export async function applyBatch(batch: DecodedBatch, ctx: BatchApplyContext): P
     ctx.metrics.conflictsTotal.inc(peer, conflicts.length);
     ctx.onConflicts(conflicts);
   }
+  if (purged > 0) ctx.onPurged?.(purged);
   return { applied, deleted, deduped };
 }
 

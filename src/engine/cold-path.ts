@@ -12,7 +12,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { LocalStore } from '../store/local-store.js';
 import { Backoff, sleep } from './backoff.js';
-import { runRepair, type RepairReport } from './merkle-repair.js';
+import { inSyncSinceHorizon, runRepair, type RepairReport } from './merkle-repair.js';
 import { describeError, type PeerLink } from './peer-link.js';
 
 export { divergentChildren, type RepairChange, type RepairReport } from './merkle-repair.js';
@@ -97,6 +97,8 @@ export class ColdPath {
   #wake: (() => void) | undefined;
   readonly #schedule = new Map<string, PeerSchedule>();
   readonly #running = new Map<string, Promise<RepairReport>>();
+  /** Per peer, while it keeps serving records that look like purged deletes. */
+  readonly #stale = new Map<string, RepeatingWarning>();
 
   constructor(ctx: ColdPathContext) {
     this.#ctx = ctx;
@@ -137,6 +139,32 @@ export class ColdPath {
     const entry = this.#entry(peerId);
     entry.heldBackDueAt = Math.min(entry.heldBackDueAt ?? Infinity, atMs);
     if (this.#loop === undefined && !this.#abort.signal.aborted) this.start();
+  }
+
+  /**
+   * The hot path refused `count` live records of `peerId` that look like purged deletes (outcome
+   * `purged`): counted when the peer is not in sync since the purge horizon (a stale peer), and a
+   * repair is requested either way, which applies them from a peer in sync since (late records) or
+   * supersedes them with tombstones (docs/PROTOCOL.md §6).
+   */
+  async refusedOnHotPath(peerId: string, count: number): Promise<void> {
+    const gc = await this.#ctx.store.tombstones?.gcState().catch(() => undefined);
+    if (!inSyncSinceHorizon(gc, peerId)) this.#countStale(peerId, count, 'hot path');
+    this.request(peerId, 'records older than the purge horizon refused on the hot path');
+  }
+
+  #countStale(peerId: string, count: number, path: string): void {
+    this.#ctx.metrics.resurrectionsPreventedTotal.inc({ peer_id: peerId }, count);
+    let warning = this.#stale.get(peerId);
+    if (warning === undefined) {
+      warning = new RepeatingWarning(
+        this.#ctx.logger.child({ peer_id: peerId }),
+        'refused records of a peer not in sync since the purge horizon: they look like deletes purged here (the peer is stale; it is sent superseding tombstones)',
+        { recovered: 'the stale peer converged to the deletes (a repair acknowledged it)' },
+      );
+      this.#stale.set(peerId, warning);
+    }
+    warning.fail({ peer_id: peerId, refused: count, path });
   }
 
   /** The last repair with `peerId`, for health. */
@@ -289,6 +317,9 @@ export class ColdPath {
       entry.nextDueAt =
         Date.now() +
         (report.deferred > 0 ? Math.min(settings.intervalMs, 1000) : settings.intervalMs);
+      // A request (a gap, a rebuild) is done only when nothing was left for later, even with
+      // scheduled cycles off.
+      if (reason !== undefined && report.deferred > 0) entry.requested ??= reason;
     } catch {
       // Counted, logged and backed off by #accounted; a request survives the failure.
       if (reason !== undefined && entry.requested === undefined) entry.requested = reason;
@@ -406,6 +437,8 @@ export class ColdPath {
     m.repairItemsFetchedTotal.inc(labels, report.fetched);
     m.repairItemsSubmittedTotal.inc(labels, report.applied);
     this.#countTrust(peerId, entry, report);
+    if (report.refusedOld > 0) this.#countStale(peerId, report.refusedOld, 'repair');
+    else if (report.acknowledged) this.#stale.get(peerId)?.ok({ peer_id: peerId });
     if (!report.inSync) {
       m.merkleDivergenceTotal.inc(labels);
       m.merkleDivergencesTotal.inc(labels, report.divergentBranches);

@@ -20,7 +20,9 @@ import { PeerLink, describeError } from './peer-link.js';
 import type { GapKind } from './stream-gap.js';
 import { ApplyRateLimit } from './apply-rate-limit.js';
 import { RedisPeerStream } from './peer-stream.js';
+import { StoreIdentityWatch } from './store-identity.js';
 import { Tailer } from './tailer.js';
+import { TombstoneGc } from './tombstone-gc.js';
 
 /** Lifecycle states: Created → Connecting → Running → ShuttingDown → Stopped (or Failed). */
 export type EngineState = EngineStateName;
@@ -136,6 +138,12 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
   /** When each error health shows per peer was first seen. */
   readonly #errors = new ErrorClock();
   readonly #local: LocalStoreCheck;
+  readonly #gc: TombstoneGc | undefined;
+  #identity: StoreIdentityWatch | undefined;
+  /** A rebuild of a lost local store: peers whose full repair has not completed yet. */
+  #rebuild:
+    | { reason: string; startedAt: number; pending: Set<string>; finishedAt: number | null }
+    | undefined;
   #stopping: Promise<void> | undefined;
   #reload: Promise<void> = Promise.resolve();
 
@@ -149,6 +157,16 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
     this.#local = new LocalStoreCheck(store, this.logger, (connected, error) =>
       this.emit('local', connected, error),
     );
+    this.#gc =
+      store.tombstones === undefined
+        ? undefined
+        : new TombstoneGc({
+            store: store.tombstones,
+            peers: () => this.#config.replication.peers.map((p) => p.nodeId),
+            ttlMs: config.store.tombstoneTtlMs,
+            metrics: this.metrics,
+            logger: this.logger,
+          });
   }
 
   /** The current lifecycle state. */
@@ -202,12 +220,31 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
               };
         },
         peers: () => [...this.#peers.values()].map((p) => p.config),
-        onReport: (report) => this.emit('repair', report),
+        onReport: (report) => {
+          this.#rebuilt(report);
+          this.emit('repair', report);
+        },
       });
       for (const peer of this.#config.replication.peers) this.#addPeer(peer);
       // Always started: `enabled` governs scheduled cycles only; a gap or resync still repairs.
       this.#cold.start();
       this.#local.start();
+      const hadCursors = this.#cursors.all().length > 0;
+      if (this.#store.tombstones !== undefined) {
+        this.#identity = new StoreIdentityWatch(
+          this.#store.tombstones,
+          {
+            // A new store under a node that had replicated before (it has cursors): the store was
+            // lost while the engine was stopped. (A fresh node fills by its hot and cold paths.)
+            onNew: () => {
+              if (hadCursors) this.#rebuildFromPeers('it was found empty at start (no store:id)');
+            },
+            onLost: (reason) => this.#rebuildFromPeers(reason),
+          },
+          this.logger,
+        );
+        this.#identity.start();
+      }
       this.#transition('running');
       this.logger.info({ peers: this.#peers.size }, 'replication engine running');
     } catch (error) {
@@ -259,6 +296,7 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
   /** Stops everything; every step runs even if one fails. */
   async #teardown(): Promise<void> {
     const steps: Promise<unknown>[] = [this.#local.stop()];
+    if (this.#identity !== undefined) steps.push(this.#identity.stop());
     if (this.#cold !== undefined) steps.push(this.#cold.stop());
     for (const runtime of this.#peers.values()) {
       steps.push(runtime.tailer.stop().finally(() => runtime.link.close()));
@@ -355,6 +393,45 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
   /** Asks the cold path to repair `peerId` as soon as possible (gap, resync). */
   requestRepair(peerId: string, reason: string): void {
     this.#cold?.request(peerId, reason);
+  }
+
+  /**
+   * Purges the tombstones older than `store.tombstone_ttl` that every configured peer has
+   * acknowledged (docs/PROTOCOL.md §6), and reports what is held back (health, metrics). The
+   * daemon runs it every `min(1 h, tombstone_ttl / 10)`; with a store without tombstone
+   * collection ({@link LocalStore.tombstones}) it purges nothing.
+   */
+  async purgeTombstones(): Promise<{ readonly purged: number }> {
+    if (this.#gc === undefined) return { purged: 0 };
+    return { purged: (await this.#gc.purge()).purged };
+  }
+
+  /** The local store was lost: a full repair from every peer now, reported until done. */
+  #rebuildFromPeers(reason: string): void {
+    const peers = [...this.#peers.keys()];
+    this.metrics.localStoreResetsTotal.inc();
+    this.#rebuild = { reason, startedAt: Date.now(), pending: new Set(peers), finishedAt: null };
+    this.logger.warn(
+      { reason, peers },
+      'the local store was lost; rebuilding it from every peer (a full repair each)',
+    );
+    for (const id of peers) this.requestRepair(id, 'rebuild: local store lost');
+    if (peers.length === 0) this.#rebuild.finishedAt = Date.now();
+  }
+
+  #rebuilt(report: RepairReport): void {
+    const rebuild = this.#rebuild;
+    if (rebuild === undefined || rebuild.finishedAt !== null || report.dryRun) return;
+    if (report.deferred > 0 || report.heldBack > 0) return;
+    rebuild.pending.delete(report.peerId);
+    for (const id of rebuild.pending) if (!this.#peers.has(id)) rebuild.pending.delete(id);
+    if (rebuild.pending.size === 0) {
+      rebuild.finishedAt = Date.now();
+      this.logger.info(
+        { took_ms: rebuild.finishedAt - rebuild.startedAt },
+        'the local store was rebuilt from every peer',
+      );
+    }
   }
 
   /**
@@ -457,8 +534,17 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
     }
     for (const peer of peers) problems.push(...peer.problems);
     const localOk = local.connected !== false;
+    const rebuild = this.#rebuild;
+    const rebuilding = rebuild !== undefined && rebuild.finishedAt === null;
+    if (rebuilding) {
+      problems.push(
+        `the local store was lost ${formatDuration(now - rebuild.startedAt)} ago (${rebuild.reason}); ` +
+          `rebuilding from peers, waiting for ${[...rebuild.pending].join(', ')}`,
+      );
+    }
+    const tombstones = this.#gc?.health();
     return {
-      healthy: running && localOk && peers.every((p) => p.healthy),
+      healthy: running && localOk && !rebuilding && peers.every((p) => p.healthy),
       ready: running && localOk,
       state: this.#state,
       node_id: this.nodeId,
@@ -469,6 +555,15 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
       peers_total: peers.length,
       peers,
       local,
+      ...(tombstones !== undefined && { tombstones }),
+      ...(rebuild !== undefined && {
+        rebuild: {
+          reason: rebuild.reason,
+          started_at_ms: rebuild.startedAt,
+          peers_pending: [...rebuild.pending],
+          finished_at_ms: rebuild.finishedAt,
+        },
+      }),
       problems,
       last_error: this.#lastError ?? null,
       last_error_at_ms: this.#lastError === undefined ? null : this.#lastErrorAt,
@@ -514,6 +609,8 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         const due = Math.min(...records.map((r) => r.updatedAt));
         this.#cold?.requestAt(peerId, due - this.#config.store.maxClockSkewMs);
       },
+      // Refused as purged deletes: a repair tells a late record (applied) from a stale one.
+      onPurged: (peerId, count) => void this.#cold?.refusedOnHotPath(peerId, count),
       metrics: this.metrics,
       logger: log,
       onGap: (peerId, verdict) => {

@@ -7,7 +7,7 @@
  */
 import { MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
 import { compareVersions, type RecordVersion, type StoredRecord } from '../model/record.js';
-import type { DeadLetter, LocalStore, MerkleNode } from '../store/local-store.js';
+import type { DeadLetter, GcState, LocalStore, MerkleNode } from '../store/local-store.js';
 import { DEPTH, isBucketPath } from '../store/merkle-hash.js';
 import { MerkleReader, type RejectedRecord } from '../store/merkle-reader.js';
 import { AS_STRINGS, asString, type CommandSender } from '../store/redis-io.js';
@@ -71,6 +71,20 @@ export interface RepairReport {
   readonly heldBackDueAt: number | undefined;
   /** The peer's Redis TIME minus this node's clock, ms; undefined when TIME was refused. */
   readonly clockOffsetMs: number | undefined;
+  /** This node's clock when the repair started (the time an acknowledgement is recorded at). */
+  readonly startedAt: number;
+  /**
+   * The repair proved that the peer holds every tombstone this node held at `startedAt` (or
+   * something newer, or one below the peer's purge horizon, which it refuses), and that this node
+   * holds every live record the peer held then: recorded in `gc:acked` (docs/PROTOCOL.md §6).
+   */
+  readonly acknowledged: boolean;
+  /**
+   * Live records of keys this node lacks, dated before its purge horizon, refused from a peer not
+   * in sync since the horizon (`replication_resurrections_prevented_total`), each superseded by a
+   * tombstone just above it so the peer converges to the delete.
+   */
+  readonly refusedOld: number;
 }
 
 /** The peer a repair reads from. */
@@ -93,6 +107,12 @@ export interface RepairPlan {
   readonly maxClockSkewMs?: number;
   /** This node's clock, ms epoch. @default Date.now */
   readonly now?: () => number;
+}
+
+/** Whether a peer has been in sync since this node's purge horizon (none: nothing was purged). */
+export function inSyncSinceHorizon(gc: GcState | undefined, peerId: string): boolean {
+  if (gc === undefined || gc.horizon <= 0) return true;
+  return (gc.acked.get(peerId) ?? -Infinity) >= gc.horizon;
 }
 
 /**
@@ -148,6 +168,9 @@ export async function runRepair(
       | 'heldBack'
       | 'heldBackDueAt'
       | 'clockOffsetMs'
+      | 'startedAt'
+      | 'acknowledged'
+      | 'refusedOld'
     >,
   ): RepairReport => ({
     peerId,
@@ -157,22 +180,46 @@ export async function runRepair(
     heldBack,
     heldBackDueAt,
     clockOffsetMs,
+    startedAt,
+    acknowledged,
+    refusedOld,
     peerRoundTrips: roundTrips,
     durationMs: Math.round((performance.now() - started) * 10) / 10,
   });
-  const finish = async (fields: Parameters<typeof report>[0]): Promise<RepairReport> => {
+  let acknowledged = false;
+  let refusedOld = 0;
+  const gcStore = store.tombstones;
+  /** Records the acknowledgement when the repair earned it (never dry). */
+  const acknowledge = async (earned: boolean): Promise<void> => {
+    if (dryRun || !earned || gcStore === undefined) return;
+    await gcStore.acknowledge(peerId, startedAt);
+    acknowledged = true;
+  };
+  const finish = async (
+    fields: Parameters<typeof report>[0],
+    earned: boolean,
+  ): Promise<RepairReport> => {
     if (!dryRun && letters.length > 0) await store.quarantine?.(peerId, letters);
+    await acknowledge(earned && letters.length === 0);
     return report(fields);
   };
 
-  const sentAt = now();
-  const [localRoot, [peerRoot, peerDirty, peerTime]] = await Promise.all([
-    store.merkleRoot(),
-    onPeer('merkle_root', readRootAndDirty),
-  ]);
-  if (peerTime !== undefined) clockOffsetMs = Math.round(peerTime - (sentAt + now()) / 2);
+  // Before this node's root is read: every tombstone it holds by then is in what is compared.
+  const startedAt = now();
+  const [localRoot, [peerRoot, peerDirty, peerTime, peerHorizon, dirtyComplete], gc] =
+    await Promise.all([
+      store.merkleRoot(),
+      onPeer('merkle_root', readRootAndDirty),
+      gcStore?.gcState(),
+    ]);
+  if (peerTime !== undefined) clockOffsetMs = Math.round(peerTime - (startedAt + now()) / 2);
+  const margin = plan.maxClockSkewMs ?? 0;
+  // The peer refuses tombstones of keys it lacks from before this (it purged them, or would).
+  const peerRefusesBefore = peerHorizon > 0 ? peerHorizon - margin : -Infinity;
+  const trusted = inSyncSinceHorizon(gc, peerId);
   const rootsEqual = localRoot === peerRoot;
   if (rootsEqual && peerDirty.length === 0) {
+    await acknowledge(dirtyComplete);
     return report({
       inSync: true,
       divergentBranches: 0,
@@ -209,6 +256,13 @@ export async function runRepair(
   // Compare the leaves of those buckets by the total order.
   const winners: RepairChange[] = [];
   let divergentKeys = 0;
+  /** Keys whose local tombstone the peer lacks (or holds older): they may block the acknowledgement. */
+  const unacked: string[] = [];
+  const pushed = (here: RecordVersion, peerHas: boolean): void => {
+    if (!here.deleted) return; // only tombstones are collected
+    if (!peerHas && here.updatedAt < peerRefusesBefore) return; // the peer purged it, or refuses it
+    unacked.push(here.key);
+  };
   await inChunks([...buckets].sort(), async (chunk) => {
     const [local, theirs] = await Promise.all([
       Promise.all(chunk.map((b) => store.merkleLeaves(b))),
@@ -226,6 +280,7 @@ export async function runRepair(
         }
         const order = here === undefined ? 1 : compareVersions(version, here);
         if (order !== 0) divergentKeys += 1;
+        if (order < 0 && here !== undefined) pushed(here, true);
         if (order > 0 && version.updatedAt > latest) {
           holdBack(version);
         } else if (order > 0) {
@@ -239,22 +294,38 @@ export async function runRepair(
       }
       // Keys only we have: divergent, and left alone (the peer pulls them on its own cycle).
       divergentKeys += mine.size;
+      for (const here of mine.values()) pushed(here, false);
     });
   });
   const changes = withinBudget(winners, budget, plan.resumeAfter);
   const deferred = winners.length - changes.length;
   // Roots may differ with no key differing while the peer's owner has not re-hashed: keys decide.
   const inSync = divergentKeys === 0;
-  if (dryRun || changes.length === 0) {
-    return finish({
-      inSync,
-      divergentBranches,
-      divergentKeys,
-      changes,
-      deferred,
-      fetched: 0,
-      applied: 0,
+  // The peer holds every tombstone this node held at the start, unless one that arrived before it
+  // is missing there (tombstones that arrived since are for the next repair).
+  let pushClean = dirtyComplete && !dryRun;
+  if (pushClean && unacked.length > 0) {
+    const arrivals = (await gcStore?.tombstoneArrivals(unacked)) ?? [];
+    pushClean = unacked.every((_, i) => {
+      const at = arrivals[i];
+      return at !== undefined && at > startedAt;
     });
+  }
+  // ...and this node holds every live record the peer held: nothing left for later, nothing refused.
+  const pullComplete = pushClean && deferred === 0;
+  if (dryRun || changes.length === 0) {
+    return finish(
+      {
+        inSync,
+        divergentBranches,
+        divergentKeys,
+        changes,
+        deferred,
+        fetched: 0,
+        applied: 0,
+      },
+      pullComplete,
+    );
   }
 
   let fetched = 0;
@@ -274,18 +345,32 @@ export async function runRepair(
       else take.push(record);
     }
     if (take.length === 0) continue;
-    const results = await store.apply(take);
-    applied += results.filter((r) => r.outcome === 'applied').length;
+    // From a peer in sync since the purge horizon, an old record this node lacks is a late one,
+    // not a purged delete: only such a peer can vouch for it.
+    const results = await store.apply(take, { acceptOld: trusted });
+    for (let j = 0; j < results.length; j++) {
+      const outcome = results[j]!.outcome;
+      if (outcome === 'applied') applied += 1;
+      else if (outcome === 'purged') {
+        // A purged delete, by all appearances: the peer is stale. Delete it there too, with a
+        // tombstone just above its record (a later write of the key still beats it).
+        refusedOld += 1;
+        await gcStore?.supersede(take[j]!.key, take[j]!);
+      }
+    }
   }
-  return finish({
-    inSync,
-    divergentBranches,
-    divergentKeys,
-    changes,
-    deferred,
-    fetched,
-    applied,
-  });
+  return finish(
+    {
+      inSync,
+      divergentBranches,
+      divergentKeys,
+      changes,
+      deferred,
+      fetched,
+      applied,
+    },
+    pullComplete && refusedOld === 0,
+  );
 }
 
 /**
@@ -297,27 +382,38 @@ export async function runRepair(
 async function readRootAndDirty(
   reader: MerkleReader,
   client: CommandSender,
-): Promise<[string, string[], number | undefined]> {
+): Promise<[string, string[], number | undefined, number, boolean]> {
   const sample = (key: string): Promise<unknown[]> =>
     client.sendCommand<unknown[]>(
       ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
       AS_STRINGS,
     );
-  const [dirty, claimed, root, time] = await Promise.all([
+  const [dirty, claimed, root, time, horizon] = await Promise.all([
     sample(reader.keys.dirty),
     sample(reader.keys.claimed),
     reader.root(),
     peerTimeMs(client),
+    peerHorizonMs(client, reader.keys.gcHorizon),
   ]);
   const values = [...markValues(dirty), ...markValues(claimed)];
-  if (values.length > MAX_PEER_DIRTY) return [root, [], time];
+  if (values.length > MAX_PEER_DIRTY) return [root, [], time, horizon, false];
   const buckets = new Set<string>();
   // Each mark starts with the key's bucket id (docs/PROTOCOL.md §Merkle).
   for (const value of values) {
     const bucket = asString(value)?.slice(0, DEPTH);
     if (bucket !== undefined && isBucketPath(bucket)) buckets.add(bucket);
   }
-  return [root, [...buckets], time];
+  return [root, [...buckets], time, horizon, true];
+}
+
+/** The peer's purge horizon (`gc:horizon`, ms); 0 when it has none or it cannot be read. */
+async function peerHorizonMs(client: CommandSender, key: string): Promise<number> {
+  try {
+    const value = Number(asString(await client.sendCommand(['GET', key], AS_STRINGS)) ?? '0');
+    return Number.isSafeInteger(value) && value > 0 ? value : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** The peer's Redis `TIME` in ms; undefined when refused (an ACL without `+time`) or malformed. */

@@ -64,6 +64,8 @@ export interface TailerContext {
   ) => void;
   /** Records held back for their clock: the engine has them repaired once in range. */
   readonly onHeldBack?: (peerId: string, records: readonly HeldBackRecord[]) => void;
+  /** Live records refused as purged deletes (outcome `purged`): the engine has the peer repaired. */
+  readonly onPurged?: (peerId: string, count: number) => void;
   /** @default the real clock */
   readonly clock?: TailerClock;
 }
@@ -207,6 +209,7 @@ export class Tailer {
           onConflicts: (conflicts) => ctx.onConflicts(peerId, conflicts),
           now: () => this.#clock.now(),
           onHeldBack: (records) => ctx.onHeldBack?.(peerId, records),
+          onPurged: (count) => ctx.onPurged?.(peerId, count),
         }),
       commit: (cursor) => this.#commitCursor(cursor),
       onCommitted: (batch, stats, flushMs) => {

@@ -85,6 +85,41 @@ export interface LocalHealth {
   readonly last_error_at_ms: number | null;
 }
 
+/** A peer that keeps tombstones past `store.tombstone_ttl` from being purged. */
+export interface TombstoneHolder {
+  readonly peer_id: string;
+  /** When it was last found holding every tombstone this node held, ms since the epoch; null: never. */
+  readonly acknowledged_at_ms: number | null;
+}
+
+/** Acknowledged tombstone collection, as of the last purge (docs/PROTOCOL.md §6). */
+export interface TombstoneHealth {
+  readonly ttl_ms: number;
+  /** The purge horizon: tombstones that arrived before it may have been purged; 0: none ever. */
+  readonly horizon_ms: number;
+  /** When the purge last ran, ms since the epoch; null before the first. */
+  readonly last_purge_at_ms: number | null;
+  /** Tombstones it purged. */
+  readonly last_purged: number;
+  /** Tombstones past the TTL kept because a peer below has not acknowledged them. */
+  readonly held: number;
+  /** Approximate bytes of those in the local Redis. */
+  readonly held_bytes: number;
+  /** The peers holding them back (connected or not); empty when none. */
+  readonly held_for: readonly TombstoneHolder[];
+}
+
+/** A rebuild of a lost local store from the peers (docs/OPERATIONS.md, "Rebuilding a node"). */
+export interface RebuildHealth {
+  /** Why: the store was found empty, flushed or replaced. */
+  readonly reason: string;
+  readonly started_at_ms: number;
+  /** Peers whose full repair into this node has not completed yet. */
+  readonly peers_pending: readonly string[];
+  /** When every peer's repair completed, ms since the epoch; null while pending. */
+  readonly finished_at_ms: number | null;
+}
+
 /** The health of one engine: the body of `/health`. */
 export interface EngineHealth {
   /**
@@ -110,6 +145,10 @@ export interface EngineHealth {
   readonly peers: readonly PeerHealth[];
   /** This node's own Redis. */
   readonly local: LocalHealth;
+  /** Tombstone collection: what is held back and by which peer; absent when the store has none. */
+  readonly tombstones?: TombstoneHealth;
+  /** The last rebuild of a lost local store (unhealthy while pending); absent when none. */
+  readonly rebuild?: RebuildHealth;
   /** Why it is not healthy, one sentence each (the local store's and every peer's problems). */
   readonly problems: readonly string[];
   /** The last engine-level error (e.g. why it failed), credentials redacted; null if none. */
@@ -215,6 +254,16 @@ export function formatHealth(h: EngineHealth): string {
       ]),
     ];
     lines.push(...table(rows).map((l) => `  ${l}`));
+  }
+  const t = h.tombstones;
+  if (t !== undefined && t.held_for.length > 0) {
+    const who = t.held_for
+      .map(
+        (p) =>
+          `${p.peer_id} (${p.acknowledged_at_ms === null ? 'never acknowledged' : `acknowledged ${ago(p.acknowledged_at_ms, now)}`})`,
+      )
+      .join(', ');
+    lines.push(`tombstones: ${t.held} past the TTL held (~${t.held_bytes} bytes) for ${who}`);
   }
   if (h.problems.length > 0) lines.push('', 'unhealthy:', ...h.problems.map((p) => `  ${p}`));
   const errors: string[] = [];
