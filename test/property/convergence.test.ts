@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createClient } from '@redis/client';
 import fc from 'fast-check';
+import { runRepair } from '../../src/engine/merkle-repair.js';
+import type { PeerLink } from '../../src/engine/peer-link.js';
+import { collectTombstones } from '../../src/engine/tombstone-gc.js';
 import { compareVersions, type StoredRecord } from '../../src/model/record.js';
 import { computeRoot } from '../../src/store/merkle-hash.js';
 import { SyncStore } from '../../src/store/sync-store.js';
@@ -184,6 +187,179 @@ describe('LWW convergence', () => {
         },
       ),
       { numRuns: 25 },
+    );
+  });
+});
+
+/**
+ * Deletes stay deleted (issue 20): random histories of writes and deletes on three nodes, with
+ * repairs between them (the real cold path, `runRepair`, over real Redis), acknowledged purges,
+ * partitions, and one node away for longer than the TTL (still taking writes) that returns late.
+ * After healing, every node converges, no acknowledged write is lost, and no delete is undone.
+ */
+type GcOp =
+  | { kind: 'put' | 'del'; node: number; key: string; value: number }
+  | { kind: 'tick'; ms: number }
+  | { kind: 'repair'; to: number; from: number; refreshPeer: boolean }
+  | { kind: 'purge'; node: number }
+  | { kind: 'partition'; a: number; b: number };
+
+const TTL_MS = 100;
+const GC_NODES = ['node-a', 'node-b', 'node-c'];
+
+const gcOpArb: fc.Arbitrary<GcOp> = fc.oneof(
+  fc.record({
+    kind: fc.constantFrom('put' as const, 'del' as const),
+    node: fc.integer({ min: 0, max: 2 }),
+    key: fc.constantFrom(...KEYS),
+    value: fc.integer({ min: 0, max: 3 }),
+  }),
+  fc.record({ kind: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 60 }) }),
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('repair' as const),
+      to: fc.integer({ min: 0, max: 2 }),
+      from: fc.integer({ min: 0, max: 2 }),
+      refreshPeer: fc.boolean(),
+    }),
+    weight: 3,
+  },
+  fc.record({ kind: fc.constant('purge' as const), node: fc.integer({ min: 0, max: 2 }) }),
+  fc.record({
+    kind: fc.constant('partition' as const),
+    a: fc.integer({ min: 0, max: 2 }),
+    b: fc.integer({ min: 0, max: 2 }),
+  }),
+);
+
+describe('deletes stay deleted', () => {
+  it('random histories with deletes, purges, partitions and a node returning late converge without loss or resurrection', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(gcOpArb, { maxLength: 25 }),
+        fc.array(gcOpArb, { minLength: 1, maxLength: 25 }),
+        fc.array(gcOpArb, { maxLength: 15 }),
+        async (before, whileAway, afterReturn) => {
+          run += 1;
+          let now = 2_000_000;
+          const prefix = (i: number): string => `gc${run}:${i}:`;
+          const stores = GC_NODES.map(
+            (nodeId, i) =>
+              new SyncStore(client, {
+                nodeId,
+                redisPrefix: prefix(i),
+                clock: () => now,
+                store: { tombstoneTtlMs: TTL_MS, maxClockSkewMs: 10 },
+              }),
+          );
+          const link = { run: (_op: string, fn: (c: unknown) => unknown) => fn(client) };
+          const repair = async (to: number, from: number, refreshPeer: boolean): Promise<void> => {
+            if (refreshPeer) await stores[from]!.refreshMerkle();
+            await runRepair(
+              stores[to]!,
+              {
+                peerId: GC_NODES[from]!,
+                link: link as unknown as PeerLink,
+                redisPrefix: prefix(from),
+                maxItemBytes: 1 << 20,
+              },
+              {
+                dryRun: false,
+                budget: 1000,
+                resumeAfter: undefined,
+                maxClockSkewMs: 10,
+                now: () => now,
+              },
+            );
+          };
+          const purge = (i: number): Promise<unknown> =>
+            collectTombstones(
+              stores[i]!.tombstones,
+              GC_NODES.filter((_, j) => j !== i),
+              now,
+              TTL_MS,
+            );
+          const cut = new Set<string>();
+          const pair = (a: number, b: number): string => `${Math.min(a, b)}-${Math.max(a, b)}`;
+          const written: StoredRecord[] = [];
+          const repairAll = async (): Promise<void> => {
+            for (let to = 0; to < 3; to++) {
+              for (let from = 0; from < 3; from++) if (to !== from) await repair(to, from, true);
+            }
+          };
+          const runOp = async (op: GcOp, away: boolean): Promise<void> => {
+            switch (op.kind) {
+              case 'put':
+              case 'del': {
+                const store = stores[op.node]!;
+                const { record } =
+                  op.kind === 'put'
+                    ? await store.put(op.key, { v: op.value })
+                    : await store.delete(op.key);
+                written.push(record);
+                now += 1;
+                break;
+              }
+              case 'tick':
+                now += op.ms;
+                break;
+              case 'repair':
+                if (op.to === op.from || cut.has(pair(op.to, op.from))) break;
+                if (away && (op.to === 2 || op.from === 2)) break;
+                await repair(op.to, op.from, op.refreshPeer);
+                break;
+              case 'purge':
+                await purge(op.node);
+                break;
+              case 'partition':
+                if (op.a === op.b) break;
+                if (cut.has(pair(op.a, op.b))) cut.delete(pair(op.a, op.b));
+                else cut.add(pair(op.a, op.b));
+                break;
+            }
+          };
+          for (const op of before) await runOp(op, false);
+          // C leaves holding what the mesh held, and is away (no repair with it either way, still
+          // taking writes) for longer than the TTL, while A and B delete, purge and repair.
+          await repairAll();
+          for (const op of whileAway) await runOp(op, true);
+          now += 2 * TTL_MS;
+          // The TTL passes while C is away; A and B repair with each other again and purge.
+          for (const op of whileAway) if (op.kind === 'repair') await runOp(op, true);
+          await purge(0);
+          await purge(1);
+          for (const op of afterReturn) await runOp(op, false);
+          // Heal: every link back, rounds of repairs both ways and purges, time passing.
+          for (let round = 0; round < 6; round++) {
+            await repairAll();
+            now += TTL_MS;
+            for (let i = 0; i < 3; i++) await purge(i);
+          }
+          const states = await Promise.all(stores.map((s) => s.getRecords(KEYS)));
+          assert.deepEqual(states[1], states[0]);
+          assert.deepEqual(states[2], states[0]);
+          const roots = await Promise.all(stores.map((s) => s.merkleRoot()));
+          assert.equal(roots[1], roots[0]);
+          assert.equal(roots[2], roots[0]);
+          for (const key of KEYS) {
+            const versions = written.filter((r) => r.key === key);
+            const held = states[0]!.find((r) => r.key === key);
+            if (versions.length === 0) {
+              assert.equal(held, undefined, `${key}: a record nobody wrote`);
+              continue;
+            }
+            const best = versions.reduce((a, b) => (compareVersions(a, b) >= 0 ? a : b));
+            if (best.deleted) {
+              // Deleted: the tombstone, or nothing once every node purged it; never a live record.
+              if (held !== undefined) assert.deepEqual(held, best, `${key} was resurrected`);
+            } else {
+              assert.deepEqual(held, best, `${key}: the acknowledged write was lost`);
+            }
+          }
+          await client.flushAll();
+        },
+      ),
+      { numRuns: 40 },
     );
   });
 });
