@@ -199,7 +199,7 @@ const storeSchema = section(
       tombstone_ttl: duration(
         '7d',
         's',
-        'How long a tombstone is kept before it is purged; longer than `cold_path.interval_sec`.',
+        'How long a tombstone is kept at least; it is purged only once every configured peer has also acknowledged it (docs/PROTOCOL.md §6). Longer than `cold_path.interval_sec`.',
       ),
       relay: bool(
         false,
