@@ -116,7 +116,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'run',
     args: '-c FILE',
-    summary: 'Run a node: replicate its peers, serve /metrics, /health, /ready and the admin API.',
+    summary:
+      'Run a node: replicate its peers, serve its dashboard, metrics, health checks and admin API.',
     description: [
       'Runs the daemon in the foreground. The config is checked before anything connects; an',
       'invalid file is reported with its line and path, and the command exits 2.',
@@ -156,11 +157,16 @@ export const COMMANDS: readonly CommandSpec[] = [
       'temp dir) and three nodes replicating each other, then narrates: writes on every node,',
       "deletes, conflicting writes of the same key on all three, one node's Redis killed and",
       'brought back with its data, and finally the three stores side by side: the same key counts',
-      'and the same Merkle root. Ctrl-C stops it at any point; the end or Ctrl-C leaves no process',
-      'and no file behind.',
+      'and the same Merkle root. While it runs, a live dashboard shows the three nodes side by',
+      'side (lag, circuits, applies, repairs) at the loopback URL printed at the start. Ctrl-C',
+      'stops it at any point; the end or Ctrl-C leaves no process and no file behind.',
     ].join('\n'),
     options: {
       quick: { type: 'boolean', description: 'Fewer writes and no pauses: runs in seconds.' },
+      stay: {
+        type: 'boolean',
+        description: 'At the end, keep the mesh and its dashboard running until Ctrl-C (exit 0).',
+      },
       help: HELP,
     },
     exitCodes: [

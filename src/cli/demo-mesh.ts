@@ -9,6 +9,8 @@ import { resolveConfig } from '../config/index.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { startNode } from '../node/node.js';
 import type { RunningNode } from '../node/node.js';
+import { startDashboardServer } from '../observability/dashboard-server.js';
+import type { DashboardServer } from '../observability/dashboard-server.js';
 import type { Logger } from '../observability/logger.js';
 import { killAllRedis, startRedisProcess } from './redis-process.js';
 import type { RedisProcess } from './redis-process.js';
@@ -62,6 +64,7 @@ export class DemoMesh {
   readonly root: string;
   readonly redis: RedisProcess[] = [];
   readonly nodes: DemoNode[] = [];
+  #dashboard: DashboardServer | undefined;
   #closing: Promise<void> | undefined;
 
   constructor() {
@@ -95,6 +98,17 @@ export class DemoMesh {
     }
   }
 
+  /** Serves the live dashboard of the nodes, side by side on one page; resolves with its URL. */
+  async startDashboard(): Promise<string> {
+    this.#dashboard = await startDashboardServer({
+      sources: this.nodes.map(({ node }) => ({
+        health: () => node.engine.health(),
+        metrics: node.metrics,
+      })),
+    });
+    return this.#dashboard.url;
+  }
+
   /** The node named `id`. */
   get(id: string): DemoNode {
     const found = this.nodes.find((n) => n.id === id);
@@ -112,9 +126,10 @@ export class DemoMesh {
     return snapshotOf(this.get(id));
   }
 
-  /** Stops the nodes, kills the redis-servers and removes the temp dir. Idempotent. */
+  /** Stops the dashboard and the nodes, kills the redis-servers, removes the temp dir. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      await this.#dashboard?.close();
       await Promise.allSettled(this.nodes.map((n) => n.node.stop(3000)));
       await Promise.allSettled(this.redis.map((r) => r.kill()));
       killAllRedis();

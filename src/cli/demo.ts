@@ -25,7 +25,7 @@ interface Pace {
 const QUICK: Pace = { perNode: 10, pauseMs: 0, waitMs: 30_000 };
 const NORMAL: Pace = { perNode: 100, pauseMs: 1500, waitMs: 60_000 };
 
-/** `demo [--quick]`. */
+/** `demo [--quick] [--stay]`. */
 export async function demoCommand(args: ParsedArgs, io: Io): Promise<number> {
   positionals(args, []);
   const pace = flag(args, 'quick') ? QUICK : NORMAL;
@@ -49,6 +49,10 @@ export async function demoCommand(args: ParsedArgs, io: Io): Promise<number> {
   const say = (line = ''): Promise<void> => write(io.stdout, `${line}\n`);
   try {
     await Promise.race([script(mesh, pace, say, () => interrupts > 0), interrupted]);
+    if (flag(args, 'stay')) {
+      await say('The mesh and its dashboard keep running: Ctrl-C to stop them.');
+      await interrupted.catch(() => undefined);
+    }
     return EXIT.ok;
   } catch (error) {
     if (error instanceof Interrupted) {
@@ -120,6 +124,9 @@ async function script(mesh: DemoMesh, pace: Pace, say: Say, stopped: () => boole
   await say("▸ Starting three nodes; each tails the other two's CDC streams (hot path) and");
   await say('  compares Merkle trees with them every 3 s (cold path)');
   await mesh.startNodes(createLogger({ level: 'silent' }));
+  const url = await mesh.startDashboard();
+  await say(`▸ Live dashboard of the three nodes, side by side: ${url}`);
+  await say('  open it to watch lag rise when a node fails and fall when it returns');
   await until('every peer connected', () =>
     Promise.resolve(
       mesh.nodes.every((n) => n.node.engine.health().peers.every((p) => p.connected)),

@@ -1,14 +1,18 @@
 /**
- * The admin HTTP server (node:http only): `/metrics`, `/health`, `/ready` and per-peer control.
+ * The admin HTTP server (node:http only): `/metrics`, `/health`, `/ready`, per-peer control and
+ * the live dashboard (`/`, `/dashboard.json`).
  *
  * Admin POSTs need `Authorization: Bearer <http.token>` whenever a token is configured, and are
- * refused outright when the server listens on a non-loopback address without one.
+ * refused outright when the server listens on a non-loopback address without one. The dashboard
+ * is open on loopback; elsewhere it needs the token too (Bearer, or Basic with the token as the
+ * password, so a browser can ask for it) and is refused without one.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 import { ReplicationError } from '../errors.js';
+import { DASHBOARD_DATA_PATH, DashboardFeed, serveDashboard } from './dashboard.js';
 import type { EngineHealth } from './health.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -157,6 +161,29 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const log = options.logger.child({ component: 'http' });
   const closeTimeoutMs = options.closeTimeoutMs ?? 2000;
   let loopback = isLoopback(host);
+  const dashboard = new DashboardFeed({ health: options.health, metrics: options.metrics });
+
+  /** The dashboard: open on loopback; elsewhere the token, as Bearer or as a Basic password. */
+  function authorizeDashboard(req: IncomingMessage): void {
+    if (loopback) return;
+    if (token === undefined) {
+      throw new HttpError(
+        403,
+        'DASHBOARD_DISABLED',
+        'the dashboard is disabled: the server listens on a non-loopback address; set http.token to enable it',
+      );
+    }
+    const header = req.headers.authorization ?? '';
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+    const basic = /^Basic\s+(\S+)\s*$/i.exec(header)?.[1];
+    const decoded = basic === undefined ? '' : Buffer.from(basic, 'base64').toString('utf8');
+    const given = bearer ?? (decoded.includes(':') ? decoded.slice(decoded.indexOf(':') + 1) : '');
+    if (given === '' || !tokenMatches(given, token)) {
+      throw new HttpError(401, 'UNAUTHORIZED', 'missing or invalid token', {
+        'www-authenticate': 'Basic realm="replication-engine", charset="UTF-8"',
+      });
+    }
+  }
 
   function authorize(req: IncomingMessage): void {
     if (token === undefined) {
@@ -182,6 +209,17 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
     const path = url.pathname;
     const isGet = method === 'GET' || method === 'HEAD';
+
+    if (path === '/' || path === DASHBOARD_DATA_PATH) {
+      if (!isGet) {
+        throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${path} accepts GET`, {
+          allow: 'GET, HEAD',
+        });
+      }
+      authorizeDashboard(req);
+      await serveDashboard(res, url, [dashboard]);
+      return;
+    }
 
     if (path === '/metrics' || path === '/health' || path === '/ready') {
       if (!isGet) {
@@ -343,6 +381,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     });
   });
   server.on('error', (err) => log.error({ err }, 'admin server error'));
+  dashboard.start();
 
   const info = server.address() as AddressInfo;
   // Decide on what was actually bound ('localhost' may resolve to either family).
@@ -356,6 +395,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
 
   function close(): Promise<void> {
     closing ??= new Promise<void>((resolve) => {
+      dashboard.stop();
       const timer = setTimeout(() => {
         for (const socket of sockets) socket.destroy();
       }, closeTimeoutMs);
