@@ -347,7 +347,7 @@ export async function runRepair(
     if (take.length === 0) continue;
     // From a peer in sync since the purge horizon, an old record this node lacks is a late one,
     // not a purged delete: only such a peer can vouch for it.
-    const results = await store.apply(take, { acceptOld: trusted });
+    const results = await store.apply(take, trusted ? { acceptOld: true } : { horizonMarginMs: 0 });
     for (let j = 0; j < results.length; j++) {
       const outcome = results[j]!.outcome;
       if (outcome === 'applied') applied += 1;

@@ -45,6 +45,12 @@ export interface ApplyRecordsOptions {
    * (outcome `purged` otherwise): the peer it comes from has been in sync since. @default false
    */
   readonly acceptOld?: boolean;
+  /**
+   * The clock margin below the purge horizon, ms: 0 for a peer that has not acknowledged since
+   * the horizon (its writes from before it are given up: docs/PROTOCOL.md §6).
+   * @default `store.max_clock_skew`
+   */
+  readonly horizonMarginMs?: number;
 }
 
 /** What the tombstone collector of a store knows (docs/PROTOCOL.md §6). */

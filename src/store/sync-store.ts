@@ -417,7 +417,7 @@ export class SyncStore implements LocalStore {
       relay: this.settings.relay,
       conflictLog: this.settings.conflictLog,
       now: Math.floor(this.clock()),
-      horizonMarginMs: this.settings.maxClockSkewMs,
+      horizonMarginMs: applyOptions.horizonMarginMs ?? this.settings.maxClockSkewMs,
       acceptOld: applyOptions.acceptOld === true,
       cdcMaxlen: this.settings.cdcMaxlen,
       conflictMaxlen: CONFLICT_LOG_MAXLEN,

@@ -280,6 +280,60 @@ describe('deletes stay deleted', { timeout: 120_000 }, () => {
     }
   });
 
+  it('a node removed from the config and back without a rebuild converges to the deletes', async () => {
+    const mesh = await startMesh({ nodes: 3, settings: SETTINGS, store: STORE, redis: PERSISTENT });
+    try {
+      const [a, b, c] = mesh.nodes as [MeshNode, MeshNode, MeshNode];
+      await a.store.put('doc.4', { v: 'old' });
+      await eventually(
+        async () => (await live(b, 'doc.4')) && (await live(c, 'doc.4')),
+        'replicated',
+      );
+      await stopNode(c);
+      const deletedAt = Date.now();
+      await a.store.delete('doc.4');
+      await eventually(async () => !(await live(b, 'doc.4')), 'B has the delete');
+      await trimStream(a);
+      await trimStream(b);
+      // C is taken out of the mesh: the delete is purged everywhere else.
+      await a.engine.updateConfig(without(mesh, 0, c.id));
+      await b.engine.updateConfig(without(mesh, 1, c.id));
+      await ttlPassed(deletedAt);
+      await eventually(async () => {
+        await purge(a);
+        await purge(b);
+        return (
+          (await a.store.getRecord('doc.4')) === undefined &&
+          (await b.store.getRecord('doc.4')) === undefined
+        );
+      }, 'purged on A and B');
+      // C comes back with its old data, and is put back in the config without being rebuilt.
+      await c.redis.restart();
+      await mesh.restartEngine(2);
+      await a.engine.updateConfig(mesh.configFor(0, SETTINGS));
+      await b.engine.updateConfig(mesh.configFor(1, SETTINGS));
+      await watch(
+        'C converged to the delete',
+        async () => {
+          for (const n of [a, b]) {
+            if (await live(n, 'doc.4')) return `${n.id} serves the deleted document`;
+          }
+          return undefined;
+        },
+        async () => !(await live(c, 'doc.4')),
+      );
+      const prevented =
+        (await metric(a.engine, 'replication_resurrections_prevented_total', { peer_id: c.id })) +
+        (await metric(b.engine, 'replication_resurrections_prevented_total', { peer_id: c.id }));
+      assert.ok(prevented >= 1, `refusals counted: ${prevented}`);
+      // C holds a superseding tombstone, just above its old record.
+      const held = await c.store.getRecord('doc.4');
+      assert.equal(held?.deleted, true);
+    } finally {
+      await mesh.stop();
+    }
+  });
+
   it('a node whose Redis was flushed rebuilds from its peers at once, with scheduled repairs off', async () => {
     const mesh = await startMesh({ nodes: 2 });
     try {
