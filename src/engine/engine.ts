@@ -590,7 +590,10 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         slo: () => this.#config.replication.slo,
       },
       {
-        onUp: (id) => this.emit('peerUp', id),
+        onUp: (id) => {
+          this.#peers.get(id)?.tailer.peerUp();
+          this.emit('peerUp', id);
+        },
         onDown: (id, reason) => this.emit('peerDown', id, reason),
       },
     );

@@ -145,7 +145,10 @@ export class Tailer {
   #caughtUp = false;
   #backpressured = false;
   #lastEventAt: number | null = null;
-  #lastError: string | undefined;
+  /** The last batch's failure, until a batch commits. */
+  #applyError: string | undefined;
+  /** The last failure to read the peer's stream, until a read succeeds or the peer is back. */
+  #readError: string | undefined;
   #lastCommitAt: number | null = null;
   #commitFailures = 0;
   #infoDue = 0;
@@ -214,7 +217,7 @@ export class Tailer {
       commit: (cursor) => this.#commitCursor(cursor),
       onCommitted: (batch, stats, flushMs) => {
         this.#backoff.reset();
-        this.#lastError = undefined;
+        this.#applyError = undefined;
         this.#applyFailing.ok();
         this.#lag.observeCommit(batch.lastId, batch.read, this.#pipeline.oldestPendingId);
         this.#publishLag();
@@ -223,9 +226,9 @@ export class Tailer {
         this.#recordBatch(batch, true, flushMs);
       },
       onFailed: (batch, error, flushMs) => {
-        this.#lastError = describeError(error);
+        this.#applyError = describeError(error);
         ctx.metrics.batchErrorsTotal.inc({ peer_id: peerId });
-        this.#applyFailing.fail({ err: this.#lastError, events: batch.read });
+        this.#applyFailing.fail({ err: this.#applyError, events: batch.read });
         this.#recordBatch(batch, false, flushMs);
       },
     });
@@ -263,6 +266,17 @@ export class Tailer {
     this.#wake.abort();
     this.#rejectResyncs(new IllegalStateError('the tailer stopped before the resync'));
     await this.#loop;
+  }
+
+  /**
+   * The peer's connections are back (the link's event): a read error is over, and a back-off
+   * ends now rather than after its delay.
+   */
+  peerUp(): void {
+    this.#readError = undefined;
+    if (this.#state.kind !== 'backing-off') return;
+    this.#backoff.reset();
+    this.#wakeUp();
   }
 
   /** Stops reading at the next safe point (the batches in flight still land). */
@@ -307,7 +321,7 @@ export class Tailer {
       paused: this.#pauseRequested,
       backpressured: this.#backpressured,
       lastEventAt: this.#lastEventAt,
-      lastError: this.#lastError,
+      lastError: this.#applyError ?? this.#readError,
       lastCommitAt: this.#lastCommitAt,
       commitFailures: this.#commitFailures,
     };
@@ -381,10 +395,10 @@ export class Tailer {
       this.#reader.dropReadAhead();
       return;
     }
+    this.#readError = undefined;
     this.#readFailing.ok();
     this.#lag.observeRead(cursor, this.#pipeline.committed, entries);
     if (entries.length === 0) {
-      if (this.#pipeline.inFlight === 0) this.#lastError = undefined;
       this.#caughtUp = true;
       this.#enter({ kind: 'live' });
       this.#publishLag();
@@ -435,14 +449,17 @@ export class Tailer {
    */
   async #backOff(error?: unknown): Promise<void> {
     if (error !== undefined) {
-      this.#lastError = describeError(error);
-      this.#readFailing.fail({ err: this.#lastError });
+      this.#readError = describeError(error);
+      this.#readFailing.fail({ err: this.#readError });
     }
     await this.#pipeline.nextPosition();
     this.#reader.dropReadAhead();
     this.#caughtUp = false;
     this.#infoDue = 0;
-    this.#enter({ kind: 'backing-off', error: this.#lastError ?? 'a batch failed' });
+    this.#enter({
+      kind: 'backing-off',
+      error: this.#applyError ?? this.#readError ?? 'a batch failed',
+    });
     this.#publishLag();
     await this.#clock.sleep(this.#backoff.next(), this.#waitSignal());
   }
@@ -470,8 +487,9 @@ export class Tailer {
         this.#lag.observeNext(await this.#reader.firstAfter(this.#pipeline.committed));
       }
       this.#publishLag();
+      this.#readError = undefined;
     } catch (error) {
-      this.#lastError = describeError(error);
+      this.#readError = describeError(error);
     }
   }
 

@@ -250,7 +250,16 @@ describe('daemon health', { timeout: 180_000 }, () => {
     // max_memory_bytes: 1 makes the local store refuse writes for as long as it runs.
     const node = await startNode('node-e', local, peer, { store: '  max_memory_bytes: 1' });
     await writer.put('stalled.1', { stalled: true });
-    const stalled = await until(node, (h) => h.status === 503, '503 with no progress', 20_000);
+    // Wait for the no-progress verdict itself: right after start a 503 can also mean the peer is
+    // not connected yet.
+    const stalled = await until(
+      node,
+      (h) =>
+        h.status === 503 &&
+        (h.body.peers[0]?.problems ?? []).some((problem) => problem.includes('no progress')),
+      '503 with no progress',
+      20_000,
+    );
     const p = stalled.body.peers[0]!;
     assert.equal(p.connected, true, 'connected: only the progress is missing');
     assert.equal(p.circuit_state, 'closed');
