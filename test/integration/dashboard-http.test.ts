@@ -4,8 +4,10 @@
  * or Basic with the token as the password so a browser can ask for it; refused without a token).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { request } from 'node:http';
 import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
 
 import {
   createLogger,
@@ -16,6 +18,7 @@ import {
   type EngineHealth,
 } from '../../src/observability/index.js';
 import type { DashboardData } from '../../src/observability/dashboard.js';
+import { REPO } from '../fixtures/cli/cli-process.js';
 
 const logger = createLogger({ level: 'silent' });
 
@@ -188,5 +191,25 @@ describe('the dashboard on the admin server', () => {
       assert.match(page.body, /set http\.token to enable it/);
       assert.equal((await get(server, '/dashboard.json')).status, 403);
     });
+  });
+
+  it('npm pack ships the page next to the code that serves it, and the monitoring files', async () => {
+    const { stdout } = await promisify(execFile)(
+      'npm',
+      ['pack', '--dry-run', '--json', '--ignore-scripts'],
+      { cwd: REPO },
+    );
+    const [packed] = JSON.parse(stdout) as { files: { path: string }[] }[];
+    const files = new Set(packed?.files.map((f) => f.path));
+    for (const path of [
+      'dist/observability/dashboard.js',
+      'dist/observability/dashboard.html',
+      'docs/DASHBOARD.md',
+      'docs/dashboard.png',
+      'docs/grafana/replication-engine.json',
+      'docs/prometheus/alerts.yml',
+    ]) {
+      assert.ok(files.has(path), `${path} is in the tarball`);
+    }
   });
 });
