@@ -111,7 +111,14 @@ describe('the demo dashboard', { timeout: 120_000 }, () => {
       const root = /in (\S*replication-engine-demo-\S+)/.exec(out)?.[1] ?? '';
       assert.ok(root !== '' && !existsSync(root), `temp dir ${root} removed`);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      // A failed assertion: Ctrl-C lets the demo stop its redis-servers and remove its temp dir
+      // (SIGKILL would orphan them); SIGKILL only if it does not exit within 20 s.
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGINT');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+        await exited;
+        clearTimeout(timer);
+      }
       await context.close();
       rmSync(profile, { recursive: true, force: true });
     }
