@@ -41,8 +41,10 @@ export class StreamLag {
   /** XINFO read with the cursor at `committed`. */
   observeInfo(committed: string, info: StreamInfo | undefined): void {
     if (info === undefined) {
+      // No stream: nothing waits; one created later counts its entries from 0.
       this.#events = 0;
       this.#next = undefined;
+      if (committed === STREAM_START) this.#ordinal = 0;
       return;
     }
     const head = info.lastEntryId ?? info.lastGeneratedId;
@@ -52,9 +54,10 @@ export class StreamLag {
       this.#events = 0;
       if (info.entriesAdded !== undefined) this.#ordinal = info.entriesAdded;
     } else if (first !== undefined && compareStreamIds(first, committed) > 0) {
-      // Everything up to the first entry is gone (a gap): all of the stream waits.
+      // Every entry the stream holds comes after the cursor (a fresh cursor, or a gap): all wait.
       this.#events = info.length;
       this.#next = first;
+      if (info.entriesAdded !== undefined) this.#ordinal = info.entriesAdded - info.length;
     } else if (info.entriesAdded !== undefined && this.#ordinal !== undefined) {
       this.#events = Math.max(1, info.entriesAdded - this.#ordinal);
     } else {

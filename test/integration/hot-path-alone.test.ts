@@ -212,4 +212,28 @@ describe('the hot path alone loses nothing (cold path disabled)', () => {
     assert.ok(failures > 10, `${failures} applies failed`);
     await allArrive(mesh, 1, keys, 1000);
   });
+
+  it('reports what waits as lag while the peer is paused, then delivers it on resume', async () => {
+    mesh = await startMesh({ nodes: 2 });
+    const b = mesh.nodes[1]!;
+    const first = await writeMany(mesh, 0, 20, 'live');
+    await allArrive(mesh, 1, first, 20_000);
+    b.engine.pause('node-a');
+    const waiting = await writeMany(mesh, 0, 12, 'paused');
+    await eventually(
+      () => b.engine.health().peers[0]!.lag_events === 12,
+      '12 entries counted as lag while paused',
+      20_000,
+    );
+    const paused = b.engine.health().peers[0]!;
+    assert.ok(paused.lag_ms > 0, `lag_ms ${paused.lag_ms}`);
+    assert.equal((await missing(mesh, 1, waiting)).length, 12, 'nothing applied while paused');
+    b.engine.resume('node-a');
+    await allArrive(mesh, 1, waiting, 20_000);
+    await eventually(
+      () => b.engine.health().peers[0]!.lag_events === 0,
+      'no lag once applied',
+      20_000,
+    );
+  });
 });
