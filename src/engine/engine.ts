@@ -154,9 +154,10 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
     this.metrics = deps.metrics ?? createMetrics();
     this.logger = deps.logger ?? createLogger({ level: 'info' });
     this.metrics.engineState.set(ENGINE_STATE_VALUE.created);
-    this.#local = new LocalStoreCheck(store, this.logger, (connected, error) =>
-      this.emit('local', connected, error),
-    );
+    this.#local = new LocalStoreCheck(store, this.logger, (connected, error) => {
+      this.metrics.localStoreUp.set(connected ? 1 : 0);
+      this.emit('local', connected, error);
+    });
     this.#gc =
       store.tombstones === undefined
         ? undefined

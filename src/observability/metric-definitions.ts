@@ -712,6 +712,14 @@ export const METRIC_DEFINITIONS = [
     origin: 'readme',
   },
   {
+    name: 'replication_local_store_up',
+    type: 'gauge',
+    labels: [],
+    help: "1 while this node's own store (its local Redis) answers the engine's check every second, 0 while it does not",
+    section: 'Engine',
+    origin: 'ours',
+  },
+  {
     name: 'replication_errors_total',
     type: 'counter',
     labels: ['peer_id', 'error_type'],

@@ -153,9 +153,11 @@ describe('daemon health', { timeout: 180_000 }, () => {
     assert.equal(status.code, 1, status.stderr);
     assert.match(status.stdout.toString(), /healthy no/);
     assert.match(status.stdout.toString(), /local redis: UNREACHABLE for /);
+    assert.equal(await localStoreUp(node.port), 0, 'replication_local_store_up 0 for alerts');
 
     await local.restart();
     const back = await until(node, (h) => h.status === 200, '200 once the local Redis is back');
+    assert.equal(await localStoreUp(node.port), 1);
     assert.equal(back.body.local.connected, true);
     assert.equal(back.body.local.last_error, null, 'the error clears');
     assert.deepEqual(back.body.problems, []);
@@ -267,3 +269,11 @@ describe('daemon health', { timeout: 180_000 }, () => {
     assert.match(p.problems.join('\n'), /no progress: lag .* and no cursor commit for /);
   });
 });
+
+/** The value of `replication_local_store_up` on a daemon's /metrics. */
+async function localStoreUp(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('replication_local_store_up '));
+  assert.ok(line, 'replication_local_store_up is exported');
+  return Number(line.split(' ')[1]);
+}

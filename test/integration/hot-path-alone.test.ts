@@ -226,7 +226,7 @@ describe('the hot path alone loses nothing (cold path disabled)', () => {
       20_000,
     );
     const paused = b.engine.health().peers[0]!;
-    assert.ok(paused.lag_ms > 0, `lag_ms ${paused.lag_ms}`);
+    assert.ok((paused.lag_ms ?? 0) > 0, `lag_ms ${paused.lag_ms}`);
     assert.equal((await missing(mesh, 1, waiting)).length, 12, 'nothing applied while paused');
     b.engine.resume('node-a');
     await allArrive(mesh, 1, waiting, 20_000);

@@ -162,6 +162,7 @@ describe('Prometheus alert rules and the Grafana dashboard', () => {
     uses('ReplicationClockSkewHeldBack', 'replication_clock_skew_rejected_total');
     uses('ReplicationPeerClockOffset', 'replication_peer_clock_offset_seconds');
     uses('ReplicationEngineNotRunning', 'replication_engine_state');
+    uses('ReplicationLocalStoreDown', 'replication_local_store_up');
     for (const rule of rules) {
       assert.match(rule.labels?.['severity'] ?? '', /^(critical|warning|info)$/, rule.alert);
       assert.ok(rule.annotations?.['summary'], `${rule.alert} has a summary`);

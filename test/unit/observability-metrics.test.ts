@@ -109,6 +109,7 @@ describe('metrics', () => {
       'replication_tombstones_held_bytes',
       'replication_tombstones_purged_total',
       'replication_local_store_resets_total',
+      'replication_local_store_up',
     ]);
     for (const def of definitions) {
       if (engineWide.has(def.name)) assert.ok(!def.labels.includes('peer_id'), def.name);
