@@ -381,12 +381,51 @@ export function resolveConfig(options: unknown, source: ConfigSource = {}): Reso
   const result = configSchema.safeParse(input);
   if (!result.success) {
     for (const issue of result.error.issues) problems.raw.push(...fromZodIssue(issue, input));
+    // Every error in one pass: the cross-field checks run too, on the config without the values
+    // already refused (their defaults stand in), and report what concerns only other values.
+    const refused = problems.raw.map((p) => p.path);
+    const rest = withoutPaths(input, refused);
+    const retry = rest === undefined ? undefined : configSchema.safeParse(rest);
+    if (retry?.success === true) {
+      const more = new Problems();
+      build(retry.data, source.baseDir ?? process.cwd(), more);
+      for (const p of more.raw) {
+        if (!refused.some((r) => overlaps(r, p.path))) problems.raw.push(p);
+      }
+    }
     problems.throwIfAny(source);
   }
   const parsed = result.data as ParsedConfig;
   const config = build(parsed, source.baseDir ?? process.cwd(), problems);
   problems.throwIfAny(source);
   return deepFreeze(config);
+}
+
+/** `value` with the values at `paths` removed (undefined when one is the whole config). */
+function withoutPaths(value: unknown, paths: readonly ConfigPath[]): unknown {
+  if (paths.some((p) => p.length === 0)) return undefined;
+  const copy = structuredClone(value) as Record<string | number, unknown>;
+  for (const path of paths) {
+    let node: unknown = copy;
+    for (const key of path.slice(0, -1)) {
+      node =
+        typeof node === 'object' && node !== null
+          ? (node as Record<string, unknown>)[key]
+          : undefined;
+    }
+    if (typeof node !== 'object' || node === null) continue;
+    const last = path[path.length - 1]!;
+    if (Array.isArray(node) && typeof last === 'number') node.splice(last, 1, undefined);
+    else delete (node as Record<string | number, unknown>)[last];
+  }
+  return dropNulls(copy);
+}
+
+/** True when one path is the other or lies under it. */
+function overlaps(a: ConfigPath, b: ConfigPath): boolean {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The configuration with every default, for a node with no peers. */

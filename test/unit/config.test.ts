@@ -121,6 +121,38 @@ describe('config defaults', () => {
     assert.equal(config.http.port, 0);
   });
 
+  it('reports every error in one pass: the cross-field checks too when a value is refused', () => {
+    const text = [
+      'replication:',
+      '  local_node_id: n1',
+      '  settings:',
+      '    hot_path:',
+      '      batch_size: 10',
+      '      block_timeout: soon',
+      '  peers:',
+      '    - node_id: n2',
+      '      redis_url: redis://127.0.0.1:7000',
+      'store:',
+      '  max_item_bytes: lots',
+      '',
+    ].join('\n');
+    assert.throws(
+      () => parseConfig(text, { sourceName: 'node.yaml' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigValidationError);
+        const paths = error.issues.map((i) => i.path);
+        assert.deepEqual(paths, [
+          'replication.settings.hot_path.batch_size',
+          'replication.settings.hot_path.block_timeout',
+          'store.max_item_bytes',
+        ]);
+        assert.match(error.issues[0]!.message, /at least min_batch_size \(50\)/);
+        assert.equal(error.issues[0]!.position?.line, 5);
+        return true;
+      },
+    );
+  });
+
   it('reports problems of options built in code by path, without a line', () => {
     assert.throws(
       () => resolveConfig({ replication: { local_node_id: 'n1', settings: { hot_path: 5 } } }),
