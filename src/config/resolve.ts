@@ -404,7 +404,7 @@ export function resolveConfig(options: unknown, source: ConfigSource = {}): Reso
 /** `value` with the values at `paths` removed (undefined when one is the whole config). */
 function withoutPaths(value: unknown, paths: readonly ConfigPath[]): unknown {
   if (paths.some((p) => p.length === 0)) return undefined;
-  const copy = structuredClone(value) as Record<string | number, unknown>;
+  const copy = copyTree(value) as Record<string | number, unknown>;
   for (const path of paths) {
     let node: unknown = copy;
     for (const key of path.slice(0, -1)) {
@@ -413,12 +413,20 @@ function withoutPaths(value: unknown, paths: readonly ConfigPath[]): unknown {
           ? (node as Record<string, unknown>)[key]
           : undefined;
     }
-    if (typeof node !== 'object' || node === null) continue;
+    // A refused value inside binary data (YAML !!binary) goes with the whole value's path.
+    if (typeof node !== 'object' || node === null || ArrayBuffer.isView(node)) continue;
     const last = path[path.length - 1]!;
     if (Array.isArray(node) && typeof last === 'number') node.splice(last, 1, undefined);
     else delete (node as Record<string | number, unknown>)[last];
   }
   return dropNulls(copy);
+}
+
+/** A copy of the mappings and lists of `value`; scalars and binary data are shared, not copied. */
+function copyTree(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(copyTree);
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, copyTree(v)]));
 }
 
 /** True when one path is the other or lies under it. */
