@@ -72,11 +72,6 @@ export class ApplyPipeline<Stats> {
     return this.#committed;
   }
 
-  /** Batches accepted and not yet settled. */
-  get inFlight(): number {
-    return this.#inflight.length;
-  }
-
   /** The first entry not yet committed, when a batch holding it is in flight (and not failed). */
   get oldestPendingId(): string | undefined {
     return this.#uncommitted[0];

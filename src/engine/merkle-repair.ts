@@ -313,20 +313,16 @@ export async function runRepair(
   }
   // ...and this node holds every live record the peer held: nothing left for later, nothing refused.
   const pullComplete = pushClean && deferred === 0;
-  if (dryRun || changes.length === 0) {
-    return finish(
-      {
-        inSync,
-        divergentBranches,
-        divergentKeys,
-        changes,
-        deferred,
-        fetched: 0,
-        applied: 0,
-      },
-      pullComplete,
-    );
-  }
+  const summary = (fetched: number, applied: number) => ({
+    inSync,
+    divergentBranches,
+    divergentKeys,
+    changes,
+    deferred,
+    fetched,
+    applied,
+  });
+  if (dryRun || changes.length === 0) return finish(summary(0, 0), pullComplete);
 
   let fetched = 0;
   let applied = 0;
@@ -359,18 +355,7 @@ export async function runRepair(
       }
     }
   }
-  return finish(
-    {
-      inSync,
-      divergentBranches,
-      divergentKeys,
-      changes,
-      deferred,
-      fetched,
-      applied,
-    },
-    pullComplete && refusedOld === 0,
-  );
+  return finish(summary(fetched, applied), pullComplete && refusedOld === 0);
 }
 
 /**

@@ -8,7 +8,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RawEntry } from './batch.js';
 import type { PeerStream } from './peer-stream.js';
-import { detectGap, type GapVerdict, type StreamInfo, type StreamMemory } from './stream-gap.js';
+import { detectGap, type GapVerdict, type StreamInfo } from './stream-gap.js';
 
 /** How a read waits. */
 export interface ReadMode {
@@ -120,11 +120,6 @@ export class StreamReader {
   forget(): void {
     this.#memory = { entriesAdded: this.#memory.entriesAdded };
     this.#ahead = undefined;
-  }
-
-  /** The memory detectGap judges with, for tests and health. */
-  get memory(): StreamMemory {
-    return this.#memory;
   }
 
   #count(entries: number, seconds: number, mode: ReadMode): void {
