@@ -81,11 +81,14 @@ export function answersPing(port: number): Promise<boolean> {
 }
 
 /**
- * Starts `redis-server` on a free port with its files in `dir`; resolves once it accepts
- * connections.
+ * Starts `redis-server` on a free port with its files in `dir` (and any extra `--flag value`
+ * `args`); resolves once it accepts connections.
  * @throws Error when redis-server is not on PATH or exits at start.
  */
-export async function startRedisProcess(dir: string): Promise<RedisProcess> {
+export async function startRedisProcess(
+  dir: string,
+  options: { readonly args?: readonly string[]; readonly appendfsync?: 'always' | 'no' } = {},
+): Promise<RedisProcess> {
   if (!hooked) {
     hooked = true;
     process.once('exit', killAllRedis);
@@ -108,11 +111,12 @@ export async function startRedisProcess(dir: string): Promise<RedisProcess> {
         '--appendonly',
         'yes',
         '--appendfsync',
-        'always',
+        options.appendfsync ?? 'always',
         '--daemonize',
         'no',
         '--logfile',
         join(dir, 'redis.log'),
+        ...(options.args ?? []),
       ],
       { stdio: 'ignore' },
     );

@@ -77,11 +77,42 @@ export class GcStore implements TombstoneStore {
     });
   }
 
+  /** The purge cutoff of `now` and `horizon`; undefined when nothing can be purged. */
+  #cutoff(now: number, horizon: number): number | undefined {
+    const cutoff = Math.floor(Math.min(now - this.#o.tombstoneTtlMs, horizon));
+    return Number.isSafeInteger(cutoff) && cutoff > 0 ? cutoff : undefined;
+  }
+
+  /** True when {@link purgeTombstones} with these arguments would purge something here. */
+  async hasPurgeable(now: number, horizon: number): Promise<boolean> {
+    const cutoff = this.#cutoff(now, horizon);
+    if (cutoff === undefined) return false;
+    const { client, keys } = this.#o;
+    const count = await client.sendCommand(['ZCOUNT', keys.tombstones, '-inf', `(${cutoff}`]);
+    return Number(count) > 0;
+  }
+
+  /**
+   * Raises this store's purge horizon to the cutoff of `now` and `horizon` and purges nothing
+   * (the purge script with no keys): for a horizon that stands for other stores' purges (the
+   * store-wide one of a partitioned store, docs/PROTOCOL.md §10).
+   */
+  async raiseHorizon(now: number, horizon: number): Promise<void> {
+    const cutoff = this.#cutoff(now, horizon);
+    if (cutoff === undefined) return;
+    const { client, keys } = this.#o;
+    await SCRIPTS.purge.run(
+      client,
+      [keys.tombstones, keys.dirty, keys.gcHorizon],
+      [String(cutoff)],
+    );
+  }
+
   async purgeTombstones(now: number, horizon: number): Promise<{ purged: number }> {
     const { client, keys } = this.#o;
-    const cutoff = Math.floor(Math.min(now - this.#o.tombstoneTtlMs, horizon));
+    const cutoff = this.#cutoff(now, horizon);
     let purged = 0;
-    if (!Number.isSafeInteger(cutoff) || cutoff <= 0) return { purged };
+    if (cutoff === undefined) return { purged };
     for (;;) {
       const reply = await client.sendCommand<unknown[]>(
         ['ZRANGEBYSCORE', keys.tombstones, '-inf', `(${cutoff}`, 'LIMIT', '0', String(PURGE_BATCH)],

@@ -43,6 +43,11 @@ export interface StoreKeys {
   readonly gcHorizon: string;
   /** String: a random id the engine writes into a store without one; gone = the store was lost. */
   readonly storeId: string;
+  /**
+   * String, JSON: a Redis Cluster store's partition layout (`{"partitions":16}`), fixed when it
+   * is created (docs/PROTOCOL.md §10); absent in the single-instance layout.
+   */
+  readonly layout: string;
 }
 
 /** The key names under `prefix`. */
@@ -67,5 +72,6 @@ export function storeKeys(prefix: string): StoreKeys {
     gcAcked: `${prefix}gc:acked`,
     gcHorizon: `${prefix}gc:horizon`,
     storeId: `${prefix}store:id`,
+    layout: `${prefix}store:layout`,
   };
 }

@@ -1,6 +1,6 @@
 /**
  * Redis Lua scripts loaded from the `.lua` files next to this module (copied to dist by the build),
- * run with EVALSHA and loaded on demand when the server answers NOSCRIPT.
+ * run with EVALSHA, and with EVAL (which caches them) when the server answers NOSCRIPT.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -26,7 +26,9 @@ export class LuaScript {
   }
 
   /**
-   * Runs the script (EVALSHA, then SCRIPT LOAD and again on NOSCRIPT).
+   * Runs the script: EVALSHA, and on NOSCRIPT once more as EVAL of its source, which also caches
+   * it on that server. EVAL goes where the EVALSHA went (the server of its first key, in a
+   * cluster), where a separate SCRIPT LOAD could land on another shard.
    *
    * @throws {StoreError} when the script fails, with the Redis error as `cause`.
    */
@@ -35,15 +37,14 @@ export class LuaScript {
     keys: readonly RedisArgument[],
     args: readonly RedisArgument[],
   ): Promise<T> {
-    const command = ['EVALSHA', this.sha, String(keys.length), ...keys, ...args];
+    const tail = [String(keys.length), ...keys, ...args];
     try {
-      return await client.sendCommand<T>(command, AS_STRINGS);
+      return await client.sendCommand<T>(['EVALSHA', this.sha, ...tail], AS_STRINGS);
     } catch (error) {
       if (!isNoScript(error)) throw this.wrap(error);
     }
     try {
-      await client.sendCommand(['SCRIPT', 'LOAD', this.source]);
-      return await client.sendCommand<T>(command, AS_STRINGS);
+      return await client.sendCommand<T>(['EVAL', this.source, ...tail], AS_STRINGS);
     } catch (error) {
       throw this.wrap(error);
     }

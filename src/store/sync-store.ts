@@ -27,7 +27,6 @@ import type {
   DeadLetter,
   LocalStore,
   MerkleNode,
-  TombstoneStore,
 } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf, parseVersionTuple } from './merkle-hash.js';
@@ -121,7 +120,7 @@ export class SyncStore implements LocalStore {
   /** A record's frame is stored as it came (docs/PROTOCOL.md §2): its content is not read. */
   readonly keepsFrames = true;
   /** Acknowledged tombstone collection and the store's identity (docs/PROTOCOL.md §6). */
-  readonly tombstones: TombstoneStore;
+  readonly tombstones: GcStore;
 
   private readonly client: CommandSender;
   private readonly clock: () => number;

@@ -1,0 +1,383 @@
+/**
+ * A store split into P partitions for a Redis Cluster (docs/PROTOCOL.md §10). Each partition is a
+ * whole store of the single-instance layout under its own hash-tagged prefix (`<prefix>{<tag>}:`):
+ * its records, buckets, dirty marks, tombstone index, CDC stream and Merkle nodes live in one hash
+ * slot, so every write and every apply is still one script call on one shard, and each partition
+ * brings its own subtree up to date. What spans partitions lives under the tag `meta`
+ * (`<prefix>{meta}:`): the tree above the partitions (`merkle:nodes`: the root, the partition
+ * roots and, with 256 partitions, the 16 nodes of depth 1), the store's identity and owner, the
+ * acknowledgements, the store-wide purge horizon and the dead letters; the layout record is
+ * `<prefix>store:layout`, where a reader looks first.
+ *
+ * A partition holds only keys of its own subtree, so the node hashes it computes at and below its
+ * path are exactly the whole store's; the levels above are recomputed from the P subtree roots
+ * after each refresh. The tree is therefore the one a single instance holding the same records
+ * has, at every level, and a repair compares any two nodes whatever their layouts.
+ */
+import type { RecordVersion, StoredRecord } from '../model/record.js';
+import { StoreError } from '../errors.js';
+import type {
+  ApplyRecordsOptions,
+  ApplyResult,
+  DeadLetter,
+  GcState,
+  HeldTombstones,
+  LocalStore,
+  MerkleNode,
+  TombstoneStore,
+} from './local-store.js';
+import { bucketOf, childPaths, interiorHash, nodeField, ZERO_HASH } from './merkle-hash.js';
+import type { RefreshRunOptions, RefreshStats } from './merkle-refresh.js';
+import {
+  formatLayoutRecord,
+  parseLayoutRecord,
+  partitionIndex,
+  partitionLayout,
+  partitionPrefix,
+  type PartitionCount,
+  type PartitionLayout,
+} from './partitions.js';
+import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
+import { GcStore } from './gc-store.js';
+import { storeKeys, type StoreKeys } from './keys.js';
+import type { PutContent } from './input.js';
+import {
+  SyncStore,
+  type PurgeResult,
+  type PutOptions,
+  type SyncStoreOptions,
+  type WriteResult,
+} from './sync-store.js';
+import type { ResolvedStore } from '../config/types.js';
+
+/** Partitions refreshed at once: enough to overlap round trips, few enough to share the shards. */
+const REFRESH_PARALLELISM = 4;
+
+/** Options of {@link PartitionedStore.open}. */
+export interface PartitionedStoreOptions extends SyncStoreOptions {
+  /** Partitions of a store created now; a store that exists keeps its own. @default 16 */
+  readonly partitions?: PartitionCount;
+}
+
+/** A {@link LocalStore} over P single-layout partitions, for a Redis Cluster. */
+export class PartitionedStore implements LocalStore {
+  readonly nodeId: string;
+  readonly layout: PartitionLayout;
+  /** The partitions, in tree order (partition i holds the subtree `layout.paths[i]`). */
+  readonly partitions: readonly SyncStore[];
+  /**
+   * Key names of what spans partitions (the tree's top, owner, identity, GC state, dead
+   * letters), under the tag `meta`: `<prefix>{meta}:…`, one slot, like a partition's.
+   */
+  readonly keys: StoreKeys;
+  /** The layout record's key, `<prefix>store:layout`: where a reader learns this is partitioned. */
+  readonly layoutKey: string;
+  readonly settings: ResolvedStore;
+  readonly keepsFrames = true;
+  readonly tombstones: TombstoneStore;
+
+  readonly #client: CommandSender;
+  /**
+   * The store under the `meta` tag. It holds no records: it serves what spans partitions (owner,
+   * identity, acknowledgements, the store-wide purge horizon, dead letters).
+   */
+  readonly #meta: SyncStore;
+  #refreshing: Promise<RefreshStats> | undefined;
+
+  /**
+   * Opens the store under `options.redisPrefix`: with the layout it recorded (`store:layout`),
+   * or, for a store that has none, records one of `options.partitions` and opens it with that.
+   * @throws {StoreError} when the recorded layout is unreadable, or names another partition
+   *   count than `options.partitions` asks for (a store's partition count is fixed).
+   */
+  static async open(
+    client: CommandSender,
+    options: PartitionedStoreOptions,
+  ): Promise<PartitionedStore> {
+    const key = storeKeys(options.redisPrefix ?? '').layout;
+    const wanted = partitionLayout(options.partitions ?? 16);
+    await client.sendCommand(['SET', key, formatLayoutRecord(wanted), 'NX']);
+    const recorded = asString(await client.sendCommand(['GET', key], AS_STRINGS)) ?? '';
+    const layout = parseLayoutRecord(recorded);
+    if (layout === undefined) {
+      throw new StoreError(`the layout record ${key} is unreadable: ${recorded.slice(0, 200)}`);
+    }
+    if (options.partitions !== undefined && options.partitions !== layout.count) {
+      throw new StoreError(
+        `this store was created with ${layout.count} partitions, not ${options.partitions}: a ` +
+          `store's partition count is fixed when it is created (${key})`,
+      );
+    }
+    return new PartitionedStore(client, options, layout);
+  }
+
+  /** A store of `layout` (see {@link open}, which reads or records it). */
+  constructor(client: CommandSender, options: SyncStoreOptions, layout: PartitionLayout) {
+    const prefix = options.redisPrefix ?? '';
+    this.layout = layout;
+    this.#client = client;
+    this.#meta = new SyncStore(client, {
+      ...options,
+      redisPrefix: partitionPrefix(prefix, 'meta'),
+    });
+    this.nodeId = this.#meta.nodeId;
+    this.settings = this.#meta.settings;
+    this.keys = this.#meta.keys;
+    this.layoutKey = storeKeys(prefix).layout;
+    this.partitions = this.layout.tags.map(
+      (tag) => new SyncStore(client, { ...options, redisPrefix: partitionPrefix(prefix, tag) }),
+    );
+    const clock = options.clock ?? Date.now;
+    const metaGc = new GcStore({
+      client,
+      keys: this.keys,
+      nodeId: this.nodeId,
+      tombstoneTtlMs: this.settings.tombstoneTtlMs,
+      cdcMaxlen: this.settings.cdcMaxlen,
+      maxClockSkewMs: this.settings.maxClockSkewMs,
+      clock,
+    });
+    this.tombstones = new PartitionedTombstones(this, metaGc);
+  }
+
+  /** The partition that holds `key`. */
+  partitionOf(key: string): SyncStore {
+    return this.partitions[partitionIndex(this.layout, bucketOf(key))]!;
+  }
+
+  /** See {@link SyncStore.claimOwner}; the owner key is under the plain prefix. */
+  claimOwner(): Promise<void> {
+    return this.#meta.claimOwner();
+  }
+
+  put(key: string, content: PutContent, options: PutOptions = {}): Promise<WriteResult> {
+    return this.partitionOf(key).put(key, content, options);
+  }
+
+  delete(key: string, options: Pick<PutOptions, 'traceParent'> = {}): Promise<WriteResult> {
+    return this.partitionOf(key).delete(key, options);
+  }
+
+  get(key: string): Promise<StoredRecord | undefined> {
+    return this.partitionOf(key).get(key);
+  }
+
+  getRecord(key: string): Promise<StoredRecord | undefined> {
+    return this.partitionOf(key).getRecord(key);
+  }
+
+  async getRecords(keys: readonly string[]): Promise<StoredRecord[]> {
+    const found = new Map<string, StoredRecord>();
+    await Promise.all(
+      this.#byPartition(keys, (k) => k).map(async ([partition, group]) => {
+        for (const record of await partition.getRecords(group)) found.set(record.key, record);
+      }),
+    );
+    return keys.flatMap((key) => {
+      const record = found.get(key);
+      return record === undefined ? [] : [record];
+    });
+  }
+
+  isCurrent(key: string, contentHash: string): Promise<boolean> {
+    return this.partitionOf(key).isCurrent(key, contentHash);
+  }
+
+  /** Applies each partition's records with that partition's script calls, all at once. */
+  async apply(
+    records: readonly StoredRecord[],
+    options: ApplyRecordsOptions = {},
+  ): Promise<ApplyResult[]> {
+    const results = new Array<ApplyResult>(records.length);
+    const indexed = records.map((record, i) => ({ record, i }));
+    await Promise.all(
+      this.#byPartition(indexed, (e) => e.record.key).map(async ([partition, group]) => {
+        const applied = await partition.apply(
+          group.map((e) => e.record),
+          options,
+        );
+        applied.forEach((result, j) => (results[group[j]!.i] = result));
+      }),
+    );
+    return results;
+  }
+
+  shouldAcceptWrites(): Promise<boolean> {
+    return this.#meta.shouldAcceptWrites();
+  }
+
+  ping(): Promise<void> {
+    return this.#meta.ping();
+  }
+
+  quarantine(peerId: string, entries: readonly DeadLetter[]): Promise<void> {
+    return this.#meta.quarantine(peerId, entries);
+  }
+
+  /**
+   * Brings every partition's subtree up to date ({@link REFRESH_PARALLELISM} at a time), then the
+   * levels above them. With `budgetMs`, each partition gets that budget; `complete` says whether
+   * all of them settled. Concurrent calls share one pass.
+   */
+  refreshMerkle(options: RefreshRunOptions = {}): Promise<RefreshStats> {
+    this.#refreshing ??= this.#refresh(options).finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
+  }
+
+  async #refresh(options: RefreshRunOptions): Promise<RefreshStats> {
+    const started = performance.now();
+    const stats: RefreshStats[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < this.partitions.length) {
+        stats.push(await this.partitions[next++]!.refreshMerkle(options));
+      }
+    };
+    await Promise.all(Array.from({ length: REFRESH_PARALLELISM }, worker));
+    const nodes = await this.#refreshTop();
+    return {
+      keys: sum(stats, (s) => s.keys),
+      buckets: sum(stats, (s) => s.buckets),
+      nodes: sum(stats, (s) => s.nodes) + nodes,
+      rounds: sum(stats, (s) => s.rounds),
+      elapsedMs: performance.now() - started,
+      complete: stats.every((s) => s.complete),
+    };
+  }
+
+  /** Recomputes the levels above the partitions from their subtree roots; nodes written. */
+  async #refreshTop(): Promise<number> {
+    const roots = await Promise.all(
+      this.partitions.map(async (partition, i) => {
+        const path = this.layout.paths[i]!;
+        const hash = await this.#client.sendCommand(
+          ['HGET', partition.keys.nodes, nodeField(path)],
+          AS_STRINGS,
+        );
+        return [path, asString(hash) ?? ZERO_HASH] as const;
+      }),
+    );
+    let level = new Map<string, string>(roots);
+    const fields: string[] = [];
+    for (let depth = this.layout.depth; depth > 0; depth--) {
+      const parents = new Map<string, string>();
+      for (const [path, hash] of level) fields.push(nodeField(path), hash);
+      for (const parent of new Set(Array.from(level.keys(), (p) => p.slice(0, depth - 1)))) {
+        parents.set(parent, interiorHash(childPaths(parent).map((c) => level.get(c))));
+      }
+      level = parents;
+    }
+    fields.push(nodeField(''), level.get('') ?? ZERO_HASH);
+    await this.#client.sendCommand(['HSET', this.keys.nodes, ...fields]);
+    return fields.length / 2;
+  }
+
+  async merkleRoot(): Promise<string> {
+    await this.refreshMerkle();
+    return (
+      asString(await this.#client.sendCommand(['HGET', this.keys.nodes, 'root'], AS_STRINGS)) ??
+      ZERO_HASH
+    );
+  }
+
+  /** Children above the partitions come from the top of the tree, the rest from a partition. */
+  async merkleChildren(path: string): Promise<MerkleNode[]> {
+    if (path.length >= this.layout.depth) {
+      return this.partitions[partitionIndex(this.layout, path)]!.merkleChildren(path);
+    }
+    await this.refreshMerkle();
+    const children = childPaths(path);
+    const hashes = await this.#client.sendCommand<unknown[]>(
+      ['HMGET', this.keys.nodes, ...children],
+      AS_STRINGS,
+    );
+    return children.flatMap((child, i) => {
+      const hash = asString(hashes[i]);
+      return hash === undefined || hash === ZERO_HASH ? [] : [{ path: child, hash }];
+    });
+  }
+
+  merkleLeaves(bucket: string): Promise<RecordVersion[]> {
+    return this.partitions[partitionIndex(this.layout, bucket)]!.merkleLeaves(bucket);
+  }
+
+  purgeTombstones(now: number = Date.now(), horizon = Infinity): Promise<PurgeResult> {
+    return this.tombstones.purgeTombstones(now, horizon);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#meta.close(), ...this.partitions.map((p) => p.close())]);
+  }
+
+  /** `items` grouped by the partition of their key, partitions in tree order. */
+  #byPartition<T>(items: readonly T[], keyOf: (item: T) => string): [SyncStore, T[]][] {
+    const groups = new Map<SyncStore, T[]>();
+    for (const item of items) {
+      const partition = this.partitionOf(keyOf(item));
+      const group = groups.get(partition);
+      if (group === undefined) groups.set(partition, [item]);
+      else group.push(item);
+    }
+    return [...groups];
+  }
+}
+
+/**
+ * Tombstone collection over partitions: acknowledgements and identity are store-wide (under the
+ * plain prefix); tombstones, their arrivals and their purge are each partition's. A purge raises
+ * the store-wide horizon first, then each partition's (which its apply script reads): a crash in
+ * between leaves the store-wide horizon ahead, which only refuses more, never less.
+ */
+class PartitionedTombstones implements TombstoneStore {
+  constructor(
+    private readonly store: PartitionedStore,
+    private readonly meta: GcStore,
+  ) {}
+
+  gcState(): Promise<GcState> {
+    return this.meta.gcState();
+  }
+
+  acknowledge(peerId: string, atMs: number): Promise<void> {
+    return this.meta.acknowledge(peerId, atMs);
+  }
+
+  async tombstoneArrivals(keys: readonly string[]): Promise<(number | undefined)[]> {
+    return Promise.all(
+      keys.map(
+        async (key) => (await this.store.partitionOf(key).tombstones.tombstoneArrivals([key]))[0],
+      ),
+    );
+  }
+
+  async purgeTombstones(now: number, horizon: number): Promise<{ readonly purged: number }> {
+    const partitions = this.store.partitions.map((p) => p.tombstones);
+    const due = await Promise.all(partitions.map((p) => p.hasPurgeable(now, horizon)));
+    if (!due.includes(true)) return { purged: 0 };
+    await this.meta.raiseHorizon(now, horizon);
+    let purged = 0;
+    for (const [i, partition] of partitions.entries()) {
+      if (due[i]) purged += (await partition.purgeTombstones(now, horizon)).purged;
+    }
+    return { purged };
+  }
+
+  async heldTombstones(from: number, to: number): Promise<HeldTombstones> {
+    const held = await Promise.all(
+      this.store.partitions.map((p) => p.tombstones.heldTombstones(from, to)),
+    );
+    return { count: sum(held, (h) => h.count), bytes: sum(held, (h) => h.bytes) };
+  }
+
+  supersede(key: string, stale: RecordVersion): Promise<boolean> {
+    return this.store.partitionOf(key).tombstones.supersede(key, stale);
+  }
+
+  identity(): Promise<{ readonly id: string; readonly created: boolean }> {
+    return this.meta.identity();
+  }
+}
+
+function sum<T>(items: readonly T[], of: (item: T) => number): number {
+  return items.reduce((total, item) => total + of(item), 0);
+}
