@@ -35,6 +35,12 @@ export interface MerkleRefreshOptions {
   readonly lockTtlMs?: number;
   /** How long to wait for another process's refresh before proceeding anyway. @default 30_000 */
   readonly lockWaitMs?: number;
+  /**
+   * The subtree this store holds (a partition's path, docs/PROTOCOL.md §10): nodes are computed
+   * and cached at and below it only, the levels above being the whole store's business.
+   * @default '' (the whole tree)
+   */
+  readonly subtree?: string;
 }
 
 /** What one refresh did. */
@@ -69,6 +75,7 @@ export class MerkleRefresher {
   private readonly claimBatch: number;
   private readonly lockTtlMs: number;
   private readonly lockWaitMs: number;
+  private readonly subtree: string;
   /** Node hashes as of a generation: steady-state refreshes read no sibling hashes at all. */
   private cache: TreeCache | undefined;
   private clientId: string | undefined;
@@ -82,6 +89,7 @@ export class MerkleRefresher {
     this.lockTtlMs = options.lockTtlMs ?? 5_000;
     // Long enough for a dead holder's lock to expire, so a crash never stalls refreshes for long.
     this.lockWaitMs = options.lockWaitMs ?? this.lockTtlMs + 1_000;
+    this.subtree = options.subtree ?? '';
   }
 
   /**
@@ -211,7 +219,8 @@ export class MerkleRefresher {
       [String(this.claimBatch), this.keys.bucket(''), String(DEPTH)],
     );
     if (claimed.length === 0) return { keys: 0, buckets: 0, nodes: 0, committed: true };
-    const cache = (this.cache ??= new TreeCache());
+    const cache = (this.cache ??= new TreeCache(this.subtree));
+    const top = cache.top;
     // Another process committed since this one cached node hashes: forget them.
     if (asString(before) !== cache.generation) cache.clear();
 
@@ -222,9 +231,9 @@ export class MerkleRefresher {
       const bucket = asString(claimed[i + 1])!;
       const counted = asString(claimed[i + 2]) ?? '';
       const current = asString(claimed[i + 3]) ?? '';
-      // A mark that names no bucket (a foreign writer's) counts in none.
-      if (!isBucketPath(bucket)) continue;
-      const index = parseInt(bucket, 16);
+      // A mark that names no bucket (a foreign writer's), or one outside the subtree, counts in none.
+      if (!isBucketPath(bucket) || !bucket.startsWith(this.subtree)) continue;
+      const index = parseInt(bucket, 16) - cache.base[DEPTH]!;
       let delta = deltas.get(index);
       if (delta === undefined) deltas.set(index, (delta = new HashSum()));
       if (counted === current) continue;
@@ -239,7 +248,7 @@ export class MerkleRefresher {
     const stamp = cache.nextStamp();
     const recompute: number[][] = new Array<number[]>(DEPTH + 1);
     recompute[DEPTH] = [...deltas.keys()].sort((a, b) => a - b);
-    for (let depth = DEPTH - 1; depth >= 0; depth--) {
+    for (let depth = DEPTH - 1; depth >= top; depth--) {
       const parents: number[] = [];
       for (const child of recompute[depth + 1]!) {
         const parent = child >>> 4;
@@ -247,7 +256,7 @@ export class MerkleRefresher {
       }
       recompute[depth] = parents;
     }
-    for (let depth = 0; depth <= DEPTH; depth++) {
+    for (let depth = top; depth <= DEPTH; depth++) {
       for (const index of recompute[depth]!) cache.stamps[depth]![index] = stamp;
     }
     // What the recomputation needs and the cache lacks: the claimed buckets' own sums, and the
@@ -261,7 +270,7 @@ export class MerkleRefresher {
         readIndices.push(bucket);
       }
     }
-    for (let depth = 0; depth < DEPTH; depth++) {
+    for (let depth = top; depth < DEPTH; depth++) {
       const stamps = cache.stamps[depth + 1]!;
       const valid = cache.valid[depth + 1]!;
       for (const parent of recompute[depth]!) {
@@ -300,7 +309,7 @@ export class MerkleRefresher {
         level.toString('hex', 32 * bucket, 32 * bucket + 32),
       );
     }
-    for (let depth = DEPTH - 1; depth >= 0; depth--) {
+    for (let depth = DEPTH - 1; depth >= top; depth--) {
       for (const parent of recompute[depth]!) {
         nodeArgs.push(cache.field(depth, parent), cache.recompute(depth, parent));
       }
@@ -329,7 +338,9 @@ export class MerkleRefresher {
  * A refresher's copy of the tree's node hashes as of {@link generation}: 32 bytes per node, level
  * by level (level d holds 16^d nodes; node i's children are nodes 16i…16i+15 of the next level,
  * side by side), so an interior hash is the sha256 of one slice, and a lookup is an index.
- * About 2.3 MB for the 69,905 nodes of a depth-4 tree.
+ * About 2.3 MB for the 69,905 nodes of a depth-4 tree. Scoped to a subtree (a partition), it
+ * holds only the levels from the subtree's root down, indexed from the subtree's first node
+ * ({@link base}): 1/16 or 1/256 of that.
  */
 class TreeCache {
   /** The generation these hashes are valid at; undefined when nothing is cached. */
@@ -340,11 +351,18 @@ class TreeCache {
   /** The round that last chose the node for recomputation. */
   readonly stamps: Uint32Array[] = [];
   readonly #fields: (string | undefined)[][] = [];
+  /** The depth of the subtree's root: levels above it are not held (their arrays are empty). */
+  readonly top: number;
+  /** Per level, the tree index of the subtree's first node there (local index 0). */
+  readonly base: number[] = [];
   #stamp = 0;
 
-  constructor() {
+  constructor(subtree = '') {
+    this.top = subtree.length;
+    const first = subtree === '' ? 0 : parseInt(subtree, 16);
     for (let depth = 0; depth <= DEPTH; depth++) {
-      const width = FANOUT ** depth;
+      const width = depth < this.top ? 0 : FANOUT ** (depth - this.top);
+      this.base.push(depth < this.top ? 0 : first * FANOUT ** (depth - this.top));
       this.levels.push(Buffer.alloc(32 * width));
       this.valid.push(new Uint8Array(width));
       this.stamps.push(new Uint32Array(width));
@@ -361,11 +379,11 @@ class TreeCache {
     return ++this.#stamp;
   }
 
-  /** The `merkle:nodes` field of node `index` of level `depth`. */
+  /** The `merkle:nodes` field of node `index` (local) of level `depth`. */
   field(depth: number, index: number): string {
     const fields = this.#fields[depth]!;
     return (fields[index] ??= nodeField(
-      depth === 0 ? '' : index.toString(16).padStart(depth, '0'),
+      depth === 0 ? '' : (this.base[depth]! + index).toString(16).padStart(depth, '0'),
     ));
   }
 

@@ -125,7 +125,12 @@ export class PartitionedStore implements LocalStore {
     this.keys = this.#meta.keys;
     this.layoutKey = storeKeys(prefix).layout;
     this.partitions = this.layout.tags.map(
-      (tag) => new SyncStore(client, { ...options, redisPrefix: partitionPrefix(prefix, tag) }),
+      (tag, i) =>
+        new SyncStore(client, {
+          ...options,
+          redisPrefix: partitionPrefix(prefix, tag),
+          merkle: { ...options.merkle, subtree: layout.paths[i]! },
+        }),
     );
     const clock = options.clock ?? Date.now;
     const metaGc = new GcStore({
