@@ -4,7 +4,7 @@
 import type { ResolvedConfig } from '../config/types.js';
 import type { StoredRecord } from '../model/record.js';
 import { connectLocalStore } from '../node/local-store.js';
-import type { SyncStore } from '../store/sync-store.js';
+import type { NodeStore } from '../node/local-store.js';
 import type { Io, ParsedArgs } from './args.js';
 import { CliError, UsageError, flag, positionals, readAll, write } from './args.js';
 import { EXIT, PROGRAM } from './commands.js';
@@ -15,7 +15,7 @@ const CONNECT_TIMEOUT_MS = 5000;
 
 async function withStore<T>(
   config: ResolvedConfig,
-  body: (store: SyncStore) => Promise<T>,
+  body: (store: NodeStore) => Promise<T>,
 ): Promise<T> {
   let handle;
   try {

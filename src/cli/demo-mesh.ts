@@ -162,7 +162,7 @@ async function snapshotOf({ id, node }: DemoNode): Promise<NodeSnapshot> {
       'COUNT',
       '1000',
     ]);
-    const [next, found] = reply as unknown as [unknown, unknown[]];
+    const [next, found] = reply as [unknown, unknown[]];
     cursor = text(next);
     items += found.length;
   } while (cursor !== '0');

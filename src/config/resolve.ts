@@ -246,6 +246,7 @@ function resolveLocal(
       redisUrl: local.redis_url,
       displayUrl: target?.displayUrl ?? '',
       redisPrefix: local.redis_prefix,
+      ...(local.cluster !== undefined && { cluster: local.cluster }),
       ...(tls && { tls }),
     },
     identity: target && `${target.identity} ${local.redis_prefix}`,
@@ -354,6 +355,7 @@ function build(parsed: ParsedConfig, baseDir: string, problems: Problems): Resol
       conflictLog: store.conflict_log,
       maxMemoryBytes: store.max_memory_bytes,
       maxClockSkewMs: store.max_clock_skew,
+      partitions: store.partitions,
     },
     http: {
       enabled: http.enabled,

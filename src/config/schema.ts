@@ -184,6 +184,12 @@ const localSchema = section(
         "This node's Redis: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.",
       ),
       redis_prefix: str('', "Key prefix of this node's store."),
+      cluster: option(
+        z.boolean().optional(),
+        'boolean',
+        'detected',
+        'Use `redis_url` as a Redis Cluster (`true`) or a single instance (`false`); by default what the server reports (`cluster_enabled`). A cluster store is partitioned (docs/PROTOCOL.md §9).',
+      ),
       tls: tlsSchema("this node's Redis"),
     })
     .prefault({}),
@@ -225,6 +231,12 @@ const storeSchema = section(
         '5m',
         's',
         'A replicated record dated further ahead of the local clock is held back (quarantined, applied by a later repair once within the bound); a local write on top of one is refused.',
+      ),
+      partitions: option(
+        z.union([z.literal(16), z.literal(256)]).default(16),
+        'integer',
+        '16',
+        'Partitions of a Redis Cluster store created now, 16 or 256 (a store keeps the count it was created with; docs/PROTOCOL.md §9). Unused on a single instance.',
       ),
     })
     .prefault({}),

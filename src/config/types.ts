@@ -91,6 +91,8 @@ export interface ResolvedLocal {
   readonly displayUrl: string;
   /** @default '' */
   readonly redisPrefix: string;
+  /** A Redis Cluster (true), a single instance (false), or what the server reports (absent). */
+  readonly cluster?: boolean;
   readonly tls?: ResolvedTls;
 }
 
@@ -113,6 +115,8 @@ export interface ResolvedStore {
    * is held back, and a local write refuses to build on one. @default 5 minutes
    */
   readonly maxClockSkewMs: number;
+  /** Partitions of a Redis Cluster store created now (docs/PROTOCOL.md §9). @default 16 */
+  readonly partitions: 16 | 256;
 }
 
 /** Admin HTTP server (`http:`). */

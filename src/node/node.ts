@@ -5,7 +5,6 @@
  */
 import type { ResolvedConfig, ResolvedHttp } from '../config/types.js';
 import { ReplicationEngine } from '../engine/engine.js';
-import type { RedisConnection } from '../engine/redis-connection.js';
 import { describeError } from '../engine/peer-link.js';
 import { startAdminServer } from '../observability/http.js';
 import type { AdminApi, AdminServer } from '../observability/http.js';
@@ -14,9 +13,10 @@ import type { Metrics } from '../observability/metrics.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import { snakeCaseKeys } from '../observability/snake-case.js';
 import { createMetrics } from '../observability/metrics.js';
-import type { SyncStore } from '../store/sync-store.js';
+import { PartitionedStore } from '../store/partitioned-store.js';
+import type { CommandSender } from '../store/redis-io.js';
 import { connectLocalStore } from './local-store.js';
-import type { LocalStoreHandle } from './local-store.js';
+import type { LocalStoreHandle, NodeStore } from './local-store.js';
 
 /** Options of {@link startNode}. */
 export interface StartNodeOptions {
@@ -34,9 +34,9 @@ export interface StartNodeOptions {
 /** A running node. */
 export interface RunningNode {
   readonly engine: ReplicationEngine;
-  readonly store: SyncStore;
-  /** The connection to this node's Redis the store runs on (reconnects by itself). */
-  readonly redis: RedisConnection;
+  readonly store: NodeStore;
+  /** Raw commands to this node's Redis, the store's connection (routed by key on a cluster). */
+  readonly redis: CommandSender;
   readonly metrics: Metrics;
   /** The admin HTTP server, when `http.enabled`. */
   readonly admin: AdminServer | undefined;
@@ -144,11 +144,24 @@ export async function startNode(
     ...(options.connectTimeoutMs !== undefined && { timeoutMs: options.connectTimeoutMs }),
     onError: (message) => unavailable.fail({ url: config.local.displayUrl, err: message }),
   });
-  local.client.on('ready', () => unavailable.ok({ url: config.local.displayUrl }));
+  local.onReady(() => unavailable.ok({ url: config.local.displayUrl }));
+  const { store } = local;
   logger.info(
-    { url: config.local.displayUrl, prefix: config.local.redisPrefix },
-    'connected to the local Redis',
+    {
+      url: config.local.displayUrl,
+      prefix: config.local.redisPrefix,
+      ...(store instanceof PartitionedStore && { cluster: true, partitions: store.layout.count }),
+    },
+    store instanceof PartitionedStore
+      ? 'connected to the local Redis Cluster'
+      : 'connected to the local Redis',
   );
+  if (store instanceof PartitionedStore && store.layout.count !== config.store.partitions) {
+    logger.warn(
+      { partitions: store.layout.count, configured: config.store.partitions },
+      'the local store keeps the partition count it was created with; store.partitions applies to new stores only',
+    );
+  }
   const engine = new ReplicationEngine(config, local.store, { metrics, logger });
   let admin: AdminServer | undefined;
   let purging: Promise<void> | undefined;
@@ -249,7 +262,7 @@ export async function startNode(
   return {
     engine,
     store: local.store,
-    redis: local.client,
+    redis: local.sender,
     metrics,
     get admin() {
       return admin;

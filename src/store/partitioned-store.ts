@@ -86,9 +86,10 @@ export class PartitionedStore implements LocalStore {
 
   /**
    * Opens the store under `options.redisPrefix`: with the layout it recorded (`store:layout`),
-   * or, for a store that has none, records one of `options.partitions` and opens it with that.
-   * @throws {StoreError} when the recorded layout is unreadable, or names another partition
-   *   count than `options.partitions` asks for (a store's partition count is fixed).
+   * or, for a store that has none, records one of `options.partitions` and opens it with that. A
+   * store keeps the partition count it was created with: compare `layout.count` to see whether
+   * `options.partitions` was used.
+   * @throws {StoreError} when the recorded layout is unreadable.
    */
   static async open(
     client: CommandSender,
@@ -101,12 +102,6 @@ export class PartitionedStore implements LocalStore {
     const layout = parseLayoutRecord(recorded);
     if (layout === undefined) {
       throw new StoreError(`the layout record ${key} is unreadable: ${recorded.slice(0, 200)}`);
-    }
-    if (options.partitions !== undefined && options.partitions !== layout.count) {
-      throw new StoreError(
-        `this store was created with ${layout.count} partitions, not ${options.partitions}: a ` +
-          `store's partition count is fixed when it is created (${key})`,
-      );
     }
     return new PartitionedStore(client, options, layout);
   }

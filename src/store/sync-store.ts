@@ -48,6 +48,7 @@ export const DEFAULT_STORE: ResolvedStore = Object.freeze({
   conflictLog: false,
   maxMemoryBytes: 0,
   maxClockSkewMs: 5 * 60 * 1000,
+  partitions: 16,
 });
 
 /** Maximum length of the conflict log stream (approximate trimming). */
