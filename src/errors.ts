@@ -69,6 +69,26 @@ export class CorruptEntryError extends ReplicationError {
   }
 }
 
+/**
+ * A write the store took but fewer replicas confirmed than `store.wait_replicas` asks, within
+ * `store.wait_timeout`: it is in the master, and may be lost if the master fails before its
+ * replicas catch up. Not acknowledged; retrying writes it again (a new version).
+ */
+export class NotDurableError extends ReplicationError {
+  /** Replicas that confirmed it. */
+  readonly replicas: number;
+  /** Replicas asked for. */
+  readonly wanted: number;
+  /** What was written (its record and CDC id), for a write; undefined for an apply. */
+  readonly written: unknown;
+  constructor(message: string, replicas: number, wanted: number, written?: unknown) {
+    super('NOT_DURABLE', message);
+    this.replicas = replicas;
+    this.wanted = wanted;
+    this.written = written;
+  }
+}
+
 /** The local store refused or failed an operation (script error, bad input). */
 export class StoreError extends ReplicationError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -123,7 +123,28 @@ export async function startRedisCluster(
     },
   };
   await cluster.waitHealthy();
+  // Replicas attach a few seconds after `--cluster create`; until then a write has none.
+  const deadline = Date.now() + 30_000;
+  while (!(await replicasOnline(servers, replicas))) {
+    if (Date.now() > deadline)
+      throw new Error(`the replicas of ${cluster.url} did not come online`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   return cluster;
+}
+
+/** Every master has `replicas` replicas in state `online`. */
+async function replicasOnline(
+  servers: readonly RedisProcess[],
+  replicas: number,
+): Promise<boolean> {
+  if (replicas === 0) return true;
+  for (const server of servers) {
+    const info = await redisCli(server.port, 'INFO', 'replication').catch(() => '');
+    if (!/role:master/.test(info)) continue;
+    if ((info.match(/state=online/g) ?? []).length < replicas) return false;
+  }
+  return true;
 }
 
 /** Every running server says `cluster_state:ok` and knows all 16,384 slots as assigned. */

@@ -356,6 +356,8 @@ function build(parsed: ParsedConfig, baseDir: string, problems: Problems): Resol
       maxMemoryBytes: store.max_memory_bytes,
       maxClockSkewMs: store.max_clock_skew,
       partitions: store.partitions,
+      waitReplicas: store.wait_replicas,
+      waitTimeoutMs: store.wait_timeout,
     },
     http: {
       enabled: http.enabled,

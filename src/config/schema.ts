@@ -232,6 +232,12 @@ const storeSchema = section(
         's',
         'A replicated record dated further ahead of the local clock is held back (quarantined, applied by a later repair once within the bound); a local write on top of one is refused.',
       ),
+      wait_replicas: int(
+        0,
+        'Acknowledge a local write only once this many replicas of the Redis (master) that took it hold it (`WAIT`); one not confirmed within `wait_timeout` is reported as written but not durable. The hot path also waits before it commits a cursor. 0: acknowledged when the master has it.',
+        { min: 0, max: 16 },
+      ),
+      wait_timeout: duration('1s', 's', 'How long a write waits for `wait_replicas` replicas.'),
       partitions: option(
         z.union([z.literal(16), z.literal(256)]).default(16),
         'integer',

@@ -117,6 +117,13 @@ export interface ResolvedStore {
   readonly maxClockSkewMs: number;
   /** Partitions of a Redis Cluster store created now (docs/PROTOCOL.md §9). @default 16 */
   readonly partitions: 16 | 256;
+  /**
+   * Replicas that must confirm a write (`WAIT`) before it is acknowledged, and before the hot path
+   * commits a cursor past an applied batch; 0 = none. @default 0
+   */
+  readonly waitReplicas: number;
+  /** How long a write waits for {@link waitReplicas}, ms. @default 1000 */
+  readonly waitTimeoutMs: number;
 }
 
 /** Admin HTTP server (`http:`). */

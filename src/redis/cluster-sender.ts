@@ -6,6 +6,7 @@
  * progress) is sent again with backoff until `retryForMs` has passed, never dropped silently.
  */
 import type { RedisArgument, TypeMapping } from '@redis/client';
+import calculateSlot from 'cluster-key-slot';
 import type { CommandSender } from '../store/redis-io.js';
 
 /** Options of {@link ClusterSender}. */
@@ -50,13 +51,17 @@ export function isTransientClusterError(error: unknown): boolean {
 }
 
 /** The slice of node-redis's `RedisCluster` this module uses. */
-export interface ClusterClient {
+export interface ClusterClient<Node = unknown> {
   sendCommand<T>(
     firstKey: RedisArgument | undefined,
     isReadonly: boolean | undefined,
     args: RedisArgument[],
     options?: { typeMapping?: TypeMapping },
   ): Promise<T>;
+  /** The shards serving each slot, as last discovered. */
+  readonly slots: readonly ({ readonly master: Node } | undefined)[];
+  /** The connection to one node. */
+  nodeClient(node: Node): Promise<{ sendCommand(args: RedisArgument[]): Promise<unknown> }>;
 }
 
 /** Sends raw commands through a cluster client, routed by their first key. */
@@ -68,6 +73,17 @@ export class ClusterSender implements CommandSender {
     options: ClusterSenderOptions = {},
   ) {
     this.#retryForMs = options.retryForMs ?? 10_000;
+  }
+
+  /**
+   * Sends a keyless command to the master of `key`'s slot only, on the connection that writes
+   * there, bypassing node-redis's request policy (which sends `WAIT` to every master and keeps
+   * the least answer, whatever each of them wrote).
+   */
+  async sendToMasterOf(key: string, args: readonly RedisArgument[]): Promise<unknown> {
+    const master = this.cluster.slots[calculateSlot(key)]?.master;
+    if (master === undefined) throw new Error(`CLUSTERDOWN no master known for the slot of ${key}`);
+    return (await this.cluster.nodeClient(master)).sendCommand([...args]);
   }
 
   async sendCommand<T = unknown>(

@@ -97,3 +97,21 @@ export function createClusterConnection(options: ClusterConnectionOptions): Clus
   const client = newClusterClient(clusterOptions);
   return { client, sender: new ClusterSender(client) };
 }
+
+/**
+ * `WAIT numreplicas timeout` on the connection that wrote `key` (on a cluster: the connection to
+ * the master of its slot): how many replicas hold every write made on it so far.
+ */
+export async function waitForReplicas(
+  sender: CommandSender,
+  key: string,
+  replicas: number,
+  timeoutMs: number,
+): Promise<number> {
+  const args = ['WAIT', String(replicas), String(timeoutMs)];
+  const reply =
+    sender instanceof ClusterSender
+      ? await sender.sendToMasterOf(key, args)
+      : await sender.sendCommand(args);
+  return Number(reply);
+}

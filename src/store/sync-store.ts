@@ -3,7 +3,8 @@
  * Merkle leaf in one atomic script call, replicated records applied by last-writer-wins, and a
  * Merkle tree brought up to date lazily. Layout: docs/PROTOCOL.md.
  */
-import { StoreError } from '../errors.js';
+import { NotDurableError, StoreError } from '../errors.js';
+import { waitForReplicas } from '../redis/connect.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
 import { hasLoneSurrogate } from '../codec/cdc.js';
@@ -49,6 +50,8 @@ export const DEFAULT_STORE: ResolvedStore = Object.freeze({
   maxMemoryBytes: 0,
   maxClockSkewMs: 5 * 60 * 1000,
   partitions: 16,
+  waitReplicas: 0,
+  waitTimeoutMs: 1000,
 });
 
 /** Maximum length of the conflict log stream (approximate trimming). */
@@ -287,6 +290,8 @@ export class SyncStore implements LocalStore {
    * @throws {StoreError} on invalid input, a Redis failure, or a clock it refuses to build on (the
    *   stored record is dated more than `store.maxClockSkewMs` ahead of this node's clock, or its
    *   clock or version is at its bound: docs/PROTOCOL.md §1); then nothing was written.
+   * @throws {NotDurableError} with `store.waitReplicas`, when fewer replicas confirmed the write
+   *   in time: it was written, and is not acknowledged.
    */
   async put(key: string, content: PutContent, options: PutOptions = {}): Promise<WriteResult> {
     checkKey(key);
@@ -370,7 +375,29 @@ export class SyncStore implements LocalStore {
       ...(traceParent === undefined ? {} : { traceParent }),
       ...(compressed ? { frame: data } : {}),
     };
-    return { record, streamId };
+    const written = { record, streamId };
+    await this.#waitDurable(key, `the write of ${JSON.stringify(key)}`, written);
+    return written;
+  }
+
+  /**
+   * With `store.waitReplicas`, waits (`WAIT`, at most `store.waitTimeoutMs`) until that many
+   * replicas hold every write made so far on the connection that wrote `key`.
+   * @throws {NotDurableError} when fewer confirmed it in time.
+   */
+  async #waitDurable(key: string, what: string, written?: WriteResult): Promise<void> {
+    const wanted = this.settings.waitReplicas;
+    if (wanted <= 0) return;
+    const { waitTimeoutMs } = this.settings;
+    const replicas = await waitForReplicas(this.client, this.keys.item(key), wanted, waitTimeoutMs);
+    if (replicas >= wanted) return;
+    throw new NotDurableError(
+      `${what} is in the local Redis but only ${replicas} of ${wanted} replicas confirmed it ` +
+        `within ${waitTimeoutMs} ms (store.wait_replicas): it is not durable yet`,
+      replicas,
+      wanted,
+      written,
+    );
   }
 
   /** The live document of `key`; undefined when absent or deleted. */
@@ -423,7 +450,12 @@ export class SyncStore implements LocalStore {
       conflictMaxlen: CONFLICT_LOG_MAXLEN,
       chunkSize: this.applyChunkSize,
     };
-    return applyRecords(this.client, records, options);
+    const results = await applyRecords(this.client, records, options);
+    // Not durable is not applied: the hot path then keeps its cursor and applies them again.
+    if (records.length > 0) {
+      await this.#waitDurable(records[0]!.key, `applying ${records.length} replicated records`);
+    }
+    return results;
   }
 
   /**
