@@ -48,6 +48,11 @@ export function purgePlan(
 export interface CollectResult extends PurgePlan {
   readonly purged: number;
   readonly held: HeldTombstones;
+  /**
+   * Per holder, the tombstones past the TTL it has not acknowledged (arrived since its last
+   * acknowledgement): what it alone would keep. 0 for a holder with nothing to purge yet.
+   */
+  readonly heldBy: ReadonlyMap<string, number>;
   /** The purge horizon after it (0: nothing ever purged). */
   readonly horizon: number;
   readonly acked: ReadonlyMap<string, number>;
@@ -70,8 +75,21 @@ export async function collectTombstones(
     plan.holders.length > 0
       ? await store.heldTombstones(plan.cutoff, plan.ttlCutoff)
       : { count: 0, bytes: 0 };
+  const heldBy = new Map<string, number>();
+  for (const holder of plan.holders) {
+    const from = holder.acknowledged_at_ms ?? -Infinity;
+    // The earliest holder keeps all of `held`; the others only what arrived since their own ack.
+    heldBy.set(
+      holder.peer_id,
+      held.count === 0
+        ? 0
+        : from <= plan.cutoff
+          ? held.count
+          : await store.countTombstones(from, plan.ttlCutoff),
+    );
+  }
   const horizon = purged > 0 ? Math.max(gc.horizon, plan.cutoff) : gc.horizon;
-  return { ...plan, purged, held, horizon, acked: gc.acked };
+  return { ...plan, purged, held, heldBy, horizon, acked: gc.acked };
 }
 
 /** What the engine's collector needs. */
@@ -118,10 +136,11 @@ export class TombstoneGc {
     m.tombstonesPurgedTotal.inc(result.purged);
     m.tombstonesHeld.set(result.held.count);
     m.tombstonesHeldBytes.set(result.held.bytes);
-    const holding = new Set(result.holders.map((h) => h.peer_id));
     for (const peer of peers) {
       m.peerAcknowledgedAtMs.set({ peer_id: peer }, result.acked.get(peer) ?? 0);
-      m.tombstoneGcBlocked.set({ peer_id: peer }, holding.has(peer) ? 1 : 0);
+      // 1 only while it actually keeps tombstones: a peer not acknowledged since the TTL with
+      // nothing past the TTL to purge blocks nothing (health's held_for still names it).
+      m.tombstoneGcBlocked.set({ peer_id: peer }, (result.heldBy.get(peer) ?? 0) > 0 ? 1 : 0);
     }
     if (result.purged > 0) {
       ctx.logger.info(

@@ -447,7 +447,7 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_tombstone_gc_blocked',
     type: 'gauge',
     labels: ['peer_id'],
-    help: '1 while the peer holds tombstones past store.tombstone_ttl back from the purge (not acknowledged since they passed it), else 0',
+    help: '1 while the peer holds tombstones back from the purge: at least one tombstone past store.tombstone_ttl arrived since its last acknowledgement; else 0 (also for a peer not acknowledged lately while no tombstone is past the TTL)',
     section: 'Tombstones',
     origin: 'ours',
   },

@@ -131,6 +131,19 @@ export class GcStore implements TombstoneStore {
     }
   }
 
+  async countTombstones(from: number, to: number): Promise<number> {
+    if (!(to > from)) return 0;
+    const min = Number.isFinite(from) ? String(Math.floor(from)) : '-inf';
+    return Number(
+      await this.#o.client.sendCommand([
+        'ZCOUNT',
+        this.#o.keys.tombstones,
+        min,
+        `(${Math.floor(to)}`,
+      ]),
+    );
+  }
+
   async heldTombstones(from: number, to: number): Promise<HeldTombstones> {
     const { client, keys } = this.#o;
     if (!(to > from)) return { count: 0, bytes: 0 };

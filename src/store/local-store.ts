@@ -87,6 +87,8 @@ export interface TombstoneStore {
   purgeTombstones(now: number, horizon: number): Promise<{ readonly purged: number }>;
   /** Tombstones that arrived in `[from, to)` (held past their TTL), counted and sized. */
   heldTombstones(from: number, to: number): Promise<HeldTombstones>;
+  /** How many tombstones arrived in `[from, to)` (counted only: one `ZCOUNT`). */
+  countTombstones(from: number, to: number): Promise<number>;
   /**
    * Deletes `key` with a tombstone just above `stale` (its clock, version + 1, this node's origin),
    * replicated like any delete, if this node still holds no version of the key; false otherwise.

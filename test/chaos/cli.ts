@@ -5,10 +5,13 @@
  * failed.
  *
  * `--seed N` replays one seed (repeatable); `--runs N` runs N seeds from `--first-seed` (default:
- * a random one, printed). `--hot-path-only` turns the cold path off on every node, leaves out the
- * faults only a repair can fix (trim, redis-wipe, corrupt) and fails a run in which a repair
- * changed anything (docs/RELIABILITY.md). `--json FILE` appends one JSON line per run, with its
- * mode (for docs/RELIABILITY.md).
+ * a random one, printed). With the cold path on (the default), every engine runs with
+ * `store.tombstone_ttl: 2s` and `store.max_clock_skew: 200ms` and the schedule may hold
+ * `away-past-ttl` (a node's engine and Redis down for 3-6 s, past the TTL, while the others delete
+ * and purge). `--hot-path-only` turns the cold path off on every node, leaves out the faults only a
+ * repair can fix (trim, redis-wipe, corrupt, away-past-ttl), keeps the default TTL, and fails a run
+ * in which a repair changed anything (docs/RELIABILITY.md). `--json FILE` appends one JSON line
+ * per run, with its mode (for docs/RELIABILITY.md).
  */
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -39,10 +42,17 @@ if (values.help === true) {
       '  --runs N          run N seeds from --first-seed (default: a random one, printed)',
       '  --duration SEC    length of the fault phase (default 30)',
       '  --no-wipe         leave out Redis restarts without their data',
-      '  --hot-path-only   cold path off on every node; no trim, wipe or corrupt faults; a run fails',
-      '                    if a stream gap is reported or a repair changes anything',
+      '  --hot-path-only   cold path off on every node; no trim, wipe, corrupt or away-past-ttl',
+      '                    faults; a run fails if a stream gap is reported or a repair changes',
+      '                    anything',
       '  --keep            keep the temp dir (engine logs) of passing runs too',
       '  --json FILE       append one JSON line per run (mode included)',
+      '',
+      'Without --hot-path-only every engine runs with store.tombstone_ttl 2s and',
+      'store.max_clock_skew 200ms (tombstones are purged during the run, once every peer holds',
+      "them), and the faults include away-past-ttl: a node's engine and Redis (data kept) down",
+      'for 3-6 s while the others write, delete, purge and trim their streams; its Redis returns',
+      'before its engine. A deleted key may then be absent, never live (docs/RELIABILITY.md).',
       '',
     ].join('\n'),
   );
@@ -103,6 +113,7 @@ for (const seed of seeds) {
         writes: result.writes,
         events: result.events,
         localConnsKilled: result.localConnsKilled,
+        purgedInFaultPhase: result.purgedInFaultPhase,
         phaseStartedAt: result.phaseStartedAt,
         convergeMs: result.convergeMs,
         totalMs: result.totalMs,

@@ -43,6 +43,12 @@ export interface EngineEventCounts {
   gaps: number;
   repairs: number;
   repairedRecords: number;
+  /** Live records refused by repairs as purged deletes (from a peer not in sync since the horizon). */
+  refusedOld: number;
+  /** Repairs that ended acknowledged (`gc:acked` recorded, PROTOCOL §6). */
+  acks: number;
+  /** Tombstones purged (acknowledged by every peer). */
+  purged: number;
   peerDowns: number;
   starts: number;
 }
@@ -61,6 +67,13 @@ export interface ClusterOptions {
    * {@link ChaosCluster.events}. @default true
    */
   readonly coldPath?: boolean;
+  /**
+   * `store.tombstone_ttl` and `store.max_clock_skew` of every engine (e.g. `'2s'`, `'200ms'`): short,
+   * tombstones are purged during the run, so a node away longer than the TTL comes back to a mesh
+   * that purged deletes it missed. @default the config's defaults (7 days, 5 minutes)
+   */
+  readonly tombstoneTtl?: string;
+  readonly maxClockSkew?: string;
 }
 
 /** Settings of every engine, in YAML (snake_case) form. */
@@ -92,9 +105,14 @@ export class ChaosCluster {
     gaps: 0,
     repairs: 0,
     repairedRecords: 0,
+    refusedOld: 0,
+    acks: 0,
+    purged: 0,
     peerDowns: 0,
     starts: 0,
   };
+  /** Every purge an engine reported: when (its clock) and how many tombstones. */
+  readonly purges: { readonly at: number; readonly purged: number }[] = [];
   readonly #engines: (EngineProcess | undefined)[];
   readonly #logs: WriteStream[];
   readonly #admins: AdminClient[];
@@ -178,6 +196,14 @@ export class ChaosCluster {
         cursor: { sqlite_path: join(nodeDir, 'cursors.db') },
       },
       local: { redis_url: this.redis[i]!.url },
+      store: {
+        ...(this.#options.tombstoneTtl !== undefined
+          ? { tombstone_ttl: this.#options.tombstoneTtl }
+          : {}),
+        ...(this.#options.maxClockSkew !== undefined
+          ? { max_clock_skew: this.#options.maxClockSkew }
+          : {}),
+      },
       http: { enabled: false },
     };
     writeFileSync(join(nodeDir, 'config.json'), JSON.stringify(config, null, 2));
@@ -227,11 +253,23 @@ export class ChaosCluster {
 
   #count(line: string): void {
     try {
-      const event = JSON.parse(line) as { event?: string; applied?: number };
+      const event = JSON.parse(line) as {
+        event?: string;
+        applied?: number;
+        deferred?: number;
+        refusedOld?: number;
+        purged?: number;
+        at?: number;
+      };
       if (event.event === 'gap') this.events.gaps++;
       else if (event.event === 'repair') {
         this.events.repairs++;
         this.events.repairedRecords += event.applied ?? 0;
+        this.events.refusedOld += event.refusedOld ?? 0;
+      } else if (event.event === 'acked') this.events.acks++;
+      else if (event.event === 'purge') {
+        this.events.purged += event.purged ?? 0;
+        this.purges.push({ at: event.at ?? Date.now(), purged: event.purged ?? 0 });
       } else if (event.event === 'peerDown') this.events.peerDowns++;
     } catch {
       // Not an event line.

@@ -7,7 +7,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StoredRecord } from '../../src/model/record.js';
 import { History, checkHistory, sha256Hex } from './history.js';
-import { REPAIR_ONLY_KINDS, makeSchedule, resourcesOf } from './schedule.js';
+import {
+  AWAY_MAX_MS,
+  AWAY_MIN_MS,
+  REPAIR_ONLY_KINDS,
+  makeSchedule,
+  resourcesOf,
+} from './schedule.js';
 
 function put(
   key: string,
@@ -99,6 +105,34 @@ describe('chaos checker', () => {
     assert.deepEqual(checkHistory(h, finals(b2)), []);
   });
 
+  it('accepts a deleted key that is gone (purged) or superseded, never one that is live', () => {
+    // Purged everywhere once every peer held it.
+    assert.deepEqual(checkHistory(acked(a1, b2, d3), finals()), []);
+    // A stale peer's b2 refused and superseded: a tombstone at b2's clock, version + 1, no client's.
+    const superseding = del('k', 105, 3, 'node-c');
+    assert.deepEqual(checkHistory(acked(a1, b2, d3), finals(superseding)), []);
+    // The stale record itself, or an older live one, is a resurrection.
+    assert.equal(checkHistory(acked(a1, b2, d3), finals(b2))[0]!.kind, 'resurrected');
+    assert.equal(checkHistory(acked(a1, b2, d3), finals(a1))[0]!.kind, 'resurrected');
+  });
+
+  it('reports a lost delete when an older client tombstone survives the greatest one', () => {
+    const d4 = del('k', 120, 4, 'node-b');
+    const v = checkHistory(acked(a1, d3, d4), finals(d3));
+    assert.equal(v.length, 1);
+    assert.equal(v[0]!.kind, 'lost');
+  });
+
+  it('reports an acknowledged put given up to a tombstone no client wrote (superseded)', () => {
+    // b2 is the greatest acknowledged write; a supersede of it (version + 1) would beat it.
+    const v = checkHistory(acked(a1, b2), finals(del('k', 105, 3, 'node-a')));
+    assert.equal(v.length, 1);
+    assert.equal(v[0]!.kind, 'lost');
+    assert.match(v[0]!.detail, /superseded/);
+    // Nor may an acknowledged put be gone.
+    assert.equal(checkHistory(acked(a1, b2), finals())[0]!.kind, 'lost');
+  });
+
   it('reports content that does not match its hash', () => {
     const bad = { ...b2, content: Buffer.from('tampered') };
     assert.ok(checkHistory(acked(a1, b2), finals(bad)).some((v) => v.kind === 'bad-content'));
@@ -135,5 +169,18 @@ describe('chaos schedule', () => {
     }
     assert.ok(REPAIR_ONLY_KINDS.every((k) => !kinds.has(k)));
     assert.ok(kinds.has('local-conn-kill') && kinds.has('redis-restart'));
+  });
+
+  it('schedules away-past-ttl with the cold path on only, always longer than the TTL', () => {
+    let aways = 0;
+    for (let seed = 0; seed < 50; seed++) {
+      for (const f of makeSchedule(seed, { nodes: 3, durationMs: 20_000 })) {
+        if (f.kind !== 'away-past-ttl') continue;
+        aways++;
+        assert.ok(f.durationMs >= AWAY_MIN_MS && f.durationMs <= AWAY_MAX_MS);
+        assert.ok(f.atMs + AWAY_MIN_MS <= 20_000, `seed ${seed}: starts too late`);
+      }
+    }
+    assert.ok(aways >= 10, `only ${aways} aways in 50 seeds`);
   });
 });

@@ -101,10 +101,19 @@ function matches(op: WriteOp, record: RecordVersion): boolean {
   );
 }
 
+/** True when `record` is exactly the acknowledged write `op`. */
+function sameClock(op: WriteOp, record: RecordVersion): boolean {
+  return op.record !== undefined && compareVersions(op.record, record) === 0;
+}
+
 /**
  * Checks the converged records against the history: for every key, the surviving record is the
  * LWW maximum of the acknowledged (not excused) writes, or a later write that may have happened
- * (failed, or excused); no acknowledged write is lost, no deleted key comes back.
+ * (failed, or excused); no acknowledged write is lost, no deleted key comes back. A key whose
+ * maximum is a delete may also be absent (its tombstone purged) or hold a tombstone no client
+ * wrote, older than the delete (a superseding delete, docs/PROTOCOL.md §6; a client's tombstone
+ * there means the greatest delete was lost): still deleted, never
+ * live. A live maximum given up to a tombstone no client wrote is `lost`.
  */
 export function checkHistory(
   history: History,
@@ -136,6 +145,16 @@ export function checkHistory(
     }
     if (required !== undefined) {
       const cmp = survivor === undefined ? -1 : compareVersions(survivor, required);
+      // A deleted key may be gone: its tombstone purged once every peer held it (PROTOCOL §6).
+      // Or it may hold a tombstone no client wrote, older than the delete: one that superseded a
+      // stale peer's old record of the key after the delete was purged. Either way it stays
+      // deleted; a tombstone a client wrote must still be the greatest.
+      if (
+        cmp < 0 &&
+        required.deleted &&
+        (survivor === undefined || (survivor.deleted && !ops.some((op) => sameClock(op, survivor))))
+      )
+        continue;
       if (cmp < 0) {
         violations.push({
           kind: required.deleted && survivor?.deleted === false ? 'resurrected' : 'lost',
@@ -147,6 +166,19 @@ export function checkHistory(
       if (cmp === 0) continue;
     }
     if (survivor === undefined) continue;
+    if (required !== undefined && !required.deleted && survivor.deleted) {
+      // A put given up to a superseding tombstone: the no-resurrection rule must never do that to
+      // an acknowledged write (PROTOCOL §6, "Nothing acknowledged is lost by this rule").
+      const candidates = ops.filter((op) => op.status !== 'ok' || op.excused !== undefined);
+      if (!candidates.some((op) => matches(op, survivor))) {
+        violations.push({
+          kind: 'lost',
+          key,
+          detail: `acknowledged ${clockText(required)} but the mesh holds ${clockText(survivor)}, which no write made (superseded)`,
+        });
+        continue;
+      }
+    }
     // Newer than every required write: it must be a write that may have happened.
     const candidates = ops.filter(
       (op) => op.status !== 'ok' || op.excused !== undefined || op.record === undefined,

@@ -11,6 +11,8 @@ import { SyncStore } from '../../src/store/sync-store.js';
 import { ChaosCluster, type EngineEventCounts } from './cluster.js';
 import { History, checkHistory, type Violation } from './history.js';
 import {
+  AWAY_MAX_CLOCK_SKEW,
+  AWAY_TOMBSTONE_TTL,
   Rng,
   countByKind,
   describeFault,
@@ -64,6 +66,8 @@ export interface ScenarioResult {
   readonly events: EngineEventCounts;
   /** Engine connections to their own Redis killed by `local-conn-kill` faults. */
   readonly localConnsKilled: number;
+  /** Tombstones purged during the fault phase (the rest were purged after the heal). */
+  readonly purgedInFaultPhase: number;
   /** When the fault phase began (ms since the epoch): fault `atMs` and write clocks line up. */
   readonly phaseStartedAt: number;
   /** Time from the end of healing to convergence; undefined when it never converged. */
@@ -182,7 +186,14 @@ export async function runScenario(
   const injected = countByKind([]);
   const violations: Violation[] = [];
   const history = new History();
-  const cluster = await ChaosCluster.start(nodes, { coldPath: !hotPathOnly });
+  // With the cold path on, `away-past-ttl` can occur: every run of that mode purges tombstones
+  // (a 2 s TTL), so acknowledged collection and the purge horizon are tested under every fault.
+  const cluster = await ChaosCluster.start(
+    nodes,
+    hotPathOnly
+      ? { coldPath: false }
+      : { coldPath: true, tombstoneTtl: AWAY_TOMBSTONE_TTL, maxClockSkew: AWAY_MAX_CLOCK_SKEW },
+  );
   let localConnsKilled = 0;
   let phaseStartedAt = 0;
   const stores: SyncStore[] = [];
@@ -309,6 +320,26 @@ export async function runScenario(
             await sleep(holdUntil - Date.now());
             await cluster.restartRedis(fault.node, false);
             break;
+          case 'away-past-ttl': {
+            const gate = gates[fault.node]!;
+            gate.close();
+            try {
+              await gate.drained();
+              await cluster.killEngine(fault.node, fault.engineSignal);
+              await cluster.killRedis(fault.node);
+              await sleep(holdUntil - Date.now());
+              // The deletes it missed are gone from the hot path: only a repair can bring them.
+              for (let j = 0; j < nodes; j++) {
+                if (j !== fault.node) await cluster.command(j, ['XTRIM', 'cdc', 'MAXLEN', '0']);
+              }
+              await cluster.restartRedis(fault.node, false);
+            } finally {
+              gate.open();
+            }
+            await sleep(fault.engineLagMs);
+            await cluster.startEngine(fault.node);
+            break;
+          }
           case 'redis-wipe': {
             const gate = gates[fault.node]!;
             gate.close();
@@ -403,6 +434,9 @@ export async function runScenario(
     writes: { ...counts, total: history.ops.length },
     events: cluster.events,
     localConnsKilled,
+    purgedInFaultPhase: cluster.purges
+      .filter((p) => p.at < phaseStartedAt + durationMs)
+      .reduce((sum, p) => sum + p.purged, 0),
     phaseStartedAt,
     convergeMs,
     totalMs: Date.now() - started,
@@ -434,7 +468,8 @@ function repairsInHotPathOnly(events: EngineEventCounts): Violation[] {
 
 /**
  * Before node `wiped` loses its data: its acknowledged writes that no other node holds (nor
- * anything newer of the key) cannot survive, so they are excused from the check.
+ * anything newer of the key, nor, for a delete, the key's purge) cannot survive, so they are
+ * excused from the check.
  */
 async function excuseUnreplicated(
   wiped: number,
@@ -449,12 +484,20 @@ async function excuseUnreplicated(
       op.record !== undefined,
   );
   const keys = [...new Set(mine.map((op) => op.key))];
-  const elsewhere: StoredRecord[][] = await Promise.all(
-    stores.filter((_, i) => i !== wiped).map((s) => s.getRecords(keys)),
+  const others = stores.filter((_, i) => i !== wiped);
+  const elsewhere: StoredRecord[][] = await Promise.all(others.map((s) => s.getRecords(keys)));
+  const horizons = await Promise.all(
+    others.map(async (s) => (await s.tombstones.gcState()).horizon),
   );
   for (const op of mine) {
-    const replicated = elsewhere.some((records) =>
-      records.some((r) => r.key === op.key && compareVersions(r, op.record!) >= 0),
+    const replicated = elsewhere.some(
+      (records, j) =>
+        records.some((r) => r.key === op.key && compareVersions(r, op.record!) >= 0) ||
+        // A delete whose key a node purged (no version left, its horizon past the delete): it
+        // reached every peer before the purge (PROTOCOL §6), and that node refuses anything older.
+        (op.deleted &&
+          op.record!.updatedAt < horizons[j]! &&
+          !records.some((r) => r.key === op.key)),
     );
     if (!replicated) op.excused = `not replicated before ${nodeName(wiped)} was wiped`;
   }
@@ -567,6 +610,7 @@ export function formatSummary(result: ScenarioResult): string {
     `seed ${result.seed}${result.mode === 'hot-path-only' ? ' (hot path only)' : ''}: ${result.ok ? 'ok' : 'FAILED'} in ${(result.totalMs / 1000).toFixed(1)}s; ` +
     `writes ${result.writes.total} (ok ${result.writes.ok}, failed ${result.writes.failed}, excused ${result.writes.excused}); ` +
     `faults ${faults}${result.localConnsKilled > 0 ? ` (${result.localConnsKilled} local conns killed)` : ''}; gaps ${result.events.gaps}, repairs ${result.events.repairs} (${result.events.repairedRecords} records); ` +
+    `acks ${result.events.acks}, tombstones purged ${result.events.purged} (${result.purgedInFaultPhase} during faults), old records refused ${result.events.refusedOld}; ` +
     `converged ${result.convergeMs === undefined ? 'never' : `${result.convergeMs} ms`} after heal`
   );
 }

@@ -59,7 +59,8 @@ export type FaultKind =
   | 'latency'
   | 'cut'
   | 'corrupt'
-  | 'local-conn-kill';
+  | 'local-conn-kill'
+  | 'away-past-ttl';
 
 /** All fault kinds, in report order. */
 export const FAULT_KINDS: readonly FaultKind[] = [
@@ -73,13 +74,31 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'cut',
   'corrupt',
   'local-conn-kill',
+  'away-past-ttl',
 ];
 
 /**
  * Kinds only a repair can fix (entries gone from a stream, a Redis without its data, an entry the
- * hot path must refuse): left out of a hot-path-only schedule, where no repair runs.
+ * hot path must refuse, a node back after deletes it missed were trimmed from the streams and
+ * purged): left out of a hot-path-only schedule, where no repair runs (and, with no repair, no
+ * acknowledgement: nothing is ever purged).
  */
-export const REPAIR_ONLY_KINDS: readonly FaultKind[] = ['trim', 'redis-wipe', 'corrupt'];
+export const REPAIR_ONLY_KINDS: readonly FaultKind[] = [
+  'trim',
+  'redis-wipe',
+  'corrupt',
+  'away-past-ttl',
+];
+
+/**
+ * `store.tombstone_ttl` and `store.max_clock_skew` of the engines of a run whose schedule can hold
+ * `away-past-ttl` (every run with the cold path on): a node away for longer than the TTL returns
+ * to peers that purged what they could. An away lasts {@link AWAY_MIN_MS}–{@link AWAY_MAX_MS}.
+ */
+export const AWAY_TOMBSTONE_TTL = '2s';
+export const AWAY_MAX_CLOCK_SKEW = '200ms';
+export const AWAY_MIN_MS = 3000;
+export const AWAY_MAX_MS = 6000;
 
 /** One fault: starts at `atMs` from the start of the fault phase, lasts `durationMs`. */
 export type Fault =
@@ -157,6 +176,21 @@ export type Fault =
       readonly durationMs: number;
       readonly node: number;
       readonly everyMs: number;
+    }
+  /**
+   * A node away past the TTL: its clients pause, its engine is stopped (`engineSignal`) and its
+   * Redis SIGKILLed (its data kept, appendonly) for `durationMs`, longer than the TTL, while the
+   * others write, delete and purge; just before it returns every other node's stream is trimmed
+   * (the deletes it missed are gone from the hot path). Its Redis comes back first, its clients
+   * with it, and its engine `engineLagMs` later (peers repair against its old data meanwhile).
+   */
+  | {
+      readonly kind: 'away-past-ttl';
+      readonly atMs: number;
+      readonly durationMs: number;
+      readonly node: number;
+      readonly engineSignal: 'SIGKILL' | 'SIGTERM';
+      readonly engineLagMs: number;
     };
 
 /** What a schedule is made for. */
@@ -183,6 +217,7 @@ const WEIGHTS: Readonly<Record<FaultKind, number>> = {
   cut: 3,
   corrupt: 1,
   'local-conn-kill': 2,
+  'away-past-ttl': 1,
 };
 
 /**
@@ -210,6 +245,10 @@ export function resourcesOf(fault: Fault): string[] {
       return [`latency:${fault.node}`];
     case 'local-conn-kill':
       return [`local-conn:${fault.node}`];
+    case 'away-past-ttl':
+      // Its Redis and engine are down: no other Redis fault at once (the mesh needs a quorum of
+      // two up to purge and to keep writing), no engine fault on it.
+      return ['redis', `redis:${fault.node}`, `engine:${fault.node}`];
     case 'trim':
     case 'cut':
     case 'corrupt':
@@ -237,7 +276,7 @@ export function makeSchedule(seed: number, options: ScheduleOptions): Fault[] {
     const other = (node + rng.int(1, n - 1)) % n;
     const span = (min: number, max: number): number =>
       Math.min(rng.int(min, max), Math.max(0, options.durationMs - t));
-    let fault: Fault;
+    let fault: Fault | undefined;
     switch (kind) {
       case 'partition':
         fault = {
@@ -282,9 +321,22 @@ export function makeSchedule(seed: number, options: ScheduleOptions): Fault[] {
       case 'corrupt':
         fault = { kind, atMs: t, durationMs: 0, node };
         break;
+      case 'away-past-ttl': {
+        // Never cut short by the end of the phase: an away shorter than the TTL tests nothing.
+        const durationMs = rng.int(AWAY_MIN_MS, AWAY_MAX_MS);
+        const engineSignal = rng.chance(0.5) ? 'SIGKILL' : 'SIGTERM';
+        const engineLagMs = rng.int(0, 2000);
+        if (t + AWAY_MIN_MS <= options.durationMs)
+          fault = { kind, atMs: t, durationMs, node, engineSignal, engineLagMs };
+        break;
+      }
     }
-    const resources = resourcesOf(fault);
-    if (resources.every((r) => (busyUntil.get(r) ?? 0) <= t)) {
+    const resources = fault === undefined ? undefined : resourcesOf(fault);
+    if (
+      fault !== undefined &&
+      resources !== undefined &&
+      resources.every((r) => (busyUntil.get(r) ?? 0) <= t)
+    ) {
       // A margin after each fault lets the action itself (a restart) finish before the next.
       for (const r of resources) busyUntil.set(r, t + fault.durationMs + 500);
       faults.push(fault);
@@ -315,6 +367,8 @@ export function describeFault(fault: Fault): string {
     case 'trim':
     case 'corrupt':
       return `${at} ${fault.kind} ${nodeName(fault.node)}`;
+    case 'away-past-ttl':
+      return `${at} away-past-ttl ${nodeName(fault.node)}: engine ${fault.engineSignal}, Redis SIGKILLed (data kept) ${dur}, the others' streams trimmed, Redis back ${(fault.engineLagMs / 1000).toFixed(2)}s before the engine`;
     default:
       return `${at} ${fault.kind} ${nodeName(fault.node)} ${dur}`;
   }

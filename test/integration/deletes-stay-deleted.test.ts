@@ -196,6 +196,19 @@ describe('deletes stay deleted', { timeout: 120_000 }, () => {
       const before = Date.now();
       await eventually(async () => ((await acked()) ?? 0) >= before, 'a repair acknowledged B');
       await stopNode(b);
+      // B, down past the TTL with no tombstone to keep yet, is named in health but blocks nothing.
+      await ttlPassed(Date.now(), a);
+      const idle = a.engine.health().tombstones!;
+      assert.deepEqual(
+        idle.held_for.map((h) => h.peer_id),
+        [b.id],
+      );
+      assert.equal(idle.held, 0);
+      assert.equal(
+        await metric(a.engine, 'replication_tombstone_gc_blocked', { peer_id: b.id }),
+        0,
+        'gc_blocked reads 1 for a peer that holds nothing back',
+      );
       const deletedAt = Date.now();
       for (const key of keys) await a.store.delete(key);
       await ttlPassed(deletedAt, a);
