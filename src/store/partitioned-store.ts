@@ -369,6 +369,13 @@ class PartitionedTombstones implements TombstoneStore {
     return { count: sum(held, (h) => h.count), bytes: sum(held, (h) => h.bytes) };
   }
 
+  async countTombstones(from: number, to: number): Promise<number> {
+    const counts = await Promise.all(
+      this.store.partitions.map((p) => p.tombstones.countTombstones(from, to)),
+    );
+    return sum(counts, (n) => n);
+  }
+
   supersede(key: string, stale: RecordVersion): Promise<boolean> {
     return this.store.partitionOf(key).tombstones.supersede(key, stale);
   }

@@ -189,6 +189,7 @@ describe('a store on a Redis Cluster', () => {
     const before = await store.merkleRoot();
     assert.notEqual(before, '0'.repeat(64));
     assert.equal((await store.purgeTombstones(now, Infinity)).purged, 0);
+    assert.equal(await store.tombstones.countTombstones(-Infinity, now + 1), 64);
     now += 5000;
     assert.equal((await store.purgeTombstones(now, Infinity)).purged, 64);
     assert.equal((await store.tombstones.gcState()).horizon, now - 1000);
