@@ -13,7 +13,7 @@ import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 const exec = promisify(execFile);
 
-describe('put and get', { timeout: 60_000 }, () => {
+describe('put and get', { timeout: 180_000 }, () => {
   let redis: RedisServer;
   let target: string[];
 
