@@ -183,14 +183,15 @@ export const COMMANDS: readonly CommandSpec[] = [
     description: [
       "Writes KEY on the node, as a local write: it gets the node's next clock and replicates.",
       'The content is VALUE, or stdin when VALUE is absent or "-", byte for byte (read from a',
-      'terminal, it ends with Ctrl-D; an empty stdin is refused unless --empty). Its content type',
-      'is json when it parses as JSON, binary otherwise, unless --json or --binary says.',
+      'terminal, it ends with Ctrl-D). An empty value, as VALUE or stdin, is refused unless',
+      '--empty. Its content type is json when it parses as JSON, binary otherwise, unless --json',
+      'or --binary says.',
     ].join('\n'),
     options: {
       ...TARGET,
       json: { type: 'boolean', description: 'Store as json (the content must parse as JSON).' },
       binary: { type: 'boolean', description: 'Store as binary.' },
-      empty: { type: 'boolean', description: 'Store an empty value when stdin is empty.' },
+      empty: { type: 'boolean', description: 'Store an empty value (an empty VALUE or stdin).' },
       help: HELP,
     },
     exitCodes: [

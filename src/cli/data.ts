@@ -59,8 +59,11 @@ export async function putCommand(args: ParsedArgs, io: Io): Promise<number> {
     );
   }
   const content = fromStdin ? await readAll(io.stdin) : Buffer.from(value, 'utf8');
-  if (fromStdin && content.length === 0 && !flag(args, 'empty')) {
-    throw new UsageError('stdin was empty: nothing to store (use --empty to store an empty value)');
+  // An empty value is more often a mistake (an unset shell variable, a truncated pipe) than meant.
+  if (content.length === 0 && !flag(args, 'empty')) {
+    throw new UsageError(
+      `${fromStdin ? 'stdin' : 'VALUE'} was empty: nothing to store (use --empty to store an empty value)`,
+    );
   }
   let contentType: 'json' | 'binary';
   if (flag(args, 'binary')) contentType = 'binary';

@@ -186,9 +186,11 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
   }
 
   /**
-   * Opens the cursor store and starts every peer in the background; resolves once Running, even
-   * with no peer reachable (peers are retried forever).
+   * Claims the local store for this node ({@link LocalStore.claimOwner}), opens the cursor store
+   * and starts every peer in the background; resolves once Running, even with no peer reachable
+   * (peers are retried forever).
    * @throws {IllegalStateError} unless the engine is Created.
+   * @throws {StoreError} when another node id owns the local store (the engine is then Failed).
    * @throws {CursorStoreError} when the cursor database cannot be opened (the engine is then Failed).
    */
   async start(): Promise<void> {
@@ -197,6 +199,8 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
     this.#transition('connecting');
     this.#startedAt = Date.now();
     try {
+      // Before anything replicates into it: a store another node owns is not ours to fill.
+      await this.#store.claimOwner?.();
       const cursor = this.#config.replication.cursor;
       this.#cursors = CursorStore.open(cursor.sqlitePath, { walMode: cursor.walMode });
       this.#cold = new ColdPath({

@@ -199,7 +199,6 @@ export async function startNode(
 
   warnUnverifiedTls(config, logger);
   try {
-    await local.store.claimOwner();
     admin = await startHttp(config.http);
     await engine.start();
   } catch (error) {

@@ -127,6 +127,13 @@ export interface LocalStore {
   /** The leaves of a bucket: every record version in it, tombstones included. */
   merkleLeaves(bucket: string): Promise<RecordVersion[]>;
   /**
+   * Claims the store for this node, or rejects when another node id owns it: two nodes writing
+   * into one store would take each other's writes for replicated ones. The engine calls it first
+   * thing in `start()` and fails to start when it rejects. Optional: a store without it is not
+   * claimed (its embedder keeps one node per store).
+   */
+  claimOwner?(): Promise<void>;
+  /**
    * Checks that the store answers (one round trip); rejects with why it does not. The engine
    * calls it every second and reports the answer in its health (`local`): a node whose own store
    * is down is not healthy. Optional: without it the local store's health is unknown (`null`).

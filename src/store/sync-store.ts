@@ -255,8 +255,8 @@ export class SyncStore implements LocalStore {
    * Claims this store (its Redis, under its prefix) for this node: the key `owner` holds the id of
    * the node that writes and replicates into it, written by the first claim. Two daemons with
    * different node ids on one store would each take the other's writes for replicated ones (and
-   * re-replicate them under the wrong origin), so `run` claims the store at start and refuses one
-   * that another node owns.
+   * re-replicate them under the wrong origin), so the engine's `start()` claims the store (as
+   * `run` and `demo` start it) and refuses one that another node owns.
    * @throws {StoreError} when another node id owns the store (the message names it and the key).
    */
   async claimOwner(): Promise<void> {

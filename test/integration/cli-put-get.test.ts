@@ -1,6 +1,6 @@
 /**
  * `put` and `get` rough edges (issue 21): a `put` reading a terminal says so on stderr, an empty
- * stdin is refused unless --empty, plain text reads back as text in `get --json`, and a mistyped
+ * value (stdin or VALUE) is refused unless --empty, plain text reads back as text in `get --json`, and a mistyped
  * flag gets "did you mean". Real redis-server, the CLI as a child process.
  */
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 const exec = promisify(execFile);
 
-describe('put and get', { timeout: 60_000 }, () => {
+describe('put and get', { timeout: 180_000 }, () => {
   let redis: RedisServer;
   let target: string[];
 
@@ -52,6 +52,19 @@ describe('put and get', { timeout: 60_000 }, () => {
     const stored = await runCli(['put', 'k.empty', '--empty', ...target], { input: '' });
     assert.equal(stored.code, 0, stored.stderr);
     const got = await runCli(['get', 'k.empty', ...target]);
+    assert.equal(got.code, 0);
+    assert.equal(got.stdout.length, 0);
+  });
+
+  it("an empty VALUE argument (put KEY '') is refused unless --empty, like an empty stdin", async () => {
+    const refused = await runCli(['put', 'k.empty-arg', '', ...target]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /VALUE was empty: nothing to store \(use --empty/);
+    const absent = await runCli(['get', 'k.empty-arg', ...target]);
+    assert.equal(absent.code, 1, 'nothing was stored');
+    const stored = await runCli(['put', 'k.empty-arg', '', '--empty', ...target]);
+    assert.equal(stored.code, 0, stored.stderr);
+    const got = await runCli(['get', 'k.empty-arg', ...target]);
     assert.equal(got.code, 0);
     assert.equal(got.stdout.length, 0);
   });

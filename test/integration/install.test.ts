@@ -1,13 +1,14 @@
 /**
- * The production install docs/OPERATIONS.md documents, driven as written: the package installed
- * with `npm install -g` (into a temp prefix), its `replication-engine` program started as the
+ * The production install docs/OPERATIONS.md documents, driven as written: `npm pack`, the tarball
+ * installed with the documented `npm install -g` line (into a temp prefix, the native modules from
+ * the local prebuilds the doc describes), its `replication-engine` program started as the
  * systemd unit's ExecStart starts it, then SIGHUP (a reload) and SIGTERM (a drain, exit 0) sent to
  * that very process. The unit used to run `npx`, which passes no signal on. Needs dist/ built
  * (`npm ci` does it; `npm run build` after changing src/).
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -58,16 +59,34 @@ describe('installed as OPERATIONS.md says', { timeout: 120_000 }, () => {
     );
   });
 
-  it('npm install -g, then `replication-engine run -c`: SIGHUP reloads, SIGTERM drains and exits 0', async () => {
+  it('npm pack, npm install -g the tarball, then `replication-engine run -c`: SIGHUP reloads, SIGTERM drains and exits 0', async () => {
     assert.ok(existsSync(join(REPO, 'dist/cli/main.js')), 'dist/ is built (npm run build)');
+    // The documented build: `npm pack`, with its scripts off because `npm ci` (or `npm run build`)
+    // already built dist/, and `prepare` would rebuild it under the other tests that run it.
+    await run('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], { cwd: REPO });
+    const tarball = join(dir, 'replication-engine-0.1.0.tgz');
+    assert.ok(existsSync(tarball), 'npm pack made the tarball OPERATIONS.md names');
+
+    // The documented install, word for word but for `sudo` and a temp prefix for `-g`.
+    // --prefer-offline: the dependencies' metadata from the npm cache when it has them.
+    const documented = /^sudo (npm install -g .*) \.\/replication-engine-0\.1\.0\.tgz$/m.exec(
+      operations,
+    )?.[1];
+    assert.ok(documented, 'OPERATIONS.md has the `sudo npm install -g … ./<tarball>` line');
+    const [npm, ...args] = documented.split(' ');
     const prefix = join(dir, 'prefix');
-    // The documented command, from the package directory instead of its tarball (offline: the
-    // tarball's dependencies would be fetched and built again).
     await run(
-      'npm',
-      ['install', '-g', '--prefix', prefix, REPO, '--offline', '--ignore-scripts', '--no-audit'],
-      { cwd: dir },
+      npm ?? 'npm',
+      [...args, '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball],
+      { cwd: dir, env: { ...process.env, ...(await localPrebuilds(join(dir, 'prebuilds'))) } },
     );
+    const installed = join(prefix, 'lib', 'node_modules', 'replication-engine');
+    for (const dep of ['better-sqlite3', 'zstd-napi']) {
+      assert.ok(
+        !existsSync(join(installed, 'node_modules', dep, 'build', 'Release', 'obj.target')),
+        `${dep} was built from source: its local prebuild was not found (named as prebuild-install looks for it?)`,
+      );
+    }
     const program = join(prefix, 'bin', 'replication-engine');
     assert.ok(existsSync(program), `${program} installed`);
 
@@ -148,3 +167,39 @@ describe('installed as OPERATIONS.md says', { timeout: 120_000 }, () => {
     }
   });
 });
+
+/**
+ * prebuild-install's local prebuilds (`<package>_local_prebuilds`, OPERATIONS.md "Installing it"):
+ * the native modules `npm ci` built for this checkout, packed under the names prebuild-install
+ * looks for, so that the install unpacks them instead of building from source (2.5 min measured)
+ * or fetching them from GitHub. Returns the environment that points each install script at them.
+ */
+async function localPrebuilds(into: string): Promise<Record<string, string>> {
+  mkdirSync(into, { recursive: true });
+  const napi = (
+    JSON.parse(readFileSync(join(REPO, 'node_modules/zstd-napi/package.json'), 'utf8')) as {
+      binary: { napi_versions: number[] };
+    }
+  ).binary.napi_versions
+    .filter((v) => v <= Number(process.versions.napi))
+    .reduce((a, b) => Math.max(a, b));
+  const modules = [
+    {
+      name: 'better-sqlite3',
+      binary: 'better_sqlite3.node',
+      abi: `node-v${process.versions.modules}`,
+    },
+    { name: 'zstd-napi', binary: 'binding.node', abi: `napi-v${napi}` },
+  ];
+  const env: Record<string, string> = {};
+  for (const { name, binary, abi } of modules) {
+    const dir = join(REPO, 'node_modules', name);
+    const { version } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const file = `${name}-v${version}-${abi}-${process.platform}-${process.arch}.tar.gz`;
+    await run('tar', ['-czf', join(into, file), '-C', dir, `build/Release/${binary}`]);
+    env[`npm_config_${name.replace(/-/g, '_')}_local_prebuilds`] = into;
+  }
+  return env;
+}
