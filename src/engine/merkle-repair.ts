@@ -463,8 +463,8 @@ async function readRootAndDirty(
   reader: MerkleReader,
   client: CommandSender,
 ): Promise<[string, string[], number | undefined, number, boolean]> {
-  const sample = (key: string): Promise<unknown[]> =>
-    client.sendCommand<unknown[]>(
+  const sample = (key: string): Promise<unknown> =>
+    client.sendCommand<unknown>(
       ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
       AS_STRINGS,
     );
@@ -475,15 +475,27 @@ async function readRootAndDirty(
     peerTimeMs(client),
     peerHorizonMs(client, reader.keys.gcHorizon),
   ]);
-  const values = [...markValues(dirty), ...markValues(claimed)];
-  if (values.length > MAX_PEER_DIRTY) return [root, [], time, horizon, false];
+  const buckets = dirtyBuckets(dirty, claimed);
+  return buckets === undefined
+    ? [root, [], time, horizon, false]
+    : [root, buckets, time, horizon, true];
+}
+
+/**
+ * The buckets named by the marks of `HRANDFIELD … WITHVALUES` replies of `merkle:dirty` and
+ * `merkle:claimed`; undefined when they hold more than {@link MAX_PEER_DIRTY} marks (a burst: the
+ * peer's next refresh tells). A mark that names no bucket is skipped. Pure.
+ */
+export function dirtyBuckets(...replies: readonly unknown[]): string[] | undefined {
+  const values = replies.flatMap(markValues);
+  if (values.length > MAX_PEER_DIRTY) return undefined;
   const buckets = new Set<string>();
   // Each mark starts with the key's bucket id (docs/PROTOCOL.md §Merkle).
   for (const value of values) {
     const bucket = asString(value)?.slice(0, DEPTH);
     if (bucket !== undefined && isBucketPath(bucket)) buckets.add(bucket);
   }
-  return [root, [...buckets], time, horizon, true];
+  return [...buckets];
 }
 
 /** The peer's purge horizon (`gc:horizon`, ms); 0 when it has none or it cannot be read. */
@@ -520,7 +532,8 @@ function repairLetter(reason: string, key: string, detail: string): DeadLetter {
 }
 
 /** The values of an `HRANDFIELD … WITHVALUES` reply: RESP3 `[[k, v], …]` or RESP2 `[k, v, …]`. */
-function markValues(reply: readonly unknown[]): unknown[] {
+function markValues(reply: unknown): unknown[] {
+  if (!Array.isArray(reply)) return [];
   return reply.every(Array.isArray)
     ? reply.map((pair) => (pair as unknown[])[1])
     : reply.filter((_, i) => i % 2 === 1);

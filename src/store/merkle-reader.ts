@@ -84,13 +84,11 @@ export class MerkleReader {
     for (const path of paths) checkPath(path);
     const interior = paths.filter((p) => !isBucketPath(p));
     const fields = interior.flatMap((p) => childPaths(p));
-    const values =
+    const values = asArray(
       fields.length === 0
         ? []
-        : await this.client.sendCommand<unknown[]>(
-            ['HMGET', this.keys.nodes, ...fields],
-            AS_STRINGS,
-          );
+        : await this.client.sendCommand<unknown>(['HMGET', this.keys.nodes, ...fields], AS_STRINGS),
+    );
     const byField = new Map<string, string>();
     fields.forEach((field, i) => {
       const hash = asString(values[i]);
@@ -110,9 +108,11 @@ export class MerkleReader {
   async nodeHashes(paths: readonly string[]): Promise<string[]> {
     for (const path of paths) checkPath(path);
     if (paths.length === 0) return [];
-    const values = await this.client.sendCommand<unknown[]>(
-      ['HMGET', this.keys.nodes, ...paths.map(nodeField)],
-      AS_STRINGS,
+    const values = asArray(
+      await this.client.sendCommand<unknown>(
+        ['HMGET', this.keys.nodes, ...paths.map(nodeField)],
+        AS_STRINGS,
+      ),
     );
     return paths.map((_, i) => asString(values[i]) ?? ZERO_HASH);
   }
@@ -251,6 +251,11 @@ export class MerkleReader {
     );
     return replies.map((value, i) => parseRecordValue(keys[i]!, value, this.maxItemBytes));
   }
+}
+
+/** A reply expected to be an array: anything else (only a broken server sends it) reads as empty. */
+function asArray(reply: unknown): readonly unknown[] {
+  return Array.isArray(reply) ? reply : [];
 }
 
 function checkBucket(bucket: string): void {
