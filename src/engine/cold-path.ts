@@ -12,7 +12,12 @@ import type { Metrics } from '../observability/metrics.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { LocalStore } from '../store/local-store.js';
 import { Backoff, sleep } from './backoff.js';
-import { inSyncSinceHorizon, runRepair, type RepairReport } from './merkle-repair.js';
+import {
+  inSyncSinceHorizon,
+  MAX_BUCKET_FIELDS,
+  runRepair,
+  type RepairReport,
+} from './merkle-repair.js';
 import { describeError, type PeerLink } from './peer-link.js';
 
 export { divergentChildren, type RepairChange, type RepairReport } from './merkle-repair.js';
@@ -99,6 +104,8 @@ export class ColdPath {
   readonly #running = new Map<string, Promise<RepairReport>>();
   /** Per peer, while it keeps serving records that look like purged deletes. */
   readonly #stale = new Map<string, RepeatingWarning>();
+  /** Per peer, while its tree holds buckets too large to read (`oversized_bucket`). */
+  readonly #oversized = new Map<string, RepeatingWarning>();
 
   constructor(ctx: ColdPathContext) {
     this.#ctx = ctx;
@@ -340,8 +347,10 @@ export class ColdPath {
     const labels = { peer_id: peerId };
     for (const [reason, count] of Object.entries(report.rejected)) {
       m.repairRejectedTotal.inc({ peer_id: peerId, reason }, count);
+      if (reason === 'oversized_bucket') continue; // one warning while it lasts, below
       log.warn({ peer_id: peerId, reason, count }, "repair refused records of the peer's tree");
     }
+    this.#countOversized(peerId, report);
     const now = Date.now();
     if (report.heldBack > 0) {
       m.clockSkewRejectedTotal.inc(labels, report.heldBack);
@@ -367,6 +376,29 @@ export class ColdPath {
         "the peer's clock is off by more than store.max_clock_skew",
       );
     }
+  }
+
+  /**
+   * A peer whose tree holds buckets beyond the bound every repair meets them again: warned once
+   * when it starts (with the buckets and their sizes), then at most every 30 s, and once when a
+   * repair finds none.
+   */
+  #countOversized(peerId: string, report: RepairReport): void {
+    const count = report.rejected.oversized_bucket ?? 0;
+    let warning = this.#oversized.get(peerId);
+    if (count === 0) {
+      warning?.ok({ peer_id: peerId });
+      return;
+    }
+    if (warning === undefined) {
+      warning = new RepeatingWarning(
+        this.#ctx.logger.child({ peer_id: peerId }),
+        `the peer's Merkle tree holds buckets of more than ${MAX_BUCKET_FIELDS} fields: refused unread, their keys are not repaired from this peer (a broken or hostile peer)`,
+        { recovered: "the peer's Merkle buckets are within the bound again" },
+      );
+      this.#oversized.set(peerId, warning);
+    }
+    warning.fail({ peer_id: peerId, buckets: count, largest: report.oversizedBuckets });
   }
 
   /** One repair, with its outcome recorded: metrics, health, backoff, the cycle's log line. */

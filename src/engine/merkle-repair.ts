@@ -5,11 +5,10 @@
  * pipeline per chunk) and apply them. Absence is never deletion: a key the peer lacks is left
  * alone, and a peer tombstone deletes only by winning. {@link ColdPath} schedules and accounts.
  */
-import { MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
 import { compareVersions, type RecordVersion, type StoredRecord } from '../model/record.js';
 import type { DeadLetter, GcState, LocalStore, MerkleNode } from '../store/local-store.js';
 import { DEPTH, isBucketPath } from '../store/merkle-hash.js';
-import { MerkleReader, type RejectedRecord } from '../store/merkle-reader.js';
+import { MerkleReader, type BucketPage, type RejectedRecord } from '../store/merkle-reader.js';
 import { AS_STRINGS, asString, type CommandSender } from '../store/redis-io.js';
 import type { PeerLink } from './peer-link.js';
 
@@ -30,9 +29,38 @@ const MAX_PEER_DIRTY = 4096;
 export const FETCH_BUDGET_BYTES = 16 * 1024 * 1024;
 /** A stored value may pass `max_item_bytes` by its header line and a frame's overhead. */
 const VALUE_OVERHEAD_BYTES = 128 * 1024;
+/**
+ * A peer bucket with more fields than this (`HLEN`) is refused unread (`oversized_bucket`): with
+ * 65,536 buckets that is 6.5 billion keys, far beyond any store; only a broken or hostile peer
+ * serves one (issue 19 measured a 1M-field bucket taking engine RSS from 82 MB to 915 MB).
+ */
+export const MAX_BUCKET_FIELDS = 100_000;
+/** `HSCAN … COUNT` of one page of a peer bucket. */
+const PAGE_FIELDS = 1000;
+/** Fields (by `HLEN`) of the first pages one pipelined round trip asks for at most. */
+const ROUND_FIELDS = 16_384;
+/** Dead letters one repair writes at most (the counts stay exact): a garbage bucket is one line. */
+const MAX_LETTERS = 256;
+/** Oversized buckets a report names at most (all are counted). */
+const MAX_REPORTED_BUCKETS = 16;
 
 /** Why a repair refused something the peer served (`replication_repair_rejected_total`). */
-export type RepairRejection = RejectedRecord['reason'] | 'bad_leaf';
+export type RepairRejection = RejectedRecord['reason'] | 'bad_leaf' | 'oversized_bucket';
+
+/** A peer bucket refused for holding more than {@link MAX_BUCKET_FIELDS} fields. */
+export interface OversizedBucket {
+  readonly bucket: string;
+  readonly fields: number;
+}
+
+/** One divergent bucket being compared: this node's leaves not yet matched, the peer's scan. */
+interface BucketScan {
+  readonly bucket: string;
+  readonly mine: Map<string, RecordVersion>;
+  cursor: string;
+  /** Keys of the peer's pages so far, once the bucket takes more than one page. */
+  seen: Set<string> | undefined;
+}
 
 /** One key a repair changes (or, dry, would change). */
 export interface RepairChange {
@@ -85,6 +113,11 @@ export interface RepairReport {
    * tombstone just above it so the peer converges to the delete.
    */
   readonly refusedOld: number;
+  /**
+   * Peer buckets refused unread for holding more than {@link MAX_BUCKET_FIELDS} fields (the first
+   * 16; `rejected.oversized_bucket` counts them all): their keys are not compared this cycle.
+   */
+  readonly oversizedBuckets: readonly OversizedBucket[];
 }
 
 /** The peer a repair reads from. */
@@ -145,9 +178,12 @@ export async function runRepair(
   const latest = now() + (plan.maxClockSkewMs ?? Infinity);
   const rejected: Partial<Record<RepairRejection, number>> = {};
   const letters: DeadLetter[] = [];
+  const oversizedBuckets: OversizedBucket[] = [];
+  let refusals = 0;
   const reject = (reason: RepairRejection, key: string, detail: string): void => {
     rejected[reason] = (rejected[reason] ?? 0) + 1;
-    letters.push(repairLetter(reason, key, detail));
+    refusals += 1;
+    if (letters.length < MAX_LETTERS) letters.push(repairLetter(reason, key, detail));
   };
   let heldBack = 0;
   let heldBackDueAt: number | undefined;
@@ -171,6 +207,7 @@ export async function runRepair(
       | 'startedAt'
       | 'acknowledged'
       | 'refusedOld'
+      | 'oversizedBuckets'
     >,
   ): RepairReport => ({
     peerId,
@@ -183,6 +220,7 @@ export async function runRepair(
     startedAt,
     acknowledged,
     refusedOld,
+    oversizedBuckets,
     peerRoundTrips: roundTrips,
     durationMs: Math.round((performance.now() - started) * 10) / 10,
   });
@@ -200,7 +238,7 @@ export async function runRepair(
     earned: boolean,
   ): Promise<RepairReport> => {
     if (!dryRun && letters.length > 0) await store.quarantine?.(peerId, letters);
-    await acknowledge(earned && letters.length === 0);
+    await acknowledge(earned && refusals === 0);
     return report(fields);
   };
 
@@ -253,8 +291,8 @@ export async function runRepair(
     }
   }
 
-  // Compare the leaves of those buckets by the total order.
-  const winners: RepairChange[] = [];
+  // Compare the leaves of those buckets by the total order, the peer's side read in pages.
+  const winners = new WinnerWindow(budget, plan.resumeAfter);
   let divergentKeys = 0;
   /** Keys whose local tombstone the peer lacks (or holds older): they may block the acknowledgement. */
   const unacked: string[] = [];
@@ -263,42 +301,99 @@ export async function runRepair(
     if (!peerHas && here.updatedAt < peerRefusesBefore) return; // the peer purged it, or refuses it
     unacked.push(here.key);
   };
+  const refuseBucket = (bucket: string, fields: number): void => {
+    reject('oversized_bucket', `merkle:bucket:${bucket}`, `${fields} fields`);
+    if (oversizedBuckets.length < MAX_REPORTED_BUCKETS) oversizedBuckets.push({ bucket, fields });
+  };
+  /** One leaf of the peer's, against this node's version of the key. */
+  const compare = (scan: BucketScan, version: RecordVersion): void => {
+    const here = scan.mine.get(version.key);
+    scan.mine.delete(version.key);
+    const order = here === undefined ? 1 : compareVersions(version, here);
+    if (order !== 0) divergentKeys += 1;
+    if (order < 0 && here !== undefined) pushed(here, true);
+    if (order > 0 && version.updatedAt > latest) {
+      holdBack(version);
+    } else if (order > 0) {
+      winners.add({
+        key: version.key,
+        local: here ?? null,
+        peer: version,
+        action: version.deleted ? 'delete' : 'put',
+      });
+    }
+  };
+  /** Takes one page of a bucket's scan; true when the bucket needs another page. */
+  const takePage = (scan: BucketScan, page: BucketPage): boolean => {
+    const fresh = (key: string): boolean => {
+      if (scan.seen === undefined) return true;
+      if (scan.seen.has(key)) return false; // HSCAN may return a field twice (during a rehash)
+      scan.seen.add(key);
+      return true;
+    };
+    for (const r of page.refused) if (fresh(r.key)) reject('bad_leaf', r.key, r.reason);
+    for (const leaf of page.leaves) if (fresh(leaf.key)) compare(scan, leaf);
+    if (page.cursor !== '0' && scan.seen === undefined) {
+      // More pages come: remember this one's keys, so a field returned again is not counted twice.
+      scan.seen = new Set([...page.refused.map((r) => r.key), ...page.leaves.map((l) => l.key)]);
+    }
+    if (scan.seen !== undefined && scan.seen.size > MAX_BUCKET_FIELDS) {
+      refuseBucket(scan.bucket, scan.seen.size); // it grew past the bound while being read
+      return false;
+    }
+    if (page.cursor !== '0') {
+      scan.cursor = page.cursor;
+      return true;
+    }
+    // Keys only we have: divergent, and left alone (the peer pulls them on its own cycle).
+    divergentKeys += scan.mine.size;
+    for (const here of scan.mine.values()) pushed(here, false);
+    return false;
+  };
+  /** Buckets of more than one page, read after the rest, one at a time. */
+  const longer: BucketScan[] = [];
   await inChunks([...buckets].sort(), async (chunk) => {
-    const [local, theirs] = await Promise.all([
+    const [local, sizes] = await Promise.all([
       Promise.all(chunk.map((b) => store.merkleLeaves(b))),
-      onPeer('merkle_leaves', (r) => r.leavesMany(chunk)),
+      onPeer('merkle_bucket_sizes', (r) => r.bucketSizes(chunk)),
     ]);
-    chunk.forEach((_, j) => {
-      const mine = new Map((local[j] ?? []).map((v) => [v.key, v]));
-      for (const version of theirs[j] ?? []) {
-        const here = mine.get(version.key);
-        mine.delete(version.key);
-        if (version.updatedAt > MAX_UPDATED_AT || version.version > MAX_VERSION) {
-          // No room for a later write: never taken (docs/PROTOCOL.md §1).
-          reject('bad_leaf', version.key, 'clock or version beyond its bound');
-          continue;
-        }
-        const order = here === undefined ? 1 : compareVersions(version, here);
-        if (order !== 0) divergentKeys += 1;
-        if (order < 0 && here !== undefined) pushed(here, true);
-        if (order > 0 && version.updatedAt > latest) {
-          holdBack(version);
-        } else if (order > 0) {
-          winners.push({
-            key: version.key,
-            local: here ?? null,
-            peer: version,
-            action: version.deleted ? 'delete' : 'put',
-          });
-        }
-      }
-      // Keys only we have: divergent, and left alone (the peer pulls them on its own cycle).
-      divergentKeys += mine.size;
-      for (const here of mine.values()) pushed(here, false);
+    const scans: { scan: BucketScan; size: number }[] = [];
+    chunk.forEach((bucket, j) => {
+      const scan: BucketScan = {
+        bucket,
+        mine: new Map((local[j] ?? []).map((v) => [v.key, v])),
+        cursor: '0',
+        seen: undefined,
+      };
+      const size = sizes[j] ?? 0;
+      if (size > MAX_BUCKET_FIELDS) refuseBucket(bucket, size);
+      else if (size === 0) takePage(scan, { cursor: '0', leaves: [], refused: [], fields: 0 });
+      else scans.push({ scan, size });
     });
+    // First pages, pipelined in rounds of at most ROUND_FIELDS fields by size.
+    for (const round of bySize(scans, ROUND_FIELDS)) {
+      const pages = await onPeer('merkle_leaves', (r) =>
+        r.scanBuckets(
+          round.map((s) => ({ bucket: s.bucket, cursor: '0' })),
+          PAGE_FIELDS,
+        ),
+      );
+      round.forEach((scan, j) => {
+        if (takePage(scan, pages[j]!)) longer.push(scan);
+      });
+    }
   });
-  const changes = withinBudget(winners, budget, plan.resumeAfter);
-  const deferred = winners.length - changes.length;
+  for (const scan of longer) {
+    let more = true;
+    while (more) {
+      const [page] = await onPeer('merkle_leaves', (r) =>
+        r.scanBuckets([{ bucket: scan.bucket, cursor: scan.cursor }], PAGE_FIELDS),
+      );
+      more = takePage(scan, page!);
+    }
+  }
+  const changes = winners.take();
+  const deferred = winners.total - changes.length;
   // Roots may differ with no key differing while the peer's owner has not re-hashed: keys decide.
   const inSync = divergentKeys === 0;
   // The peer holds every tombstone this node held at the start, unless one that arrived before it
@@ -368,8 +463,8 @@ async function readRootAndDirty(
   reader: MerkleReader,
   client: CommandSender,
 ): Promise<[string, string[], number | undefined, number, boolean]> {
-  const sample = (key: string): Promise<unknown[]> =>
-    client.sendCommand<unknown[]>(
+  const sample = (key: string): Promise<unknown> =>
+    client.sendCommand<unknown>(
       ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
       AS_STRINGS,
     );
@@ -380,15 +475,27 @@ async function readRootAndDirty(
     peerTimeMs(client),
     peerHorizonMs(client, reader.keys.gcHorizon),
   ]);
-  const values = [...markValues(dirty), ...markValues(claimed)];
-  if (values.length > MAX_PEER_DIRTY) return [root, [], time, horizon, false];
+  const buckets = dirtyBuckets(dirty, claimed);
+  return buckets === undefined
+    ? [root, [], time, horizon, false]
+    : [root, buckets, time, horizon, true];
+}
+
+/**
+ * The buckets named by the marks of `HRANDFIELD … WITHVALUES` replies of `merkle:dirty` and
+ * `merkle:claimed`; undefined when they hold more than {@link MAX_PEER_DIRTY} marks (a burst: the
+ * peer's next refresh tells). A mark that names no bucket is skipped. Pure.
+ */
+export function dirtyBuckets(...replies: readonly unknown[]): string[] | undefined {
+  const values = replies.flatMap(markValues);
+  if (values.length > MAX_PEER_DIRTY) return undefined;
   const buckets = new Set<string>();
   // Each mark starts with the key's bucket id (docs/PROTOCOL.md §Merkle).
   for (const value of values) {
     const bucket = asString(value)?.slice(0, DEPTH);
     if (bucket !== undefined && isBucketPath(bucket)) buckets.add(bucket);
   }
-  return [root, [...buckets], time, horizon, true];
+  return [...buckets];
 }
 
 /** The peer's purge horizon (`gc:horizon`, ms); 0 when it has none or it cannot be read. */
@@ -425,31 +532,74 @@ function repairLetter(reason: string, key: string, detail: string): DeadLetter {
 }
 
 /** The values of an `HRANDFIELD … WITHVALUES` reply: RESP3 `[[k, v], …]` or RESP2 `[k, v, …]`. */
-function markValues(reply: readonly unknown[]): unknown[] {
+function markValues(reply: unknown): unknown[] {
+  if (!Array.isArray(reply)) return [];
   return reply.every(Array.isArray)
     ? reply.map((pair) => (pair as unknown[])[1])
     : reply.filter((_, i) => i % 2 === 1);
 }
 
 /**
- * At most `budget` winners in key order, starting after `resumeAfter` and wrapping around, so a
- * winner that keeps failing to apply cannot starve the others.
+ * The first `budget` winners in key order after `resumeAfter`, wrapping around (so a winner that
+ * keeps failing to apply cannot starve the others), kept as they come: whatever the peer serves, it
+ * holds at most 2 × budget + {@link CHUNK} of them, and counts the rest.
  */
-function withinBudget(
-  winners: readonly RepairChange[],
-  budget: number,
-  resumeAfter: string | undefined,
-): RepairChange[] {
-  const sorted = [...winners].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  if (sorted.length <= budget) return sorted;
-  const start =
-    resumeAfter === undefined
-      ? 0
-      : Math.max(
-          0,
-          sorted.findIndex((c) => c.key > resumeAfter),
-        );
-  return [...sorted.slice(start), ...sorted.slice(0, start)].slice(0, budget);
+export class WinnerWindow {
+  /** Winners offered so far. */
+  total = 0;
+  #after: RepairChange[] = [];
+  #before: RepairChange[] = [];
+
+  constructor(
+    private readonly budget: number,
+    private readonly resumeAfter: string | undefined,
+  ) {}
+
+  add(change: RepairChange): void {
+    this.total += 1;
+    const side =
+      this.resumeAfter !== undefined && !(change.key > this.resumeAfter)
+        ? this.#before
+        : this.#after;
+    side.push(change);
+    if (side.length > 2 * this.budget + CHUNK) side.splice(0, side.length, ...this.#first(side));
+  }
+
+  /** The winners within the budget: all of them in key order, or the window after `resumeAfter`. */
+  take(): RepairChange[] {
+    const after = this.#first(this.#after);
+    if (this.total <= this.budget) return [...after, ...this.#first(this.#before)].sort(byKey);
+    return [...after, ...this.#first(this.#before)].slice(0, this.budget);
+  }
+
+  #first(side: readonly RepairChange[]): RepairChange[] {
+    return [...side].sort(byKey).slice(0, this.budget);
+  }
+}
+
+function byKey(a: RepairChange, b: RepairChange): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/**
+ * Groups scans, in order, into rounds whose sizes add up to at most `max` (a larger one alone): a
+ * round's first pages are what one pipelined round trip brings at most.
+ */
+function bySize(scans: readonly { scan: BucketScan; size: number }[], max: number): BucketScan[][] {
+  const rounds: BucketScan[][] = [];
+  let round: BucketScan[] = [];
+  let total = 0;
+  for (const { scan, size } of scans) {
+    if (round.length > 0 && total + size > max) {
+      rounds.push(round);
+      round = [];
+      total = 0;
+    }
+    round.push(scan);
+    total += size;
+  }
+  if (round.length > 0) rounds.push(round);
+  return rounds;
 }
 
 /** Runs `fn` over chunks of {@link CHUNK} items, {@link PARALLEL} at a time; results in order. */

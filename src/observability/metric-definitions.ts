@@ -331,8 +331,10 @@ export const METRIC_DEFINITIONS = [
     name: 'replication_repair_rejected_total',
     type: 'counter',
     labels: ['peer_id', 'reason'],
-    help: "Records or leaves of a peer's tree a repair refused to apply, quarantined in dlq:<peer>",
-    labelValues: { reason: ['hash_mismatch', 'bad_record', 'too_large', 'bad_leaf'] },
+    help: "Records, leaves or buckets of a peer's tree a repair refused to apply, quarantined in dlq:<peer>",
+    labelValues: {
+      reason: ['hash_mismatch', 'bad_record', 'too_large', 'bad_leaf', 'oversized_bucket'],
+    },
     section: 'Cold path',
     origin: 'ours',
   },

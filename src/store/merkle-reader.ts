@@ -1,13 +1,16 @@
 /**
  * Read-only access to any store's Merkle tree and records (this node's or a peer's), with plain
- * reads only (GET, HGET, HMGET, HGETALL): it works under a read-only ACL and never changes anything.
+ * reads only (GET, HGET, HMGET, HGETALL, HLEN, HSCAN): it works under a read-only ACL and never
+ * changes anything.
  * It does not bring the tree up to date; the store's owner does that (`SyncStore.refreshMerkle`).
  */
+import { isBoundedInt, MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
 import { DEFAULT_MAX_ITEM_BYTES } from '../codec/zstd.js';
 import { StoreError } from '../errors.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { MerkleNode } from './local-store.js';
 import {
+  bucketOf,
   childPaths,
   isBucketPath,
   isMerklePath,
@@ -26,6 +29,23 @@ export interface RejectedRecord {
   /** Size of its stored value, as the peer reported it. */
   readonly bytes: number;
   readonly reason: 'hash_mismatch' | 'bad_record' | 'too_large';
+}
+
+/** A bucket field a paged read refused, and why (it is never compared). */
+export interface RefusedLeaf {
+  readonly key: string;
+  readonly reason: string;
+}
+
+/** One `HSCAN` page of a bucket: its leaves, what was refused, and where the next page starts. */
+export interface BucketPage {
+  /** `'0'` once the scan is complete (Redis's convention). */
+  readonly cursor: string;
+  /** Well-formed leaves within the clock and version bounds, of keys that belong to the bucket. */
+  readonly leaves: RecordVersion[];
+  readonly refused: RefusedLeaf[];
+  /** Fields the page held (leaves + refused). */
+  readonly fields: number;
 }
 
 /** Reads the Merkle tree and records of the store under `prefix` through `client`. */
@@ -64,13 +84,11 @@ export class MerkleReader {
     for (const path of paths) checkPath(path);
     const interior = paths.filter((p) => !isBucketPath(p));
     const fields = interior.flatMap((p) => childPaths(p));
-    const values =
+    const values = asArray(
       fields.length === 0
         ? []
-        : await this.client.sendCommand<unknown[]>(
-            ['HMGET', this.keys.nodes, ...fields],
-            AS_STRINGS,
-          );
+        : await this.client.sendCommand<unknown>(['HMGET', this.keys.nodes, ...fields], AS_STRINGS),
+    );
     const byField = new Map<string, string>();
     fields.forEach((field, i) => {
       const hash = asString(values[i]);
@@ -90,9 +108,11 @@ export class MerkleReader {
   async nodeHashes(paths: readonly string[]): Promise<string[]> {
     for (const path of paths) checkPath(path);
     if (paths.length === 0) return [];
-    const values = await this.client.sendCommand<unknown[]>(
-      ['HMGET', this.keys.nodes, ...paths.map(nodeField)],
-      AS_STRINGS,
+    const values = asArray(
+      await this.client.sendCommand<unknown>(
+        ['HMGET', this.keys.nodes, ...paths.map(nodeField)],
+        AS_STRINGS,
+      ),
     );
     return paths.map((_, i) => asString(values[i]) ?? ZERO_HASH);
   }
@@ -109,10 +129,7 @@ export class MerkleReader {
 
   /** {@link leaves} of many buckets, pipelined in one round trip. */
   async leavesMany(buckets: readonly string[]): Promise<RecordVersion[][]> {
-    for (const bucket of buckets) {
-      if (!isBucketPath(bucket))
-        throw new StoreError(`not a Merkle bucket path: ${JSON.stringify(bucket)}`);
-    }
+    for (const bucket of buckets) checkBucket(bucket);
     const replies = await Promise.all(
       buckets.map((b) =>
         this.client.sendCommand<unknown>(['HGETALL', this.keys.bucket(b)], AS_STRINGS),
@@ -192,6 +209,41 @@ export class MerkleReader {
     return { records, rejected };
   }
 
+  /**
+   * How many fields each bucket holds (`HLEN`), in one round trip: what a paged read of it will
+   * bring, known before a field is read. A reply that is not a count reads as 0.
+   */
+  async bucketSizes(buckets: readonly string[]): Promise<number[]> {
+    for (const bucket of buckets) checkBucket(bucket);
+    const replies = await Promise.all(
+      buckets.map((b) => this.client.sendCommand<unknown>(['HLEN', this.keys.bucket(b)])),
+    );
+    return replies.map((r) => {
+      const n = Number(r);
+      return Number.isSafeInteger(n) && n > 0 ? n : 0;
+    });
+  }
+
+  /**
+   * One page (`HSCAN <bucket> <cursor> COUNT <count>`) of each bucket, pipelined in one round trip.
+   * A hash table answers about `count` fields a page; a small hash (listpack) answers whole.
+   */
+  async scanBuckets(
+    pages: readonly { readonly bucket: string; readonly cursor: string }[],
+    count: number,
+  ): Promise<BucketPage[]> {
+    for (const { bucket } of pages) checkBucket(bucket);
+    const replies = await Promise.all(
+      pages.map(({ bucket, cursor }) =>
+        this.client.sendCommand<unknown>(
+          ['HSCAN', this.keys.bucket(bucket), cursor, 'COUNT', String(count)],
+          AS_STRINGS,
+        ),
+      ),
+    );
+    return replies.map((reply, i) => parseBucketPage(pages[i]!.bucket, reply));
+  }
+
   /** The records of `keys` aligned with `keys` (undefined where absent), in one pipeline. */
   async readRecords(keys: readonly string[]): Promise<(StoredRecord | undefined)[]> {
     const replies = await Promise.all(
@@ -199,6 +251,16 @@ export class MerkleReader {
     );
     return replies.map((value, i) => parseRecordValue(keys[i]!, value, this.maxItemBytes));
   }
+}
+
+/** A reply expected to be an array: anything else (only a broken server sends it) reads as empty. */
+function asArray(reply: unknown): readonly unknown[] {
+  return Array.isArray(reply) ? reply : [];
+}
+
+function checkBucket(bucket: string): void {
+  if (!isBucketPath(bucket))
+    throw new StoreError(`not a Merkle bucket path: ${JSON.stringify(bucket)}`);
 }
 
 function checkPath(path: string): void {
@@ -214,8 +276,54 @@ export function parseBucket(reply: unknown): RecordVersion[] {
   return sortByKeyUtf8(parseBucketEntries(reply));
 }
 
-/** Parses an HGETALL reply (a flat array in RESP2, an object or Map otherwise) of a bucket. */
+/**
+ * Parses an HGETALL reply (a flat array in RESP2, an object or Map otherwise) of a bucket: the
+ * well-formed leaves within the clock and version bounds (anything else is no leaf).
+ */
 export function parseBucketEntries(reply: unknown): RecordVersion[] {
+  const leaves: RecordVersion[] = [];
+  for (const [key, tuple] of bucketPairs(reply)) {
+    const leaf = parseVersionTuple(key, tuple);
+    if (leaf !== undefined && withinBounds(leaf)) leaves.push(leaf);
+  }
+  return leaves;
+}
+
+/**
+ * Parses an `HSCAN` reply (`[cursor, [field, value, …]]`) of a peer's bucket `bucket`. A field is
+ * a leaf only if its tuple is well formed, its clock and version are within their bounds
+ * (docs/PROTOCOL.md §1) and its key belongs to the bucket; any other field is refused, so a peer
+ * cannot hide a key in the wrong bucket (where it would look absent here). A reply that is not a
+ * page ends the scan.
+ */
+export function parseBucketPage(bucket: string, reply: unknown): BucketPage {
+  const leaves: RecordVersion[] = [];
+  const refused: RefusedLeaf[] = [];
+  if (!Array.isArray(reply) || reply.length !== 2) {
+    return { cursor: '0', leaves, refused, fields: 0 };
+  }
+  const raw = asString(reply[0]);
+  const cursor = raw !== undefined && /^\d{1,20}$/.test(raw) ? raw : '0';
+  let fields = 0;
+  for (const [key, tuple] of bucketPairs(reply[1])) {
+    fields += 1;
+    const leaf = parseVersionTuple(key, tuple);
+    if (leaf === undefined) refused.push({ key, reason: 'malformed leaf' });
+    else if (!withinBounds(leaf))
+      refused.push({ key, reason: 'clock or version beyond its bound' });
+    else if (bucketOf(key) !== bucket) refused.push({ key, reason: `key not in bucket ${bucket}` });
+    else leaves.push(leaf);
+  }
+  return { cursor, leaves, refused, fields };
+}
+
+/** A leaf whose clock and version leave room for a later write (docs/PROTOCOL.md §1). */
+function withinBounds(leaf: RecordVersion): boolean {
+  return isBoundedInt(leaf.updatedAt, MAX_UPDATED_AT) && isBoundedInt(leaf.version, MAX_VERSION);
+}
+
+/** The (field, value) pairs of a hash reply: a flat array (RESP2), a Map or an object (RESP3). */
+function bucketPairs(reply: unknown): [string, string][] {
   const pairs: [string, string][] = [];
   if (Array.isArray(reply)) {
     for (let i = 0; i + 1 < reply.length; i += 2) {
@@ -235,10 +343,5 @@ export function parseBucketEntries(reply: unknown): RecordVersion[] {
       if (vs !== undefined) pairs.push([k, vs]);
     }
   }
-  const leaves: RecordVersion[] = [];
-  for (const [key, tuple] of pairs) {
-    const leaf = parseVersionTuple(key, tuple);
-    if (leaf !== undefined) leaves.push(leaf);
-  }
-  return leaves;
+  return pairs;
 }

@@ -141,17 +141,20 @@ export function parseRecordValue(
 
 /**
  * A value read from a peer, judged: its record when it is one whose content hashes to the hash
- * its header names (a frame decompressed bounded by `maxItemBytes`), else why not. Absent values
+ * its header names (a frame decompressed bounded by `maxItemBytes`, a raw body no larger), else
+ * why not. Absent values
  * are `bad_record` too: the caller asked for a key it had measured.
  */
 export function verifyRecordValue(
   key: string,
   value: unknown,
   maxItemBytes: number,
-): { record: StoredRecord } | { reason: 'hash_mismatch' | 'bad_record' } {
+): { record: StoredRecord } | { reason: 'hash_mismatch' | 'bad_record' | 'too_large' } {
   const record = parseRecordValue(key, value, maxItemBytes);
   if (record === undefined) return { reason: 'bad_record' };
   if (record.deleted) return { record };
+  // A raw body is bounded like a decompressed one (the hot path refuses it the same way).
+  if (record.content.length > maxItemBytes) return { reason: 'too_large' };
   if (!/^[0-9a-f]{64}$/.test(record.contentHash)) return { reason: 'bad_record' };
   if (sha256Hex(record.content) !== record.contentHash) return { reason: 'hash_mismatch' };
   return { record };

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The fuzz targets. */
-export type FuzzTarget = 'cdc' | 'config';
+export type FuzzTarget = 'cdc' | 'config' | 'peer-reply';
 
 /** The repository's fuzz/ dir. */
 export const FUZZ_DIR = fileURLToPath(new URL('../../fuzz/', import.meta.url));

@@ -1,5 +1,5 @@
 /**
- * `npm run fuzz -- [--time SEC] [--target cdc|config] [--update-corpus] [--seed-corpus]`: the
+ * `npm run fuzz -- [--time SEC] [--target cdc|config|peer-reply] [--update-corpus] [--seed-corpus]`: the
  * coverage-guided fuzz run. Bundles each target (test/fuzz/targets/*.ts) to CommonJS for jsfuzz,
  * runs jsfuzz on a working copy of the committed corpus (fuzz/corpus/<target>/, plus past crashes
  * in fuzz/regressions/<target>/) for a bounded time, and fails when it finds a crash, which it
@@ -28,12 +28,14 @@ import { ALL_VECTORS } from './cdc-mutations.js';
 import { encodeFuzzInput } from './inputs.js';
 import { seedConfigs } from './config-mutations.js';
 import { FUZZ_DIR, type FuzzTarget } from './corpus.js';
+import { seedPeerReplies } from './peer-reply-checks.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const WORK = join(ROOT, '.fuzz-work');
 const TARGETS: Record<FuzzTarget, string> = {
   cdc: join(ROOT, 'test/fuzz/targets/cdc-parser.ts'),
   config: join(ROOT, 'test/fuzz/targets/config.ts'),
+  'peer-reply': join(ROOT, 'test/fuzz/targets/peer-reply.ts'),
 };
 
 const { values } = parseArgs({
@@ -60,7 +62,10 @@ function seedCorpus(): void {
     const data = Buffer.from(text);
     writeFileSync(join(config, `seed-${sha(data)}.yaml`), data);
   }
-  process.stdout.write(`seeded ${cdc} and ${config}\n`);
+  const peer = join(FUZZ_DIR, 'corpus', 'peer-reply');
+  mkdirSync(peer, { recursive: true });
+  for (const data of seedPeerReplies()) writeFileSync(join(peer, `seed-${sha(data)}`), data);
+  process.stdout.write(`seeded ${cdc}, ${config} and ${peer}\n`);
 }
 
 /**
@@ -209,7 +214,7 @@ if (!Number.isFinite(seconds) || seconds <= 0) {
   process.stderr.write(`--time must be a positive number of seconds, got ${values.time}\n`);
   process.exit(2);
 }
-const targets = (values.target ?? ['cdc', 'config']) as FuzzTarget[];
+const targets = (values.target ?? ['cdc', 'config', 'peer-reply']) as FuzzTarget[];
 const runs: FuzzRun[] = [];
 for (const target of targets) {
   if (!(target in TARGETS)) {

@@ -5,6 +5,9 @@
  * kept small in dlq:<peer>, and a record held back for its clock is applied once within the bound.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createClient } from '@redis/client';
 import { MAX_UPDATED_AT, MAX_VERSION } from '../../src/codec/bounds.js';
@@ -13,9 +16,11 @@ import type { StoredRecord } from '../../src/model/record.js';
 import { DEAD_LETTER_ENTRY_BYTES } from '../../src/store/dead-letter.js';
 import { bucketOf } from '../../src/store/merkle-hash.js';
 import { SyncStore } from '../../src/store/sync-store.js';
+import type { RepairRejection } from '../../src/engine/merkle-repair.js';
 import { metric } from './cold-path-support.js';
+import { startDaemon, type Daemon } from '../fixtures/cli/cli-process.js';
 import { startMesh, type Mesh, type MeshNode } from '../helpers/mesh.js';
-import { eventually } from '../helpers/redis-server.js';
+import { eventually, freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 type Raw = ReturnType<typeof createClient>;
 
@@ -238,3 +243,197 @@ describe('a hostile peer: cold path and local writes', () => {
     );
   });
 });
+
+/** The daemon's resident memory now and at its peak, in bytes (`/proc/<pid>/status`). */
+function memoryOf(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]) * 1024;
+  return { rss: kib('VmRSS'), peak: kib('VmHWM') };
+}
+
+/** Keys named `${prefix}${i}` that fall in `bucket`, the first `n` of them. */
+function keysInBucket(bucket: string, prefix: string, n: number): string[] {
+  const keys: string[] = [];
+  for (let i = 0; keys.length < n; i++)
+    if (bucketOf(`${prefix}${i}`) === bucket) keys.push(`${prefix}${i}`);
+  return keys;
+}
+
+/** HSETs `count` fields `${prefix}<i>` = `tuple` into `hash`, in one script run on the peer. */
+async function fillHash(
+  raw: Raw,
+  hash: string,
+  prefix: string,
+  count: number,
+  tuple: string,
+): Promise<void> {
+  await raw.sendCommand([
+    'EVAL',
+    "for i = 1, tonumber(ARGV[2]) do redis.call('HSET', KEYS[1], ARGV[1] .. i, ARGV[3]) end",
+    '1',
+    hash,
+    prefix,
+    String(count),
+    tuple,
+  ]);
+}
+
+describe('a hostile peer: huge Merkle buckets (a daemon)', { timeout: 240_000 }, () => {
+  let dir: string;
+  let peer: RedisServer;
+  let local: RedisServer;
+  let peerRaw: Raw;
+  let localRaw: Raw;
+  let peerStore: SyncStore;
+  let localStore: SyncStore;
+  let daemon: Daemon;
+  let port: number;
+  /** The admin API's answer: the repair's report in snake_case (docs/CLI.md). */
+  interface RepairAnswer {
+    readonly rejected: Partial<Record<RepairRejection, number>>;
+    readonly oversized_buckets: { bucket: string; fields: number }[];
+    readonly applied: number;
+    readonly peer_round_trips: number;
+    readonly acknowledged: boolean;
+  }
+  const repair = async (): Promise<RepairAnswer> => {
+    const res = await fetch(`http://127.0.0.1:${port}/peers/node-a/repair`, { method: 'POST' });
+    assert.equal(res.status, 200, await res.clone().text());
+    return (await res.json()) as RepairAnswer;
+  };
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'hostile-bucket-'));
+    [peer, local] = await Promise.all([startRedis(), startRedis()]);
+    peerRaw = createClient({ url: peer.url });
+    localRaw = createClient({ url: local.url });
+    await Promise.all([peerRaw.connect(), localRaw.connect()]);
+    peerStore = new SyncStore(peerRaw, { nodeId: 'node-a' });
+    localStore = new SyncStore(localRaw, { nodeId: 'node-b' });
+    port = await freePort();
+    const file = join(dir, 'node-b.yaml');
+    writeFileSync(
+      file,
+      [
+        'replication:',
+        '  local_node_id: "node-b"',
+        '  settings:',
+        '    hot_path:',
+        '      block_timeout: "200ms"',
+        '    cold_path:',
+        '      enabled: false',
+        '  peers:',
+        '    - node_id: "node-a"',
+        `      redis_url: "${peer.url}"`,
+        '  cursor:',
+        `    sqlite_path: "${join(dir, 'cursors.db')}"`,
+        'local:',
+        `  redis_url: "${local.url}"`,
+        'http:',
+        `  port: ${port}`,
+        '',
+      ].join('\n'),
+    );
+    daemon = startDaemon(['-c', file]);
+    await daemon.waitForLog((l) => l['msg'] === 'running', 'node-b running');
+    // Only the cold path brings the peer's records: the hot path would bring the honest ones first.
+    const paused = await fetch(`http://127.0.0.1:${port}/peers/node-a/pause`, { method: 'POST' });
+    assert.equal(paused.status, 200);
+  });
+  after(async () => {
+    if (daemon?.child.exitCode === null) daemon.child.kill('SIGKILL');
+    await daemon?.exited;
+    await Promise.allSettled([peerRaw?.close(), localRaw?.close()]);
+    await Promise.allSettled([peer?.stop(), local?.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reports a bucket of 1M fields unread, repairs the other buckets, and stays within its memory bound', async (t) => {
+    const honest = Array.from({ length: 50 }, (_, i) => `huge.honest.${i}`);
+    for (const key of honest) await peerStore.put(key, `value of ${key}`);
+    await peerStore.merkleRoot(); // the peer's owner hashed its tree
+    const huge = bucketOf('huge.anchor');
+    assert.ok(!honest.some((k) => bucketOf(k) === huge), 'the honest keys are in other buckets');
+    const tuple = `${Date.now()}|1|0|${'ab'.repeat(32)}|node-a`;
+    await fillHash(peerRaw, `merkle:bucket:${huge}`, 'huge.', 1_000_000, tuple);
+    await peerRaw.sendCommand(['HSET', 'merkle:dirty', 'huge.anchor', huge]);
+
+    const before = memoryOf(daemon.child.pid!);
+    const report = await repair();
+    const after = memoryOf(daemon.child.pid!);
+    // docs/RELIABILITY.md, "Trust model": a repair adds at most ~100 MB whatever the peer serves
+    // (the old HGETALL of this bucket took the daemon from ~80 MB to ~900 MB).
+    const grew = after.peak - before.rss;
+    t.diagnostic(`daemon RSS ${mib(before.rss)} before the repair, peak ${mib(after.peak)} after`);
+    assert.ok(
+      grew < 100 * 1024 * 1024,
+      `daemon RSS ${mib(before.rss)} before, peak ${mib(after.peak)} after (peak before ${mib(before.peak)})`,
+    );
+    assert.equal(report.rejected.oversized_bucket, 1);
+    assert.deepEqual(report.oversized_buckets, [{ bucket: huge, fields: 1_000_000 }]);
+    assert.equal(report.applied, honest.length);
+    for (const key of honest) {
+      assert.equal((await localStore.get(key))?.content.toString(), `value of ${key}`, key);
+    }
+    assert.equal(
+      Number(
+        await fetchMetric(port, 'replication_repair_rejected_total', {
+          peer_id: 'node-a',
+          reason: 'oversized_bucket',
+        }),
+      ),
+      1,
+    );
+    // Warned about once, not at every repair that meets it again.
+    const again = await repair();
+    assert.equal(again.rejected.oversized_bucket, 1);
+    assert.equal(again.acknowledged, false, 'a bucket left uncompared never acknowledges');
+    const warnings = daemon.logs.filter(
+      (l) => typeof l['msg'] === 'string' && l['msg'].includes('buckets of more than'),
+    );
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    await peerRaw.sendCommand(['DEL', `merkle:bucket:${huge}`]);
+  });
+
+  it('reads a bucket of many pages exactly once per field: its honest keys converge, its garbage is refused', async () => {
+    const bucket = bucketOf('paged.anchor');
+    const honest = keysInBucket(bucket, 'paged.honest.', 3);
+    for (const key of honest) await peerStore.put(key, `paged ${key}`);
+    await peerStore.merkleRoot();
+    // 20,000 fields of keys that are not in this bucket (the hash is no listpack: HSCAN pages it).
+    const tuple = `${Date.now()}|1|0|${'cd'.repeat(32)}|node-a`;
+    await fillHash(peerRaw, `merkle:bucket:${bucket}`, 'paged.garbage.', 20_000, tuple);
+    await peerRaw.sendCommand(['HSET', 'merkle:dirty', 'paged.anchor', bucket]);
+    const report = await repair();
+    assert.equal(report.rejected.bad_leaf, 20_000);
+    assert.equal(report.rejected.oversized_bucket, undefined);
+    assert.ok(
+      report.peer_round_trips > 10,
+      `${report.peer_round_trips} round trips: read in pages`,
+    );
+    for (const key of honest) {
+      assert.equal((await localStore.get(key))?.content.toString(), `paged ${key}`, key);
+    }
+    // Dead letters are capped per repair (the count above stays exact).
+    const letters = await localRaw.sendCommand<number>(['XLEN', 'dlq:node-a']);
+    assert.ok(letters <= 2 * 256 + 10, `${letters} dead letters`);
+  });
+});
+
+function mib(bytes: number): string {
+  return `${Math.round(bytes / 1024 / 1024)} MiB`;
+}
+
+async function fetchMetric(
+  port: number,
+  name: string,
+  labels: Readonly<Record<string, string>>,
+): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (want.every((w) => line.includes(w))) return Number(line.split(' ').at(-1));
+  }
+  return 0;
+}
