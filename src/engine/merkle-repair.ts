@@ -9,6 +9,7 @@ import { compareVersions, type RecordVersion, type StoredRecord } from '../model
 import type { DeadLetter, GcState, LocalStore, MerkleNode } from '../store/local-store.js';
 import { DEPTH, isBucketPath } from '../store/merkle-hash.js';
 import { MerkleReader, type BucketPage, type RejectedRecord } from '../store/merkle-reader.js';
+import type { PartitionLayout } from '../store/partitions.js';
 import { AS_STRINGS, asString, type CommandSender } from '../store/redis-io.js';
 import type { PeerLink } from './peer-link.js';
 
@@ -161,19 +162,23 @@ export async function runRepair(
   const { dryRun, budget } = plan;
   const started = performance.now();
   let roundTrips = 0;
-  /** One pipelined round trip to the peer, through its circuit breaker. */
-  const onPeer = <T>(
-    operation: string,
-    fn: (reader: MerkleReader, client: CommandSender) => Promise<T>,
-  ): Promise<T> => {
-    roundTrips += 1;
-    return link.run(operation, (client) => {
-      const sender: CommandSender = {
-        sendCommand: (args, options) => client.sendCommand(args, options),
-      };
-      return fn(new MerkleReader(sender, redisPrefix, maxItemBytes), sender);
-    });
-  };
+  /** Round trips to the peer, through its circuit breaker, reading a store of `layout`. */
+  const peerCalls =
+    (layout: PartitionLayout | undefined) =>
+    <T>(
+      operation: string,
+      fn: (reader: MerkleReader, client: CommandSender) => Promise<T>,
+    ): Promise<T> => {
+      roundTrips += 1;
+      return link.run(operation, (client) => {
+        const sender: CommandSender = {
+          sendCommand: (args, options) => client.sendCommand(args, options),
+        };
+        return fn(new MerkleReader(sender, redisPrefix, maxItemBytes, layout), sender);
+      });
+    };
+  /** One pipelined round trip to the peer (a single instance's layout until the peer says not). */
+  let onPeer = peerCalls(undefined);
   const now = plan.now ?? Date.now;
   const latest = now() + (plan.maxClockSkewMs ?? Infinity);
   const rejected: Partial<Record<RepairRejection, number>> = {};
@@ -247,7 +252,19 @@ export async function runRepair(
   const [localRoot, [peerRoot, peerDirty, peerTime, peerHorizon, dirtyComplete], gc] =
     await Promise.all([
       store.merkleRoot(),
-      onPeer('merkle_root', readRootAndDirty),
+      // With the layout record in the same pipeline: a partitioned peer is read again, as such.
+      onPeer('merkle_root', async (reader, client) => {
+        const [layout, single] = await Promise.all([
+          MerkleReader.readLayout(client, redisPrefix),
+          readRootAndDirty(reader, client),
+        ]);
+        if (layout === undefined) return single;
+        onPeer = peerCalls(layout);
+        return readRootAndDirty(
+          new MerkleReader(client, redisPrefix, maxItemBytes, layout),
+          client,
+        );
+      }),
       gcStore?.gcState(),
     ]);
   if (peerTime !== undefined) clockOffsetMs = Math.round(peerTime - (startedAt + now()) / 2);
@@ -456,8 +473,8 @@ export async function runRepair(
 /**
  * The peer's root, and the buckets of the keys it changed since its owner last hashed them
  * (complete when at most {@link MAX_PEER_DIRTY} keys, else none). Dirty, then claimed, then the
- * root are read in one pipeline: a key settled in between is then either still listed or already
- * in the root read.
+ * root are read in one pipeline (on a partitioned peer: the marks of every partition, then the
+ * root): a key settled in between is then either still listed or already in the root read.
  */
 async function readRootAndDirty(
   reader: MerkleReader,
@@ -468,14 +485,16 @@ async function readRootAndDirty(
       ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
       AS_STRINGS,
     );
-  const [dirty, claimed, root, time, horizon] = await Promise.all([
-    sample(reader.keys.dirty),
-    sample(reader.keys.claimed),
+  const reads = reader.dirtyKeys().map(sample);
+  // On one connection the pipeline keeps that order; across a cluster's shards only a wait does.
+  if (reader.layout !== undefined) await Promise.all(reads);
+  const [marks, root, time, horizon] = await Promise.all([
+    Promise.all(reads),
     reader.root(),
     peerTimeMs(client),
     peerHorizonMs(client, reader.keys.gcHorizon),
   ]);
-  const buckets = dirtyBuckets(dirty, claimed);
+  const buckets = dirtyBuckets(...marks);
   return buckets === undefined
     ? [root, [], time, horizon, false]
     : [root, buckets, time, horizon, true];

@@ -20,6 +20,12 @@ import {
   ZERO_HASH,
 } from './merkle-hash.js';
 import { storeKeys, type StoreKeys } from './keys.js';
+import {
+  parseLayoutRecord,
+  partitionIndex,
+  partitionPrefix,
+  type PartitionLayout,
+} from './partitions.js';
 import { parseRecordValue, verifyRecordValue } from './record-value.js';
 import { AS_BUFFERS, AS_STRINGS, asString, type CommandSender } from './redis-io.js';
 
@@ -48,18 +54,108 @@ export interface BucketPage {
   readonly fields: number;
 }
 
-/** Reads the Merkle tree and records of the store under `prefix` through `client`. */
+/**
+ * Reads the Merkle tree and records of the store under `prefix` through `client`, in either
+ * layout: a single instance's, or a Redis Cluster store's partitions (docs/PROTOCOL.md §9), whose
+ * keys it finds from the store's layout record ({@link MerkleReader.open}).
+ */
 export class MerkleReader {
-  /** The store's key names. */
+  /** The store-wide key names: the whole store's, or a partitioned store's `{meta}` keys. */
   readonly keys: StoreKeys;
+  /** The partition layout of a partitioned store; undefined for the single-instance layout. */
+  readonly layout: PartitionLayout | undefined;
+  /** Each partition's key names, in tree order (partitioned stores only). */
+  readonly #partitions: readonly StoreKeys[];
 
   constructor(
     private readonly client: CommandSender,
     prefix = '',
     /** Bound on a record's decompressed content: a stored frame that passes it is no record. */
     private readonly maxItemBytes = DEFAULT_MAX_ITEM_BYTES,
+    layout?: PartitionLayout,
   ) {
-    this.keys = storeKeys(prefix);
+    this.layout = layout;
+    this.keys = storeKeys(layout === undefined ? prefix : partitionPrefix(prefix, 'meta'));
+    this.#partitions =
+      layout === undefined ? [] : layout.tags.map((tag) => storeKeys(partitionPrefix(prefix, tag)));
+  }
+
+  /**
+   * The layout of the store under `prefix` (its `store:layout` record; none: a single
+   * instance's), for {@link MerkleReader}'s constructor. One round trip.
+   * @throws {StoreError} when the record is there but unreadable.
+   */
+  static async readLayout(
+    client: CommandSender,
+    prefix = '',
+  ): Promise<PartitionLayout | undefined> {
+    const key = storeKeys(prefix).layout;
+    const text = asString(await client.sendCommand(['GET', key], AS_STRINGS));
+    if (text === undefined) return undefined;
+    const layout = parseLayoutRecord(text);
+    if (layout === undefined) {
+      throw new StoreError(`the layout record ${key} is unreadable: ${text.slice(0, 200)}`);
+    }
+    return layout;
+  }
+
+  /** A reader of the store under `prefix`, in the layout it records. */
+  static async open(
+    client: CommandSender,
+    prefix = '',
+    maxItemBytes = DEFAULT_MAX_ITEM_BYTES,
+  ): Promise<MerkleReader> {
+    return new MerkleReader(client, prefix, maxItemBytes, await this.readLayout(client, prefix));
+  }
+
+  /** The keys that hold tree node `path`: the partition's below its root, store-wide above. */
+  #keysOfNode(path: string): StoreKeys {
+    const layout = this.layout;
+    if (layout === undefined || path.length <= layout.depth) return this.keys;
+    return this.#partitions[partitionIndex(layout, path)]!;
+  }
+
+  /** The keys that hold record `key` (and its bucket's leaves). */
+  #keysOfBucket(bucket: string): StoreKeys {
+    const layout = this.layout;
+    return layout === undefined ? this.keys : this.#partitions[partitionIndex(layout, bucket)]!;
+  }
+
+  #keysOfRecord(key: string): StoreKeys {
+    return this.layout === undefined ? this.keys : this.#keysOfBucket(bucketOf(key));
+  }
+
+  /** Every `merkle:dirty` and `merkle:claimed` key of the store (one pair per partition). */
+  dirtyKeys(): string[] {
+    const all = this.layout === undefined ? [this.keys] : this.#partitions;
+    return all.flatMap((k) => [k.dirty, k.claimed]);
+  }
+
+  /** HMGET of `fields` of the node hashes, grouped by the hash that holds each; aligned. */
+  async #nodeFields(
+    fields: readonly string[],
+    nodeOf: (field: string) => string,
+  ): Promise<unknown[]> {
+    const groups = new Map<string, number[]>();
+    fields.forEach((field, i) => {
+      const key = this.#keysOfNode(nodeOf(field)).nodes;
+      const group = groups.get(key);
+      if (group === undefined) groups.set(key, [i]);
+      else group.push(i);
+    });
+    const values = new Array<unknown>(fields.length);
+    await Promise.all(
+      [...groups].map(async ([key, indices]) => {
+        const reply = asArray(
+          await this.client.sendCommand<unknown>(
+            ['HMGET', key, ...indices.map((i) => fields[i]!)],
+            AS_STRINGS,
+          ),
+        );
+        indices.forEach((index, j) => (values[index] = reply[j]));
+      }),
+    );
+    return values;
   }
 
   /** The root hash as last computed by the store's owner; 64 zeros for an empty store. */
@@ -84,11 +180,7 @@ export class MerkleReader {
     for (const path of paths) checkPath(path);
     const interior = paths.filter((p) => !isBucketPath(p));
     const fields = interior.flatMap((p) => childPaths(p));
-    const values = asArray(
-      fields.length === 0
-        ? []
-        : await this.client.sendCommand<unknown>(['HMGET', this.keys.nodes, ...fields], AS_STRINGS),
-    );
+    const values = await this.#nodeFields(fields, (field) => field);
     const byField = new Map<string, string>();
     fields.forEach((field, i) => {
       const hash = asString(values[i]);
@@ -108,11 +200,8 @@ export class MerkleReader {
   async nodeHashes(paths: readonly string[]): Promise<string[]> {
     for (const path of paths) checkPath(path);
     if (paths.length === 0) return [];
-    const values = asArray(
-      await this.client.sendCommand<unknown>(
-        ['HMGET', this.keys.nodes, ...paths.map(nodeField)],
-        AS_STRINGS,
-      ),
+    const values = await this.#nodeFields(paths.map(nodeField), (field) =>
+      field === nodeField('') ? '' : field,
     );
     return paths.map((_, i) => asString(values[i]) ?? ZERO_HASH);
   }
@@ -132,7 +221,7 @@ export class MerkleReader {
     for (const bucket of buckets) checkBucket(bucket);
     const replies = await Promise.all(
       buckets.map((b) =>
-        this.client.sendCommand<unknown>(['HGETALL', this.keys.bucket(b)], AS_STRINGS),
+        this.client.sendCommand<unknown>(['HGETALL', this.#keysOfBucket(b).bucket(b)], AS_STRINGS),
       ),
     );
     return replies.map(parseBucket);
@@ -170,7 +259,9 @@ export class MerkleReader {
     const rejected: RejectedRecord[] = [];
     if (keys.length === 0) return { records, rejected };
     const sizes = await Promise.all(
-      keys.map((key) => this.client.sendCommand<unknown>(['STRLEN', this.keys.item(key)])),
+      keys.map((key) =>
+        this.client.sendCommand<unknown>(['STRLEN', this.#keysOfRecord(key).item(key)]),
+      ),
     );
     let group: { key: string; size: number }[] = [];
     let groupBytes = 0;
@@ -181,7 +272,7 @@ export class MerkleReader {
       const values = await Promise.all(
         taken.map(({ key, size }) =>
           this.client.sendCommand<unknown>(
-            ['GETRANGE', this.keys.item(key), '0', String(size - 1)],
+            ['GETRANGE', this.#keysOfRecord(key).item(key), '0', String(size - 1)],
             AS_BUFFERS,
           ),
         ),
@@ -216,7 +307,9 @@ export class MerkleReader {
   async bucketSizes(buckets: readonly string[]): Promise<number[]> {
     for (const bucket of buckets) checkBucket(bucket);
     const replies = await Promise.all(
-      buckets.map((b) => this.client.sendCommand<unknown>(['HLEN', this.keys.bucket(b)])),
+      buckets.map((b) =>
+        this.client.sendCommand<unknown>(['HLEN', this.#keysOfBucket(b).bucket(b)]),
+      ),
     );
     return replies.map((r) => {
       const n = Number(r);
@@ -236,7 +329,7 @@ export class MerkleReader {
     const replies = await Promise.all(
       pages.map(({ bucket, cursor }) =>
         this.client.sendCommand<unknown>(
-          ['HSCAN', this.keys.bucket(bucket), cursor, 'COUNT', String(count)],
+          ['HSCAN', this.#keysOfBucket(bucket).bucket(bucket), cursor, 'COUNT', String(count)],
           AS_STRINGS,
         ),
       ),
@@ -247,7 +340,9 @@ export class MerkleReader {
   /** The records of `keys` aligned with `keys` (undefined where absent), in one pipeline. */
   async readRecords(keys: readonly string[]): Promise<(StoredRecord | undefined)[]> {
     const replies = await Promise.all(
-      keys.map((key) => this.client.sendCommand<unknown>(['GET', this.keys.item(key)], AS_BUFFERS)),
+      keys.map((key) =>
+        this.client.sendCommand<unknown>(['GET', this.#keysOfRecord(key).item(key)], AS_BUFFERS),
+      ),
     );
     return replies.map((value, i) => parseRecordValue(keys[i]!, value, this.maxItemBytes));
   }

@@ -17,6 +17,7 @@ import {
 } from '../../src/cli/redis-cluster.js';
 import { ClusterSender } from '../../src/redis/cluster-sender.js';
 import { childPaths, DEPTH } from '../../src/store/merkle-hash.js';
+import { MerkleReader } from '../../src/store/merkle-reader.js';
 import type { LocalStore } from '../../src/store/local-store.js';
 import { PartitionedStore } from '../../src/store/partitioned-store.js';
 import { partitionLayout } from '../../src/store/partitions.js';
@@ -155,6 +156,31 @@ describe('a store on a Redis Cluster', () => {
       for (const store of clustered) assert.deepEqual(await store.merkleLeaves(bucket), leaves);
     }
     assert.deepEqual(childPaths('').length, 16);
+
+    // A peer reads either layout through MerkleReader: it finds the partitions from store:layout.
+    const singleReader = (reference as SyncStore).reader;
+    for (const [i, store] of clustered.entries()) {
+      const prefix = i === 0 ? 'p16:' : 'p256:';
+      const reader = await MerkleReader.open(sender, prefix);
+      assert.equal(reader.layout?.count, (store as PartitionedStore).layout.count);
+      assert.equal(await reader.root(), root);
+      const paths = ['', '3', '3a', '3a7', 'f', 'f0', 'f0e'];
+      assert.deepEqual(await reader.childrenMany(paths), await singleReader.childrenMany(paths));
+      assert.deepEqual(await reader.nodeHashes(paths), await singleReader.nodeHashes(paths));
+      const buckets = frontier.slice(0, 5);
+      assert.deepEqual(await reader.bucketSizes(buckets), await singleReader.bucketSizes(buckets));
+      const pages = buckets.map((bucket) => ({ bucket, cursor: '0' }));
+      assert.deepEqual(
+        await reader.scanBuckets(pages, 1000),
+        await singleReader.scanBuckets(pages, 1000),
+      );
+      const keys = records.slice(0, 40).map((r) => r.key);
+      const fetched = await reader.fetchVerified(keys, 1 << 20, 1 << 20);
+      assert.deepEqual(fetched, await singleReader.fetchVerified(keys, 1 << 20, 1 << 20));
+      assert.equal(fetched.records.length, 40);
+      assert.equal(reader.dirtyKeys().length, 2 * (store as PartitionedStore).layout.count);
+    }
+    assert.equal((await MerkleReader.open(sender, 'nothing-here:')).layout, undefined);
   });
 
   it('keeps the layout a store was created with', async () => {
