@@ -13,6 +13,7 @@ const MODULES: readonly { section: string; load: () => Promise<BenchModule> }[] 
   { section: 'hot-path', load: () => import('./hot-path.bench.js') },
   { section: 'cold-path', load: () => import('./cold-path.bench.js') },
   { section: 'timeline', load: () => import('./timeline.bench.js') },
+  { section: 'cluster', load: () => import('./cluster.bench.js') },
 ];
 
 function argValue(name: string): string | undefined {

@@ -81,8 +81,8 @@ export class MerkleReader {
   }
 
   /**
-   * The layout of the store under `prefix` (its `store:layout` record; none: a single
-   * instance's), for {@link MerkleReader}'s constructor. One round trip.
+   * The layout of the store under `prefix` (its `store:layout` record; none, or no permission to
+   * read it: a single instance's), for {@link MerkleReader}'s constructor. One round trip.
    * @throws {StoreError} when the record is there but unreadable.
    */
   static async readLayout(
@@ -90,7 +90,15 @@ export class MerkleReader {
     prefix = '',
   ): Promise<PartitionLayout | undefined> {
     const key = storeKeys(prefix).layout;
-    const text = asString(await client.sendCommand(['GET', key], AS_STRINGS));
+    let text: string | undefined;
+    try {
+      text = asString(await client.sendCommand(['GET', key], AS_STRINGS));
+    } catch (error) {
+      // A peer ACL from before partitioned stores does not grant the key; it grants no
+      // partition's keys either, so the store it guards is read in the single-instance layout.
+      if (error instanceof Error && error.message.startsWith('NOPERM')) return undefined;
+      throw error;
+    }
     if (text === undefined) return undefined;
     const layout = parseLayoutRecord(text);
     if (layout === undefined) {

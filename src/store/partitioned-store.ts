@@ -51,7 +51,7 @@ import {
 import type { ResolvedStore } from '../config/types.js';
 
 /** Partitions refreshed at once: enough to overlap round trips, few enough to share the shards. */
-const REFRESH_PARALLELISM = 4;
+const REFRESH_PARALLELISM = 16;
 
 /** Options of {@link PartitionedStore.open}. */
 export interface PartitionedStoreOptions extends SyncStoreOptions {
@@ -83,6 +83,9 @@ export class PartitionedStore implements LocalStore {
    */
   readonly #meta: SyncStore;
   #refreshing: Promise<RefreshStats> | undefined;
+  #refreshQueued: Promise<RefreshStats> | undefined;
+  /** Each partition's `merkle:gen` when the top was last recomputed from a clean state. */
+  #topGenerations: readonly string[] = [];
 
   /**
    * Opens the store under `options.redisPrefix`: with the layout it recorded (`store:layout`),
@@ -216,25 +219,60 @@ export class PartitionedStore implements LocalStore {
 
   /**
    * Brings every partition's subtree up to date ({@link REFRESH_PARALLELISM} at a time), then the
-   * levels above them. With `budgetMs`, each partition gets that budget; `complete` says whether
-   * all of them settled. Concurrent calls share one pass.
+   * levels above them. One pipelined round trip finds the partitions with dirty marks and every
+   * partition's generation, so only those are refreshed, and the top is recomputed only when one
+   * of them changed (here or by another process): a clean store costs that one round trip, not
+   * one per partition. With `budgetMs`, each partition gets that budget; `complete` says whether
+   * all of them settled. A call made while a refresh runs waits for one more pass, so it sees
+   * every write made before it.
    */
   refreshMerkle(options: RefreshRunOptions = {}): Promise<RefreshStats> {
-    this.#refreshing ??= this.#refresh(options).finally(() => (this.#refreshing = undefined));
-    return this.#refreshing;
+    if (this.#refreshQueued !== undefined) return this.#refreshQueued;
+    const previous = this.#refreshing;
+    if (previous !== undefined && options.budgetMs !== undefined) return previous;
+    const next: Promise<RefreshStats> =
+      previous === undefined
+        ? this.#refresh(options)
+        : previous
+            .catch(() => undefined)
+            .then(() => {
+              this.#refreshQueued = undefined;
+              return this.#refresh({});
+            });
+    if (previous !== undefined) this.#refreshQueued = next;
+    this.#refreshing = next;
+    const done = (): void => {
+      if (this.#refreshing === next) this.#refreshing = undefined;
+    };
+    next.then(done, done);
+    return next;
   }
 
   async #refresh(options: RefreshRunOptions): Promise<RefreshStats> {
     const started = performance.now();
+    const state = await Promise.all(
+      this.partitions.map((p) =>
+        Promise.all([
+          this.#client.sendCommand(['EXISTS', p.keys.dirty, p.keys.claimed]),
+          this.#client.sendCommand(['GET', p.keys.gen], AS_STRINGS),
+        ]),
+      ),
+    );
+    const dirty = this.partitions.filter((_, i) => Number(state[i]![0]) > 0);
     const stats: RefreshStats[] = [];
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < this.partitions.length) {
-        stats.push(await this.partitions[next++]!.refreshMerkle(options));
-      }
+      while (next < dirty.length) stats.push(await dirty[next++]!.refreshMerkle(options));
     };
-    await Promise.all(Array.from({ length: REFRESH_PARALLELISM }, worker));
-    const nodes = await this.#refreshTop();
+    await Promise.all(Array.from({ length: Math.min(REFRESH_PARALLELISM, dirty.length) }, worker));
+    const generations = state.map(([, gen]) => asString(gen) ?? '');
+    const moved = generations.some((gen, i) => gen !== this.#topGenerations[i]);
+    let nodes = 0;
+    if (dirty.length > 0 || moved) {
+      nodes = await this.#refreshTop();
+      // What a partition committed after the generations were read is seen by the next call.
+      this.#topGenerations = dirty.length > 0 ? [] : generations;
+    }
     return {
       keys: sum(stats, (s) => s.keys),
       buckets: sum(stats, (s) => s.buckets),
