@@ -83,6 +83,9 @@ describe('config defaults', () => {
         conflictLog: false,
         maxMemoryBytes: 0,
         maxClockSkewMs: 5 * 60 * 1000,
+        partitions: 16,
+        waitReplicas: 0,
+        waitTimeoutMs: 1000,
       },
       http: { enabled: true, host: '127.0.0.1', port: 9090 },
     });

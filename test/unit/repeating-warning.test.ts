@@ -71,7 +71,7 @@ describe('RepeatingWarning', () => {
 
   it('starts afresh after it ended', () => {
     const { logger, lines } = capturingLogger();
-    const warning = new RepeatingWarning(logger, 'x failed');
+    const warning = new RepeatingWarning(logger, 'x failed', { now: () => 5_000 });
     warning.fail();
     warning.ok();
     warning.fail();
