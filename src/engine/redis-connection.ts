@@ -4,6 +4,7 @@
  */
 import { RESP_TYPES } from '@redis/client';
 import type { ResolvedTls } from '../config/types.js';
+import { socketOptions } from '../redis/connect.js';
 import { newRedisClient } from '../store/redis-io.js';
 
 /** The client type this package uses (RESP3). */
@@ -48,22 +49,12 @@ export function reconnectDelay(retries: number, baseMs: number, maxMs: number): 
 export function createRedisConnection(options: RedisConnectionOptions) {
   const base = options.reconnectBaseMs ?? 100;
   const max = options.reconnectMaxMs ?? 5000;
-  const url = new URL(options.url);
-  const tls = url.protocol === 'rediss:';
-  const socket = {
-    connectTimeout: options.connectTimeoutMs ?? 5000,
-    reconnectStrategy: (retries: number) => reconnectDelay(retries, base, max),
-    ...(tls
-      ? {
-          tls: true as const,
-          rejectUnauthorized: options.tls?.rejectUnauthorized ?? true,
-          ...(options.tls?.ca !== undefined ? { ca: options.tls.ca } : {}),
-          ...(options.tls?.cert !== undefined ? { cert: options.tls.cert } : {}),
-          ...(options.tls?.key !== undefined ? { key: options.tls.key } : {}),
-          ...(options.tls?.servername !== undefined ? { servername: options.tls.servername } : {}),
-        }
-      : {}),
-  };
+  const socket = socketOptions({
+    url: options.url,
+    tls: options.tls,
+    connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+    reconnectDelay: (retries) => reconnectDelay(retries, base, max),
+  });
   const client = newRedisClient({
     url: options.url,
     socket,

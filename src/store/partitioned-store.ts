@@ -38,7 +38,7 @@ import {
   type PartitionLayout,
 } from './partitions.js';
 import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
-import { GcStore } from './gc-store.js';
+import type { GcStore } from './gc-store.js';
 import { storeKeys, type StoreKeys } from './keys.js';
 import type { PutContent } from './input.js';
 import {
@@ -130,17 +130,7 @@ export class PartitionedStore implements LocalStore {
           merkle: { ...options.merkle, subtree: layout.paths[i]! },
         }),
     );
-    const clock = options.clock ?? Date.now;
-    const metaGc = new GcStore({
-      client,
-      keys: this.keys,
-      nodeId: this.nodeId,
-      tombstoneTtlMs: this.settings.tombstoneTtlMs,
-      cdcMaxlen: this.settings.cdcMaxlen,
-      maxClockSkewMs: this.settings.maxClockSkewMs,
-      clock,
-    });
-    this.tombstones = new PartitionedTombstones(this, metaGc);
+    this.tombstones = new PartitionedTombstones(this, this.#meta.tombstones);
   }
 
   /** The partition that holds `key`. */

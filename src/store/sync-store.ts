@@ -4,7 +4,7 @@
  * Merkle tree brought up to date lazily. Layout: docs/PROTOCOL.md.
  */
 import { NotDurableError, StoreError } from '../errors.js';
-import { waitForReplicas } from '../redis/connect.js';
+import { socketOptions, waitForReplicas } from '../redis/connect.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
 import { hasLoneSurrogate } from '../codec/cdc.js';
@@ -170,25 +170,15 @@ export class SyncStore implements LocalStore {
    * @throws {StoreError} when Redis cannot be reached.
    */
   static async connect(options: SyncStoreConnectOptions): Promise<SyncStore> {
-    const tls = options.tls;
     const client = newRedisClient({
       url: options.redisUrl,
       commandOptions: { timeout: options.commandTimeoutMs ?? 30_000 },
-      socket: {
-        connectTimeout: 5000,
+      socket: socketOptions({
+        url: options.redisUrl,
+        tls: options.tls,
         // Capped exponential backoff, forever once connected (the first connect is bounded below).
-        reconnectStrategy: (retries: number) => Math.min(5000, 50 * 2 ** Math.min(retries, 10)),
-        ...(new URL(options.redisUrl).protocol === 'rediss:'
-          ? {
-              tls: true as const,
-              rejectUnauthorized: tls?.rejectUnauthorized ?? true,
-              ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
-              ...(tls?.cert !== undefined ? { cert: tls.cert } : {}),
-              ...(tls?.key !== undefined ? { key: tls.key } : {}),
-              ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
-            }
-          : {}),
-      },
+        reconnectDelay: (retries) => Math.min(5000, 50 * 2 ** Math.min(retries, 10)),
+      }),
     });
     let lastError: unknown;
     client.on('error', (error: unknown) => {
