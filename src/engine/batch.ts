@@ -12,6 +12,21 @@ export interface RawEntry {
   readonly id: string;
   /** Flat `[name, value, …]`. */
   readonly fields: readonly Buffer[];
+  /**
+   * Set when a value over `max_item_bytes` was left out as it was read (peer-stream.ts): why.
+   * Its `fields` then name it `<name>_bytes` with its size; the entry is quarantined `too_large`.
+   */
+  readonly tooLarge?: string;
+}
+
+/** Entries read in one go. */
+export interface EntryRead {
+  readonly entries: RawEntry[];
+  /**
+   * The read stopped keeping entries at `hot_path.max_batch_bytes`, short of its count: more
+   * follow at once (read them after the last entry given).
+   */
+  readonly cut: boolean;
 }
 
 /** An entry that failed to parse, decompress or verify, or a record held back. */
@@ -72,6 +87,15 @@ export function decodeBatch(
   let ownOrigin = 0;
   let coalesced = 0;
   for (const entry of entries) {
+    if (entry.tooLarge !== undefined) {
+      quarantined.push({
+        id: entry.id,
+        fields: deadLetterFields(entry.fields),
+        reason: 'too_large',
+        message: entry.tooLarge,
+      });
+      continue;
+    }
     let record: StoredRecord;
     try {
       record = eventToRecord(parseCdcEntry(entry.fields, options), entry.id, peerId);

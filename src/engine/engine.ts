@@ -598,7 +598,10 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         onDown: (id, reason) => this.emit('peerDown', id, reason),
       },
     );
-    const stream = new RedisPeerStream(link, `${peer.redisPrefix}cdc`);
+    const stream = new RedisPeerStream(link, `${peer.redisPrefix}cdc`, () => ({
+      maxItemBytes: this.#config.store.maxItemBytes,
+      maxBatchBytes: this.#config.replication.hotPath.maxBatchBytes,
+    }));
     const tailer = new Tailer(peer.nodeId, stream, {
       localNodeId: this.nodeId,
       hotPath: () => this.#config.replication.hotPath,
