@@ -142,32 +142,3 @@ export function decodeBatch(
     lastId: last === undefined ? '' : last.id,
   };
 }
-
-/** Reads the entries out of an XREAD / XRANGE reply (RESP2 or RESP3 shapes). */
-export function entriesFromReply(reply: unknown): RawEntry[] {
-  if (reply === null || reply === undefined) return [];
-  let list: unknown = reply;
-  // XREAD: RESP3 map {stream: entries}, or RESP2 [[stream, entries]]; XRANGE: entries directly.
-  if (reply instanceof Map) list = [...reply.values()][0];
-  else if (!Array.isArray(reply) && typeof reply === 'object') list = Object.values(reply)[0];
-  else if (
-    Array.isArray(reply) &&
-    reply.length > 0 &&
-    Array.isArray(reply[0]) &&
-    reply[0].length === 2 &&
-    Array.isArray(reply[0][1]) &&
-    Array.isArray(reply[0][1][0])
-  ) {
-    list = (reply[0] as unknown[])[1];
-  }
-  if (!Array.isArray(list)) return [];
-  const out: RawEntry[] = [];
-  for (const item of list as unknown[]) {
-    if (!Array.isArray(item) || item.length < 2) continue;
-    const fields = Array.isArray(item[1]) ? (item[1] as Buffer[]) : [];
-    const id: unknown = item[0];
-    // Stream ids are ASCII: latin1 is the cheapest decoding of the Buffer a reply holds.
-    out.push({ id: Buffer.isBuffer(id) ? id.toString('latin1') : String(id), fields });
-  }
-  return out;
-}
