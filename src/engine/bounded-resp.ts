@@ -169,6 +169,13 @@ export class BoundedRespParser {
         pos = this.#continueBulk(chunk, pos);
         continue;
       }
+      if (this.#line === undefined) {
+        const fast = this.#numberInPlace(chunk, pos);
+        if (fast >= 0) {
+          pos = fast;
+          continue;
+        }
+      }
       const lf = chunk.indexOf(LF, pos);
       if (lf < 0) {
         const rest = chunk.subarray(pos);
@@ -190,9 +197,35 @@ export class BoundedRespParser {
       if (line.length < 2 || line[line.length - 1] !== CR) {
         throw new RespProtocolError('header line not ended by CRLF');
       }
-      this.#header(line, chunk, pos);
-      if (this.#bulk !== undefined) pos = this.#continueBulk(chunk, pos);
+      pos = this.#header(line, chunk, pos);
     }
+  }
+
+  /**
+   * The fast path: a `$`, `*` or `:` header wholly inside `chunk` at `pos`, parsed where it lies
+   * (no view of it made); the position after what it consumed, or -1 when it is not one (or is
+   * cut by the chunk's end): the caller then takes the line the slow way.
+   */
+  #numberInPlace(chunk: Buffer, pos: number): number {
+    const type = chunk[pos];
+    if (type !== 0x24 && type !== 0x2a && type !== 0x3a) return -1;
+    const end = chunk.length;
+    let i = pos + 1;
+    const negative = i < end && chunk[i] === 0x2d;
+    if (negative) i += 1;
+    const digits = i;
+    let n = 0;
+    for (; i < end; i++) {
+      const c = chunk[i]!;
+      if (c === CR) break;
+      const digit = c - 0x30;
+      if (digit < 0 || digit > 9) throw new RespProtocolError('bad integer in a header');
+      n = n * 10 + digit;
+    }
+    if (i + 1 >= end) return -1;
+    if (i === digits || i - digits > 18) throw new RespProtocolError('bad integer in a header');
+    if (chunk[i + 1] !== LF) throw new RespProtocolError('header line not ended by CRLF');
+    return this.#number(type, negative ? -n : n, chunk, i + 2);
   }
 
   #startReply(): void {
@@ -218,85 +251,140 @@ export class BoundedRespParser {
     return depth > 0 && this.#stack.length > depth ? this.#stack[depth] : undefined;
   }
 
-  #header(line: Buffer, chunk: Buffer, next: number): void {
-    const type = line[0];
+  /** A header line taken the slow way (`line` without its LF); the position after it. */
+  #header(line: Buffer, chunk: Buffer, next: number): number {
+    const type = line[0]!;
     const body = line.subarray(1, line.length - 1);
     switch (type) {
       case 0x2b: // + simple string
         this.#value(body.toString('utf8'), body.length + VALUE_OVERHEAD_BYTES);
-        return;
+        return next;
       case 0x2d: // - error
         this.#value(new RespError(body.toString('utf8')), body.length + VALUE_OVERHEAD_BYTES);
-        return;
-      case 0x3a: // : integer
-        this.#value(parseInteger(body), VALUE_OVERHEAD_BYTES);
-        return;
-      case 0x24: {
-        // $ bulk string
-        const length = parseInteger(body);
-        if (length === -1) {
-          this.#value(null, 0);
-          return;
-        }
-        if (length < 0) throw new RespProtocolError(`bad bulk length ${length}`);
-        const skip = this.#skipping();
-        if (this.#cut && this.#stack.length === this.#bounds.entryDepth) this.#skippedElements += 1;
-        const dropped = length > this.#bounds.maxValueBytes;
-        const over = !skip && !dropped && this.#overElement(length);
-        const bulk: Bulk = {
-          length,
-          need: length,
-          crlf: 2,
-          target: undefined,
-          view: undefined,
-          chunk: undefined,
-          skip: skip || dropped || over,
-          dropped: dropped && !skip && !this.#overElement(0),
-        };
-        if (!bulk.skip) {
-          if (next + length <= chunk.length) {
-            const owned = this.#reused ? (this.#copy ??= Buffer.from(chunk)) : chunk;
-            bulk.view = owned.subarray(next, next + length);
-            bulk.chunk = owned;
-          } else {
-            bulk.target = Buffer.allocUnsafe(length);
-          }
-        }
-        this.#bulk = bulk;
-        return;
-      }
-      case 0x2a: {
-        // * array
-        const count = parseInteger(body);
-        if (count === -1) {
-          this.#value(null, 0);
-          return;
-        }
-        if (count < 0) throw new RespProtocolError(`bad array length ${count}`);
-        if (count === 0) {
-          this.#value(this.#skipping() ? null : [], VALUE_OVERHEAD_BYTES);
-          return;
-        }
-        if (this.#stack.length >= MAX_DEPTH) throw new RespProtocolError('nested too deep');
-        let skip = this.#skipping();
-        if (this.#cut && this.#stack.length === this.#bounds.entryDepth) this.#skippedElements += 1;
-        if (!skip && this.#overElement(VALUE_OVERHEAD_BYTES)) {
-          skip = true;
-          this.#skipped(0, false);
-        }
-        this.#charge(skip ? 0 : VALUE_OVERHEAD_BYTES);
-        this.#stack.push({
-          items: skip ? null : [],
-          remaining: count,
-          charged: 0,
-          overBytes: 0,
-          overValues: 0,
-        });
-        return;
-      }
+        return next;
+      case 0x3a:
+      case 0x24:
+      case 0x2a:
+        return this.#number(type, parseInteger(body), chunk, next);
       default:
         throw new RespProtocolError(`unexpected reply type byte ${String(type)}`);
     }
+  }
+
+  /**
+   * A `:` integer, `$` bulk string or `*` array header with its number `n`, the body starting at
+   * `next` in `chunk`; the position after what was consumed of `chunk`.
+   */
+  #number(type: number, n: number, chunk: Buffer, next: number): number {
+    if (type === 0x3a) {
+      this.#value(n, VALUE_OVERHEAD_BYTES);
+      return next;
+    }
+    if (n === -1) {
+      this.#value(null, 0);
+      return next;
+    }
+    if (n < 0) throw new RespProtocolError(`bad length ${n}`);
+    return type === 0x24 ? this.#bulkHeader(n, chunk, next) : this.#arrayHeader(n, next);
+  }
+
+  #bulkHeader(length: number, chunk: Buffer, next: number): number {
+    // Spelled out rather than through #skipping / #overElement / #charge: this runs for every
+    // value of every entry, and the hot path's throughput depends on it.
+    const stack = this.#stack;
+    const depth = stack.length;
+    const bounds = this.#bounds;
+    const top = stack[depth - 1];
+    const atEntries = depth === bounds.entryDepth;
+    const skip = top !== undefined && (top.items === null || (this.#cut && atEntries));
+    if (this.#cut && atEntries) this.#skippedElements += 1;
+    const dropped = length > bounds.maxValueBytes;
+    const element =
+      bounds.entryDepth > 0 && depth > bounds.entryDepth ? stack[bounds.entryDepth] : undefined;
+    const over =
+      !skip &&
+      !dropped &&
+      element !== undefined &&
+      element.items !== null &&
+      (element.overValues > 0 || element.charged + length > bounds.maxElementBytes);
+    const keep = !skip && !dropped && !over;
+    if (keep && next + length + 2 <= chunk.length) {
+      // The common case: the value and its CRLF in this chunk, kept as a view of it.
+      if (chunk[next + length] !== CR || chunk[next + length + 1] !== LF) {
+        throw new RespProtocolError('bulk string not ended by CRLF');
+      }
+      const owned = this.#reused ? (this.#copy ??= Buffer.from(chunk)) : chunk;
+      const view = owned.subarray(next, next + length);
+      if (top === undefined || atEntries || top.remaining === 1) {
+        this.#keepView(owned, view);
+        return next + length + 2;
+      }
+      let chunkBytes = 0;
+      if (this.#chargedChunk !== owned) {
+        this.#chargedChunk = owned;
+        chunkBytes = owned.length - length;
+      }
+      this.#kept += length + VALUE_OVERHEAD_BYTES + chunkBytes;
+      if (element !== undefined) element.charged += length + VALUE_OVERHEAD_BYTES;
+      top.items!.push(view);
+      top.remaining -= 1;
+      return next + length + 2;
+    }
+    const bulk: Bulk = {
+      length,
+      need: length,
+      crlf: 2,
+      target: undefined,
+      view: undefined,
+      chunk: undefined,
+      skip: !keep,
+      dropped: dropped && !skip && !this.#overElement(0),
+    };
+    if (keep) {
+      if (next + length <= chunk.length) {
+        const owned = this.#reused ? (this.#copy ??= Buffer.from(chunk)) : chunk;
+        bulk.view = owned.subarray(next, next + length);
+        bulk.chunk = owned;
+      } else {
+        bulk.target = Buffer.allocUnsafe(length);
+      }
+    }
+    this.#bulk = bulk;
+    return this.#continueBulk(chunk, next);
+  }
+
+  #arrayHeader(count: number, next: number): number {
+    if (count === 0) {
+      this.#value(this.#skipping() ? null : [], VALUE_OVERHEAD_BYTES);
+      return next;
+    }
+    if (this.#stack.length >= MAX_DEPTH) throw new RespProtocolError('nested too deep');
+    let skip = this.#skipping();
+    if (this.#cut && this.#stack.length === this.#bounds.entryDepth) this.#skippedElements += 1;
+    if (!skip && this.#overElement(VALUE_OVERHEAD_BYTES)) {
+      skip = true;
+      this.#skipped(0, false);
+    }
+    this.#charge(skip ? 0 : VALUE_OVERHEAD_BYTES);
+    this.#stack.push({
+      items: skip ? null : [],
+      remaining: count,
+      charged: 0,
+      overBytes: 0,
+      overValues: 0,
+    });
+    return next;
+  }
+
+  /** Keeps `view`, a value inside `chunk`: the chunk is charged once per reply. */
+  #keepView(chunk: Buffer, view: Buffer): void {
+    let chunkBytes = 0;
+    if (this.#chargedChunk !== chunk) {
+      this.#chargedChunk = chunk;
+      chunkBytes = chunk.length;
+    }
+    this.#charge(view.length + VALUE_OVERHEAD_BYTES, chunkBytes - view.length);
+    this.#completeValue(view);
   }
 
   /** Reads as much of the bulk string in progress as `chunk` holds from `pos`; the next position. */
@@ -329,13 +417,7 @@ export class BoundedRespParser {
       this.#completeValue(bulk.target);
       return pos;
     }
-    let chunkBytes = 0;
-    if (this.#chargedChunk !== bulk.chunk) {
-      this.#chargedChunk = bulk.chunk;
-      chunkBytes = bulk.chunk!.length;
-    }
-    this.#charge(bulk.length + VALUE_OVERHEAD_BYTES, chunkBytes - bulk.length);
-    this.#completeValue(bulk.view);
+    this.#keepView(bulk.chunk!, bulk.view!);
     return pos;
   }
 
