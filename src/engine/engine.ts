@@ -598,8 +598,11 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         onDown: (id, reason) => this.emit('peerDown', id, reason),
       },
     );
+    // store.* needs a restart (the tailer decodes with the value it started with); the hot path's
+    // settings are live.
+    const maxItemBytes = this.#config.store.maxItemBytes;
     const stream = new RedisPeerStream(link, `${peer.redisPrefix}cdc`, () => ({
-      maxItemBytes: this.#config.store.maxItemBytes,
+      maxItemBytes,
       maxBatchBytes: this.#config.replication.hotPath.maxBatchBytes,
     }));
     const tailer = new Tailer(peer.nodeId, stream, {
