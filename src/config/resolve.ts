@@ -227,6 +227,7 @@ function resolveHotPath(
     adaptiveBatchSize: hot.adaptive_batch_size,
     minBatchSize: min,
     maxBatchSize: max,
+    maxBatchBytes: hot.max_batch_bytes,
     rateLimitEnabled: hot.rate_limit_enabled,
     rateLimitPerSec: hot.rate_limit_per_sec,
     rateLimitBurst: hot.rate_limit_burst,

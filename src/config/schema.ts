@@ -57,6 +57,12 @@ const hotPathSchema = section(
       ),
       min_batch_size: int(50, 'Smallest batch size (AIMD); at most `batch_size`.', { min: 1 }),
       max_batch_size: int(1000, 'Largest batch size (AIMD); at least `batch_size`.', { min: 1 }),
+      max_batch_bytes: size(
+        '16MiB',
+        'Bytes one read of a peer\'s stream may hold: a read ends at the entry that passes it (at least one entry) and the rest is read next; with `store.max_item_bytes` it bounds what a peer can make this node hold (docs/OPERATIONS.md "Memory").',
+        64 * 1024,
+        1024 * 1024 * 1024,
+      ),
       rate_limit_enabled: bool(
         false,
         "Limit the node's total apply rate, all peers together (prevents a thundering herd).",

@@ -42,6 +42,8 @@ export interface ResolvedHotPath {
   readonly adaptiveBatchSize: boolean;
   readonly minBatchSize: number;
   readonly maxBatchSize: number;
+  /** Bytes one read of a peer's stream may hold (at least one entry). */
+  readonly maxBatchBytes: number;
   readonly rateLimitEnabled: boolean;
   readonly rateLimitPerSec: number;
   readonly rateLimitBurst: number;

@@ -12,6 +12,21 @@ export interface RawEntry {
   readonly id: string;
   /** Flat `[name, value, …]`. */
   readonly fields: readonly Buffer[];
+  /**
+   * Set when a value over `max_item_bytes` was left out as it was read (peer-stream.ts): why.
+   * Its `fields` then name it `<name>_bytes` with its size; the entry is quarantined `too_large`.
+   */
+  readonly tooLarge?: string;
+}
+
+/** Entries read in one go. */
+export interface EntryRead {
+  readonly entries: RawEntry[];
+  /**
+   * The read stopped keeping entries at `hot_path.max_batch_bytes`, short of its count: more
+   * follow at once (read them after the last entry given).
+   */
+  readonly cut: boolean;
 }
 
 /** An entry that failed to parse, decompress or verify, or a record held back. */
@@ -72,6 +87,15 @@ export function decodeBatch(
   let ownOrigin = 0;
   let coalesced = 0;
   for (const entry of entries) {
+    if (entry.tooLarge !== undefined) {
+      quarantined.push({
+        id: entry.id,
+        fields: deadLetterFields(entry.fields),
+        reason: 'too_large',
+        message: entry.tooLarge,
+      });
+      continue;
+    }
     let record: StoredRecord;
     try {
       record = eventToRecord(parseCdcEntry(entry.fields, options), entry.id, peerId);
@@ -117,33 +141,4 @@ export function decodeBatch(
     coalesced,
     lastId: last === undefined ? '' : last.id,
   };
-}
-
-/** Reads the entries out of an XREAD / XRANGE reply (RESP2 or RESP3 shapes). */
-export function entriesFromReply(reply: unknown): RawEntry[] {
-  if (reply === null || reply === undefined) return [];
-  let list: unknown = reply;
-  // XREAD: RESP3 map {stream: entries}, or RESP2 [[stream, entries]]; XRANGE: entries directly.
-  if (reply instanceof Map) list = [...reply.values()][0];
-  else if (!Array.isArray(reply) && typeof reply === 'object') list = Object.values(reply)[0];
-  else if (
-    Array.isArray(reply) &&
-    reply.length > 0 &&
-    Array.isArray(reply[0]) &&
-    reply[0].length === 2 &&
-    Array.isArray(reply[0][1]) &&
-    Array.isArray(reply[0][1][0])
-  ) {
-    list = (reply[0] as unknown[])[1];
-  }
-  if (!Array.isArray(list)) return [];
-  const out: RawEntry[] = [];
-  for (const item of list as unknown[]) {
-    if (!Array.isArray(item) || item.length < 2) continue;
-    const fields = Array.isArray(item[1]) ? (item[1] as Buffer[]) : [];
-    const id: unknown = item[0];
-    // Stream ids are ASCII: latin1 is the cheapest decoding of the Buffer a reply holds.
-    out.push({ id: Buffer.isBuffer(id) ? id.toString('latin1') : String(id), fields });
-  }
-  return out;
 }

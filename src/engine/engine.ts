@@ -602,7 +602,13 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
         onDown: (id, reason) => this.emit('peerDown', id, reason),
       },
     );
-    const stream = new RedisPeerStream(link, `${peer.redisPrefix}cdc`);
+    // store.* needs a restart (the tailer decodes with the value it started with); the hot path's
+    // settings are live.
+    const maxItemBytes = this.#config.store.maxItemBytes;
+    const stream = new RedisPeerStream(link, `${peer.redisPrefix}cdc`, () => ({
+      maxItemBytes,
+      maxBatchBytes: this.#config.replication.hotPath.maxBatchBytes,
+    }));
     const tailer = new Tailer(peer.nodeId, stream, {
       localNodeId: this.nodeId,
       hotPath: () => this.#config.replication.hotPath,

@@ -1,6 +1,8 @@
 /**
  * One peer's connections (SPEC §4): a blocking connection for XREAD and a query connection for
  * everything else, each reconnecting forever in the background; a circuit breaker; idle pings.
+ * The reader is a {@link StreamConnection} (its replies parsed within bounds, issue 19), the query
+ * connection a node-redis client.
  */
 import type { ResolvedPeer, ResolvedPeerHealth, ResolvedSlo } from '../config/types.js';
 import { PeerUnavailableError } from '../errors.js';
@@ -15,6 +17,7 @@ import {
   closeQuietly,
   type RedisConnection,
 } from './redis-connection.js';
+import { StreamConnection } from './stream-connection.js';
 
 /** How often {@link PeerLink.waitReady} re-checks readiness between connection events. */
 const READY_RECHECK_MS = 1000;
@@ -51,7 +54,7 @@ export class PeerLink {
   /** ms epoch of the last successful operation on either connection. */
   lastSuccessAt = 0;
   lastError: string | undefined;
-  #reader: RedisConnection;
+  #reader: StreamConnection;
   #query: RedisConnection;
   #up = false;
   #closed = false;
@@ -82,12 +85,12 @@ export class PeerLink {
     });
     this.metrics.peerCircuitState.set({ peer_id: this.id }, 0);
     this.metrics.peerConnected.set({ peer_id: this.id }, 0);
-    this.#reader = this.#create('reader');
-    this.#query = this.#create('query');
+    this.#reader = this.#createReader();
+    this.#query = this.#create();
   }
 
   /** The connection for blocking stream reads. */
-  get reader(): RedisConnection {
+  get reader(): StreamConnection {
     return this.#reader;
   }
 
@@ -130,11 +133,16 @@ export class PeerLink {
    * Runs one peer operation through the circuit breaker, timing it, feeding the breaker, and
    * turning failures into {@link PeerUnavailableError}.
    */
-  async run<T>(
-    operation: string,
-    fn: (client: RedisConnection) => Promise<T>,
-    role: Role = 'query',
-  ): Promise<T> {
+  run<T>(operation: string, fn: (client: RedisConnection) => Promise<T>): Promise<T> {
+    return this.#run(operation, () => fn(this.#query));
+  }
+
+  /** {@link run} on the reader connection (stream reads). */
+  runReader<T>(operation: string, fn: (reader: StreamConnection) => Promise<T>): Promise<T> {
+    return this.#run(operation, () => fn(this.#reader));
+  }
+
+  async #run<T>(operation: string, call: () => Promise<T>): Promise<T> {
     if (!this.breaker.canAttempt()) {
       this.metrics.circuitRejectionsTotal.inc({ peer_id: this.id });
       throw new PeerUnavailableError(
@@ -146,7 +154,7 @@ export class PeerLink {
     }
     const started = performance.now();
     try {
-      const result = await fn(role === 'reader' ? this.#reader : this.#query);
+      const result = await call();
       const ms = performance.now() - started;
       this.metrics.peerOperationDurationSeconds.observe({ peer_id: this.id, operation }, ms / 1000);
       this.metrics.circuitCallsTotal.inc({ peer_id: this.id, outcome: 'success' });
@@ -179,8 +187,8 @@ export class PeerLink {
   resetReader(): void {
     if (this.#closed) return;
     const old = this.#reader;
-    this.#reader = this.#create('reader');
-    destroyQuietly(old);
+    this.#reader = this.#createReader();
+    old.destroy();
     void this.#connectLoop('reader');
   }
 
@@ -190,20 +198,40 @@ export class PeerLink {
     this.#closed = true;
     this.#abort.abort();
     if (this.#pingTimer !== undefined) clearTimeout(this.#pingTimer);
-    destroyQuietly(this.#reader);
+    this.#reader.destroy();
     await closeQuietly(this.#query, 500);
     this.#setUp(false, 'closed');
     this.#wakeReadyWaiters();
   }
 
-  #create(role: Role): RedisConnection {
-    let lastLogged = '';
-    const client = createRedisConnection({
+  #create(): RedisConnection {
+    return createRedisConnection({
       url: this.peer.redisUrl,
       tls: this.peer.tls,
-      name: `replication-engine-${role}`,
-      // Blocking reads have their own deadline (block timeout + slack, see Tailer).
-      commandTimeoutMs: role === 'reader' ? 0 : 15_000,
+      name: 'replication-engine-query',
+      commandTimeoutMs: 15_000,
+      ...this.#connectionEvents('query'),
+    });
+  }
+
+  /** The reader: no command timeout (blocking reads have their own deadline, RedisPeerStream). */
+  #createReader(): StreamConnection {
+    return new StreamConnection({
+      url: this.peer.redisUrl,
+      tls: this.peer.tls,
+      name: 'replication-engine-reader',
+      ...this.#connectionEvents('reader'),
+    });
+  }
+
+  /** What either connection reports: each distinct error logged once, readiness refreshed. */
+  #connectionEvents(role: Role): {
+    onError: (error: Error) => void;
+    onReady: () => void;
+    onEnd: () => void;
+  } {
+    let lastLogged = '';
+    return {
       onError: (error) => {
         const text = describeError(error);
         // Reconnect attempts repeat the same error: log each distinct one once.
@@ -220,8 +248,7 @@ export class PeerLink {
         this.#refresh('ready');
       },
       onEnd: () => this.#refresh('connection closed'),
-    });
-    return client;
+    };
   }
 
   async #connectLoop(role: Role): Promise<void> {
@@ -233,7 +260,10 @@ export class PeerLink {
         await client.connect();
         // Closed (or this reader replaced) while connecting: the connection must not outlive it.
         const current = role === 'reader' ? this.#reader : this.#query;
-        if (this.#closed || client !== current) destroyQuietly(client);
+        if (this.#closed || client !== current) {
+          if (client instanceof StreamConnection) client.destroy();
+          else destroyQuietly(client);
+        }
         return;
       } catch (error) {
         this.metrics.peerConnectionsTotal.inc({ peer_id: this.id, status: 'failure' });

@@ -1,17 +1,14 @@
 /**
- * Redis connections to peers (and the local node): reconnect forever with capped, jittered
- * exponential backoff, fail fast while disconnected, replies as Buffers.
+ * node-redis connections to peers (queries: XINFO, records, the Merkle tree, pings) and the local
+ * node: reconnect forever with capped, jittered exponential backoff, fail fast while disconnected.
+ * A peer's stream is read on a StreamConnection instead (stream-connection.ts: replies bounded).
  */
-import { RESP_TYPES } from '@redis/client';
 import type { ResolvedTls } from '../config/types.js';
 import { socketOptions } from '../redis/connect.js';
 import { newRedisClient } from '../store/redis-io.js';
 
 /** The client type this package uses (RESP3). */
 export type RedisConnection = ReturnType<typeof createRedisConnection>;
-
-/** Reply type mapping that reads every bulk string as a Buffer. */
-export const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer } as const;
 
 /** Options for {@link createRedisConnection}. */
 export interface RedisConnectionOptions {

@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { RawEntry } from './batch.js';
+import type { EntryRead } from './batch.js';
 import type { PeerStream } from './peer-stream.js';
 import { detectGap, type GapVerdict, type StreamInfo } from './stream-gap.js';
 
@@ -26,7 +26,7 @@ export interface StreamCheck {
 
 /** Reads a peer's stream after positions its caller gives. */
 export class StreamReader {
-  #ahead: { cursor: string; count: number; read: Promise<RawEntry[]> } | undefined;
+  #ahead: { cursor: string; count: number; read: Promise<EntryRead> } | undefined;
   #memory: { entriesAdded: number | null; acknowledgedDeletedId?: string };
 
   constructor(
@@ -48,29 +48,29 @@ export class StreamReader {
 
   /**
    * Up to `count` entries after `cursor`: the batch read ahead when it starts there and was read
-   * in the same mode, else a fresh read.
+   * in the same mode, else a fresh read. Fewer, and `cut`, when the read met its byte budget.
    */
-  async read(cursor: string, count: number, mode: ReadMode): Promise<RawEntry[]> {
+  async read(cursor: string, count: number, mode: ReadMode): Promise<EntryRead> {
     const ahead = this.#ahead;
     this.#ahead = undefined;
     if (ahead !== undefined && mode.blockMs === undefined && ahead.cursor === cursor) {
       return ahead.read;
     }
     const started = performance.now();
-    const entries =
+    const read =
       mode.blockMs === undefined
         ? await this.stream.range(cursor, count, this.signal)
         : await this.stream.tail(cursor, count, mode.blockMs, this.signal);
-    this.#count(entries.length, (performance.now() - started) / 1000, mode);
-    return entries;
+    this.#count(read.entries.length, (performance.now() - started) / 1000, mode);
+    return read;
   }
 
   /** Starts reading the `count` entries after `cursor` (catching up: the batch after this one). */
   readAhead(cursor: string, count: number, sloMs: number): void {
     const started = performance.now();
-    const read = this.stream.range(cursor, count, this.signal).then((entries) => {
-      this.#count(entries.length, (performance.now() - started) / 1000, { sloMs });
-      return entries;
+    const read = this.stream.range(cursor, count, this.signal).then((got) => {
+      this.#count(got.entries.length, (performance.now() - started) / 1000, { sloMs });
+      return got;
     });
     read.catch(() => undefined); // awaited when taken; a dropped one must not go unhandled
     this.#ahead = { cursor, count, read };
@@ -83,7 +83,7 @@ export class StreamReader {
 
   /** The id of the first entry after `cursor`, if any (for the age of what waits). */
   async firstAfter(cursor: string): Promise<string | undefined> {
-    const entries = await this.stream.range(cursor, 1, this.signal);
+    const { entries } = await this.stream.range(cursor, 1, this.signal);
     return entries[0]?.id;
   }
 

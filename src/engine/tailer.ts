@@ -385,7 +385,7 @@ export class Tailer {
     const size = hot.adaptiveBatchSize ? this.#sizer.size : hot.batchSize;
     const sloMs = this.#ctx.slo().maxStreamReadLatencyMs;
     const catchingUp = !this.#caughtUp;
-    const entries = await this.#reader.read(
+    const { entries, cut } = await this.#reader.read(
       cursor,
       size,
       catchingUp ? { sloMs } : { blockMs: hot.blockTimeoutMs, sloMs },
@@ -404,7 +404,8 @@ export class Tailer {
       this.#publishLag();
       return;
     }
-    const full = entries.length >= size;
+    // Cut short by its byte budget (hot_path.max_batch_bytes): more wait, as after a full read.
+    const full = entries.length >= size || cut;
     this.#caughtUp = !full;
     this.#enter({ kind: full ? 'catching-up' : 'live' });
     const last = entries[entries.length - 1]!.id;

@@ -6,7 +6,7 @@
 import { encodeCdcEntry } from '../../src/codec/cdc.js';
 import { compareStreamIds } from '../../src/codec/stream-id.js';
 import { sha256Hex } from '../../src/codec/cdc.js';
-import type { RawEntry } from '../../src/engine/batch.js';
+import type { EntryRead, RawEntry } from '../../src/engine/batch.js';
 import type { PeerStream } from '../../src/engine/peer-stream.js';
 import type { StreamInfo } from '../../src/engine/stream-gap.js';
 import { compareVersions, type StoredRecord } from '../../src/model/record.js';
@@ -73,6 +73,11 @@ export class MemoryStream implements PeerStream {
   #waiters: (() => void)[] = [];
   /** Time of the next entry id. */
   ms = 1_700_000_000_000;
+  /**
+   * When set, a read that would return more entries keeps only this many and says `cut` (as a
+   * read that met hot_path.max_batch_bytes does).
+   */
+  cutAfter: number | undefined = undefined;
   /** Reads (range or tail) that fail, counted down. */
   failReads = 0;
 
@@ -107,14 +112,18 @@ export class MemoryStream implements PeerStream {
     return Promise.resolve(!signal.aborted);
   }
 
-  range(cursor: string, count: number, signal: AbortSignal): Promise<RawEntry[]> {
+  range(cursor: string, count: number, signal: AbortSignal): Promise<EntryRead> {
     if (signal.aborted) return Promise.reject(new Error('aborted'));
     if (this.failReads > 0) {
       this.failReads -= 1;
       return Promise.reject(new Error('injected read failure'));
     }
     const after = this.entries.filter((e) => compareStreamIds(e.id, cursor) > 0);
-    return Promise.resolve(after.slice(0, count));
+    const cap = this.cutAfter;
+    if (cap !== undefined && after.length > cap && count > cap) {
+      return Promise.resolve({ entries: after.slice(0, cap), cut: true });
+    }
+    return Promise.resolve({ entries: after.slice(0, count), cut: false });
   }
 
   async tail(
@@ -122,9 +131,9 @@ export class MemoryStream implements PeerStream {
     count: number,
     blockMs: number,
     signal: AbortSignal,
-  ): Promise<RawEntry[]> {
+  ): Promise<EntryRead> {
     const now = await this.range(cursor, count, signal);
-    if (now.length > 0) return now;
+    if (now.entries.length > 0) return now;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(done, blockMs);
       const onAbort = (): void => {

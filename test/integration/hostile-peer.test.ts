@@ -5,6 +5,7 @@
  * kept small in dlq:<peer>, and a record held back for its clock is applied once within the bound.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,12 +14,13 @@ import { createClient } from '@redis/client';
 import { MAX_UPDATED_AT, MAX_VERSION } from '../../src/codec/bounds.js';
 import { encodeCdcEntry, sha256Hex } from '../../src/codec/cdc.js';
 import type { StoredRecord } from '../../src/model/record.js';
-import { DEAD_LETTER_ENTRY_BYTES } from '../../src/store/dead-letter.js';
+import { APPLIES_IN_FLIGHT } from '../../src/engine/apply-pipeline.js';
+import { DEAD_LETTER_ENTRY_BYTES, DEAD_LETTER_MAX_BYTES } from '../../src/store/dead-letter.js';
 import { bucketOf } from '../../src/store/merkle-hash.js';
 import { SyncStore } from '../../src/store/sync-store.js';
 import type { RepairRejection } from '../../src/engine/merkle-repair.js';
 import { metric } from './cold-path-support.js';
-import { startDaemon, type Daemon } from '../fixtures/cli/cli-process.js';
+import { REPO, startDaemon, type Daemon } from '../fixtures/cli/cli-process.js';
 import { startMesh, type Mesh, type MeshNode } from '../helpers/mesh.js';
 import { eventually, freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 
@@ -151,6 +153,174 @@ describe('a hostile peer: hot path', () => {
     }
     const bytes = Number(await localRaw.sendCommand(['MEMORY', 'USAGE', `dlq:${a.id}`]));
     assert.ok(bytes < 10 * DEAD_LETTER_ENTRY_BYTES + 64 * 1024, `dlq holds ${bytes} bytes`);
+  });
+});
+
+/** A figure of /proc/<pid>/status in bytes (VmRSS, VmHWM). */
+function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${field}:`));
+  if (line === undefined) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(/(\d+)\s*kB/.exec(line)![1]) * 1024;
+}
+
+const MiB = 1024 * 1024;
+
+describe('a hostile peer: hot path memory (a daemon, RSS from /proc)', { timeout: 300_000 }, () => {
+  const maxItemBytes = 1 * MiB;
+  const maxBatchBytes = 4 * MiB;
+  let dir: string;
+  let peer: RedisServer;
+  let local: RedisServer;
+  let peerRaw: Raw;
+  let localRaw: Raw;
+  let writer: SyncStore;
+  let daemon: ChildProcess;
+  let output = '';
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'hostile-memory-'));
+    [peer, local] = await Promise.all([startRedis(), startRedis()]);
+    peerRaw = createClient({ url: peer.url });
+    localRaw = createClient({ url: local.url });
+    await Promise.all([peerRaw.connect(), localRaw.connect()]);
+    writer = await SyncStore.connect({ redisUrl: peer.url, nodeId: 'node-a' });
+    const port = await freePort();
+    const file = join(dir, 'node-b.yaml');
+    writeFileSync(
+      file,
+      [
+        'replication:',
+        '  local_node_id: "node-b"',
+        '  settings:',
+        '    hot_path:',
+        '      block_timeout: "200ms"',
+        `      max_batch_bytes: ${maxBatchBytes}`,
+        '    cold_path:',
+        '      enabled: false',
+        '  peers:',
+        '    - node_id: "node-a"',
+        `      redis_url: "${peer.url}"`,
+        '  cursor:',
+        `    sqlite_path: "${join(dir, 'cursors.db')}"`,
+        'local:',
+        `  redis_url: "${local.url}"`,
+        'store:',
+        `  max_item_bytes: ${maxItemBytes}`,
+        'http:',
+        `  port: ${port}`,
+        '',
+      ].join('\n'),
+    );
+    // As an operator starts it: from dist/ (npm run build first).
+    daemon = spawn(
+      process.execPath,
+      ['bin/replication-engine.js', 'run', '-c', file, '--log-level', 'warn'],
+      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    daemon.stdout!.on('data', (c: Buffer) => (output = (output + c.toString('utf8')).slice(-8000)));
+    daemon.stderr!.on('data', (c: Buffer) => (output = (output + c.toString('utf8')).slice(-8000)));
+    await eventually(
+      async () => {
+        if (daemon.exitCode !== null) throw new Error(`the daemon exited: ${output}`);
+        return (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200;
+      },
+      'daemon ready',
+      30_000,
+    );
+  });
+
+  after(async () => {
+    if (daemon !== undefined && daemon.exitCode === null) {
+      const exited = new Promise((resolve) => daemon.once('exit', resolve));
+      process.kill(daemon.pid!, 'SIGKILL');
+      await exited;
+    }
+    await writer?.close().catch(() => undefined);
+    await Promise.allSettled([peerRaw?.close(), localRaw?.close()]);
+    await Promise.all([peer?.stop(), local?.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Waits until node B holds `key` (read from its Redis: `item:<key>`). */
+  async function replicated(key: string, timeoutMs = 120_000): Promise<void> {
+    await eventually(
+      async () => Number(await localRaw.sendCommand(['EXISTS', `item:${key}`])) === 1,
+      `${key} replicated (daemon output: ${output.slice(-2000)})`,
+      timeoutMs,
+    );
+  }
+
+  it('keeps RSS within the documented budget against ten 30 MB entries and one of 70 MB, quarantines them by id and size, and replicates the rest', async (t) => {
+    await writer.put('warm.up', { ok: true });
+    await replicated('warm.up');
+    const pid = daemon.pid!;
+    // The peak after start (VmHWM): the budget is counted from there.
+    const baseline = procStatus(pid, 'VmHWM');
+    const budget = (APPLIES_IN_FLIGHT + 2) * maxBatchBytes + 6 * maxItemBytes;
+
+    const bigIds: string[] = [];
+    const sizes: number[] = [];
+    const hostile = async (bytes: number, i: number): Promise<void> => {
+      const data = Buffer.alloc(bytes, i);
+      bigIds.push(
+        await peerRaw.sendCommand<string>([
+          'XADD',
+          'cdc',
+          '*',
+          'op',
+          'PUT',
+          'key',
+          `huge.${i}`,
+          'hash',
+          sha256Hex(data),
+          'data',
+          data,
+        ]),
+      );
+      sizes.push(bytes);
+    };
+    for (let i = 0; i < 10; i++) {
+      await writer.put(`small.${i}`, { i });
+      await hostile(30 * MiB, i);
+    }
+    await writer.put('small.before-70', { ok: true });
+    await hostile(70 * MiB, 10);
+    await writer.put('small.last', { ok: true });
+
+    await replicated('small.last');
+    for (let i = 0; i < 10; i++) await replicated(`small.${i}`, 1000);
+    await replicated('small.before-70', 1000);
+    const peak = procStatus(pid, 'VmHWM');
+    const grew = peak - baseline;
+    t.diagnostic(
+      `engine RSS peak ${(baseline / MiB).toFixed(1)} MiB after start, ${(peak / MiB).toFixed(1)} MiB after 370 MB of hostile entries (budget +${(budget / MiB).toFixed(1)} MiB)`,
+    );
+    assert.ok(
+      grew <= budget,
+      `engine peak RSS grew by ${(grew / MiB).toFixed(1)} MiB (${(baseline / MiB).toFixed(1)} → ${(peak / MiB).toFixed(1)} MiB), over the budget of ${(budget / MiB).toFixed(1)} MiB`,
+    );
+
+    // Quarantined by id, size and reason; never applied, never copied whole.
+    for (let i = 0; i <= 10; i++) {
+      assert.equal(Number(await localRaw.sendCommand(['EXISTS', `item:huge.${i}`])), 0);
+    }
+    const letters = (await dlq(localRaw, 'node-a')).filter((l) =>
+      l.get('key')?.startsWith('huge.'),
+    );
+    assert.deepEqual(
+      letters.map((l) => l.get('_id')),
+      bigIds,
+    );
+    for (const [i, l] of letters.entries()) {
+      assert.equal(l.get('_reason'), 'too_large');
+      assert.equal(l.get('data_bytes'), String(sizes[i]));
+      assert.equal(l.get('data'), undefined);
+    }
+    const dlqBytes = Number(await localRaw.sendCommand(['MEMORY', 'USAGE', 'dlq:node-a']));
+    assert.ok(dlqBytes <= DEAD_LETTER_MAX_BYTES, `dlq holds ${dlqBytes} bytes`);
+    assert.ok(dlqBytes < 11 * DEAD_LETTER_ENTRY_BYTES + 64 * 1024, `dlq holds ${dlqBytes} bytes`);
   });
 });
 

@@ -12,10 +12,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createClient } from '@redis/client';
+import { createClient, RESP_TYPES } from '@redis/client';
 import fc from 'fast-check';
 import { sha256Hex } from '../../src/codec/cdc.js';
-import { decodeBatch, entriesFromReply } from '../../src/engine/batch.js';
+import { decodeBatch, type RawEntry } from '../../src/engine/batch.js';
 import { runRepair } from '../../src/engine/merkle-repair.js';
 import type { PeerLink } from '../../src/engine/peer-link.js';
 import type { StoredRecord } from '../../src/model/record.js';
@@ -127,9 +127,16 @@ function world(name: string, withHostile: boolean) {
   const link = { run: (_op: string, fn: (c: unknown) => unknown) => fn(client) };
   const hot = async (from: number, to: number): Promise<void> => {
     if (from === to) return;
-    const reply = await client.sendCommand(['XRANGE', `${prefix(ids[from]!)}cdc`, '-', '+']);
+    const reply = await client.sendCommand<[Buffer, Buffer[]][]>(
+      ['XRANGE', `${prefix(ids[from]!)}cdc`, '-', '+'],
+      { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } },
+    );
+    const entries: RawEntry[] = reply.map(([id, fields]) => ({
+      id: id.toString('latin1'),
+      fields,
+    }));
     const batch = decodeBatch(
-      entriesFromReply(reply),
+      entries,
       ids[from]!,
       ids[to]!,
       { maxItemBytes: MAX_ITEM_BYTES, lazyContent: false },

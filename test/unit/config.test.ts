@@ -49,6 +49,7 @@ describe('config defaults', () => {
           adaptiveBatchSize: false,
           minBatchSize: 50,
           maxBatchSize: 1000,
+          maxBatchBytes: 16 * 1024 * 1024,
           rateLimitEnabled: false,
           rateLimitPerSec: 10_000,
           rateLimitBurst: 1000,

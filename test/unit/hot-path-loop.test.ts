@@ -232,6 +232,20 @@ describe('Tailer loop', () => {
     assert.equal(cursors.get('node-a')?.streamId, stream.lastId);
   });
 
+  it('reads on after a read cut short by its byte budget, from the last entry it delivered', async () => {
+    const stream = new MemoryStream();
+    const store = new MemoryStore();
+    // Every read keeps 3 of the 10 it asked for and says so (as max_batch_bytes does).
+    stream.cutAfter = 3;
+    const keys = fill(stream, 200);
+    const { tailer, cursors } = tailerOf(stream, store);
+    tailer.start();
+    await until(() => tailer.committedCursor === stream.lastId, 'the cursor at the head');
+    assertAllApplied(store, keys);
+    assert.ok(store.applies >= 200 / 3, `${store.applies} applies`);
+    assert.equal(cursors.get('node-a')?.streamId, stream.lastId);
+  });
+
   it('reads again after failed reads, and delivers what arrives live', async () => {
     const stream = new MemoryStream();
     const store = new MemoryStore();

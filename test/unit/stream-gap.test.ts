@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { decodeBatch, entriesFromReply } from '../../src/engine/batch.js';
+import { decodeBatch } from '../../src/engine/batch.js';
+import { Dropped } from '../../src/engine/bounded-resp.js';
+import { entriesOf } from '../../src/engine/peer-stream.js';
 import {
   detectGap,
   estimateLagEvents,
@@ -214,12 +216,31 @@ describe('batch decoding', () => {
     );
   });
 
-  it('reads entries from XREAD (RESP3 map) and XRANGE replies', () => {
+  it('reads entries from XREAD and XRANGE replies, a value left out as its size', () => {
     const fields = [Buffer.from('op'), Buffer.from('DEL')];
     const xrange = [[Buffer.from('1-0'), fields]];
-    assert.deepEqual(entriesFromReply(xrange), [{ id: '1-0', fields }]);
-    assert.deepEqual(entriesFromReply({ cdc: xrange }), [{ id: '1-0', fields }]);
-    assert.deepEqual(entriesFromReply(null), []);
+    assert.deepEqual(entriesOf(xrange, 1, 1024), [{ id: '1-0', fields }]);
+    assert.deepEqual(entriesOf([[Buffer.from('cdc'), xrange]], 3, 1024), [{ id: '1-0', fields }]);
+    assert.deepEqual(entriesOf(null, 3, 1024), []);
+    const [big] = entriesOf(
+      [[Buffer.from('2-0'), [...fields, Buffer.from('data'), new Dropped(5000)]]],
+      1,
+      1024,
+    );
+    assert.deepEqual(
+      big!.fields.map((f) => f.toString()),
+      ['op', 'DEL', 'data_bytes', '5000'],
+    );
+    assert.match(big!.tooLarge ?? '', /data is 5000 bytes.*1024-byte limit/);
+    const batch = decodeBatch([big!], 'node-a', 'node-b', {
+      maxItemBytes: 1024,
+      lazyContent: false,
+    });
+    assert.deepEqual(
+      batch.quarantined.map((q) => [q.id, q.reason]),
+      [['2-0', 'too_large']],
+    );
+    assert.equal(batch.lastId, '2-0');
   });
 });
 
