@@ -8,6 +8,7 @@ import type { ResolvedPeer, ResolvedPeerHealth, ResolvedSlo } from '../config/ty
 import { PeerUnavailableError } from '../errors.js';
 import type { CircuitStateName } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
+import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { Metrics } from '../observability/metrics.js';
 import { Backoff, sleep } from './backoff.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
@@ -60,6 +61,8 @@ export class PeerLink {
   #closed = false;
   readonly #abort = new AbortController();
   readonly #log: Logger;
+  /** Slow operations: logged when they start, rate-limited while they last, and when they end. */
+  readonly #slowOps: RepeatingWarning;
   #pingTimer: NodeJS.Timeout | undefined;
   /** Wakes the callers of {@link waitReady} (on any connection event, and on close). */
   #readyWaiters: (() => void)[] = [];
@@ -73,6 +76,9 @@ export class PeerLink {
   ) {
     this.id = peer.nodeId;
     this.#log = logger;
+    this.#slowOps = new RepeatingWarning(logger, 'peer operation exceeded its SLO', {
+      recovered: 'peer operations are within their SLO',
+    });
     this.breaker = new CircuitBreaker({
       failureThreshold: peer.circuitFailureThreshold,
       resetTimeoutMs: peer.circuitResetTimeoutMs,
@@ -163,10 +169,9 @@ export class PeerLink {
       const slo = this.settings.slo().maxPeerOpLatencyMs;
       if (operation !== 'xread' && ms > slo) {
         this.metrics.sloViolationsTotal.inc({ peer_id: this.id, slo_type: 'peer_op' });
-        this.#log.warn(
-          { operation, ms: Math.round(ms), slo_ms: slo },
-          'peer operation exceeded its SLO',
-        );
+        this.#slowOps.fail({ operation, ms: Math.round(ms), slo_ms: slo });
+      } else if (operation !== 'xread') {
+        this.#slowOps.ok();
       }
       return result;
     } catch (error) {

@@ -5,6 +5,7 @@
  * read from, so it cannot skip what the caller has not applied.
  */
 import type { Logger } from '../observability/logger.js';
+import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { EntryRead } from './batch.js';
 import type { PeerStream } from './peer-stream.js';
@@ -29,16 +30,22 @@ export class StreamReader {
   #ahead: { cursor: string; count: number; read: Promise<EntryRead> } | undefined;
   #memory: { entriesAdded: number | null; acknowledgedDeletedId?: string };
 
+  /** Slow catch-up reads: logged when they start, rate-limited while they last, and when they end. */
+  readonly #slowReads: RepeatingWarning;
+
   constructor(
     private readonly stream: PeerStream,
     private readonly peerId: string,
     private readonly metrics: Metrics,
-    private readonly log: Logger,
+    log: Logger,
     entriesAdded: number | null,
     /** Ends every read (stop). */
     private readonly signal: AbortSignal,
   ) {
     this.#memory = { entriesAdded };
+    this.#slowReads = new RepeatingWarning(log, 'stream read exceeded its SLO', {
+      recovered: 'stream reads are within their SLO',
+    });
   }
 
   /** The stream's `entries-added` last seen (persisted with the cursor, to detect a re-creation). */
@@ -130,12 +137,12 @@ export class StreamReader {
     m.streamReadDurationSeconds.observe(peer, seconds);
     m.cdcEventsReadTotal.inc(peer, entries);
     m.streamEventsReadTotal.inc(peer, entries);
-    if (mode.blockMs === undefined && seconds * 1000 > mode.sloMs) {
+    if (mode.blockMs !== undefined) return;
+    if (seconds * 1000 > mode.sloMs) {
       m.sloViolationsTotal.inc({ peer_id: this.peerId, slo_type: 'stream_read' });
-      this.log.warn(
-        { ms: Math.round(seconds * 1000), slo_ms: mode.sloMs },
-        'stream read exceeded its SLO',
-      );
+      this.#slowReads.fail({ ms: Math.round(seconds * 1000), slo_ms: mode.sloMs });
+    } else {
+      this.#slowReads.ok();
     }
   }
 }

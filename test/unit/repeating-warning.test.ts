@@ -9,7 +9,9 @@ import { describe, it } from 'node:test';
 
 import { resolveConfig } from '../../src/config/index.js';
 import { ColdPath } from '../../src/engine/cold-path.js';
-import type { PeerLink } from '../../src/engine/peer-link.js';
+import { PeerLink } from '../../src/engine/peer-link.js';
+import type { PeerStream } from '../../src/engine/peer-stream.js';
+import { StreamReader } from '../../src/engine/stream-reader.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import { RepeatingWarning } from '../../src/observability/repeating-warning.js';
@@ -145,3 +147,71 @@ describe('ColdPath tree upkeep while the local store fails', () => {
     }
   });
 });
+
+describe('slow peer operations and stream reads (no log flood)', () => {
+  it('a peer operation over its SLO, 40 times: logged once, then once when fast again', async () => {
+    const { logger, lines } = capturingLogger();
+    const config = resolveConfig({
+      replication: {
+        local_node_id: 'node-b',
+        settings: { slo: { max_peer_op_latency_ms: 1 } },
+        peers: [{ node_id: 'node-a', redis_url: 'redis://127.0.0.1:1' }],
+        cursor: { sqlite_path: ':memory:' },
+      },
+    });
+    const link = new PeerLink(
+      config.replication.peers[0]!,
+      createMetrics(),
+      logger,
+      { peerHealth: () => config.replication.peerHealth, slo: () => config.replication.slo },
+      { onUp: () => undefined, onDown: () => undefined },
+    );
+    const slow = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 5));
+    for (let i = 0; i < 40; i++) await link.run('fetch', slow);
+    await link.run('fetch', () => Promise.resolve());
+    const slo = lines.filter((l) => /SLO/.test(l.msg)).map((l) => l.msg);
+    assert.deepEqual(slo.length, 2, slo.join('\n'));
+    assert.equal(slo[0], 'peer operation exceeded its SLO');
+    assert.match(slo[1]!, /^peer operations are within their SLO: back after/);
+    assert.match(slo[1]!, /40 failures/);
+    await link.close();
+  });
+
+  it('a catch-up read over its SLO, 30 times: logged once, then once when fast again', async () => {
+    const { logger, lines } = capturingLogger();
+    let delayMs = 5;
+    const stream: PeerStream = {
+      ready: () => Promise.resolve(true),
+      range: async (cursor) => {
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        return { entries: [{ id: nextId(cursor), fields: [] }], cut: false };
+      },
+      tail: () => Promise.resolve({ entries: [], cut: false }),
+      info: () => Promise.resolve(undefined),
+    };
+    const reader = new StreamReader(
+      stream,
+      'node-a',
+      createMetrics(),
+      logger,
+      null,
+      new AbortController().signal,
+    );
+    let cursor = '0-0';
+    // 30 slow reads, then fast ones well within a looser SLO (a read ahead may still be slow).
+    for (let i = 0; i < 34; i++) {
+      if (i === 30) delayMs = 0;
+      const read = await reader.read(cursor, 10, { sloMs: i < 30 ? 1 : 60_000 });
+      cursor = read.entries.at(-1)!.id;
+    }
+    const slo = lines.filter((l) => /SLO/.test(l.msg)).map((l) => l.msg);
+    assert.equal(slo.length, 2, slo.join('\n'));
+    assert.equal(slo[0], 'stream read exceeded its SLO');
+    assert.match(slo[1]!, /^stream reads are within their SLO: back after .*, 3[01] failures/);
+  });
+});
+
+function nextId(cursor: string): string {
+  const [ms, seq] = cursor.split('-').map(Number);
+  return `${ms}-${seq! + 1}`;
+}
