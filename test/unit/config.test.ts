@@ -77,12 +77,17 @@ describe('config defaults', () => {
       },
       store: {
         cdcMaxlen: 100_000,
+        changeFeed: true,
+        changeFeedMaxlen: 100_000,
         tombstoneTtlMs: 7 * 24 * 3600 * 1000,
         relay: false,
         maxItemBytes: 64 * 1024 * 1024,
         conflictLog: false,
         maxMemoryBytes: 0,
         maxClockSkewMs: 5 * 60 * 1000,
+        partitions: 16,
+        waitReplicas: 0,
+        waitTimeoutMs: 1000,
       },
       http: { enabled: true, host: '127.0.0.1', port: 9090 },
     });
