@@ -142,22 +142,28 @@ export class FeedStream {
   }
 
   async #seq(): Promise<number> {
-    const reply = asString(await this.client.sendCommand(['GET', this.seqKey], AS_STRINGS));
+    const reply = asString(await this.#send(['GET', this.seqKey]));
     const n = Number(reply ?? '0');
     return Number.isSafeInteger(n) ? n : 0;
   }
 
   async #range(start: string, count: number): Promise<FeedEntry[]> {
-    const reply = await this.client.sendCommand<unknown[] | null>(
-      ['XRANGE', this.key, start, '+', 'COUNT', String(count)],
-      AS_STRINGS,
-    );
+    const reply = (await this.#send(['XRANGE', this.key, start, '+', 'COUNT', String(count)])) as
+      unknown[] | null;
     return (reply ?? []).map((item) => {
       const entry = parseEntry(item);
       if (entry === undefined)
         throw new StoreError(`${this.key}: a change feed entry is malformed`);
       return entry;
     });
+  }
+
+  async #send(args: readonly string[]): Promise<unknown> {
+    try {
+      return await this.client.sendCommand(args, AS_STRINGS);
+    } catch (cause) {
+      throw new StoreError(`cannot read the change feed ${this.key}`, { cause });
+    }
   }
 }
 

@@ -32,7 +32,10 @@ export interface WatchOptions {
   readonly records?: boolean;
   /** Deliver purged tombstones too (source `purge`). @default false */
   readonly purges?: boolean;
-  /** Feed entries read per round trip (per partition on a partitioned store). @default 100 */
+  /**
+   * Feed entries (of up to 32 changes) read per round trip, shared by the partitions of a
+   * partitioned store (at least one each), and changes per fetch of records. @default 100
+   */
   readonly pageSize?: number;
   /** How long to wait before looking again once the feed has nothing new, ms. @default 100 */
   readonly pollMs?: number;
@@ -117,7 +120,9 @@ async function startPositions(source: WatchSource, from: string | undefined): Pr
 /** One stream being read: its position and the changes read and not yet delivered. */
 interface Reader {
   readonly stream: FeedStream;
-  buffer: FeedChange[];
+  buffer: readonly FeedChange[];
+  /** How many of {@link buffer} are delivered. */
+  taken: number;
   /** The last page was full: more may wait, so read again before delivering past it. */
   more: boolean;
   /** Where the reader's next page starts. */
@@ -137,19 +142,22 @@ export async function* watchFeeds(
     throw new StoreError(`watch: pageSize must be a positive integer, not ${pageSize}`);
   }
   const aborted = (): boolean => signal?.aborted === true;
+  // A page is shared by the streams: with 256 partitions, one entry (≤ 32 changes) of each.
+  const perStream = Math.max(1, Math.ceil(pageSize / source.streams.length));
   // Per stream, the last change delivered (or skipped): a change's position is all of them.
   const delivered = await startPositions(source, options.from);
   const readers: Reader[] = source.streams.map((stream, i) => ({
     stream,
     buffer: [],
+    taken: 0,
     more: true,
     next: delivered[i]!,
   }));
 
   while (!aborted()) {
     // A page of every stream whose changes are all delivered.
-    const refill = readers.filter((r) => r.buffer.length === 0);
-    const pages = await Promise.all(refill.map((r) => r.stream.read(r.next, pageSize)));
+    const refill = readers.filter((r) => r.taken === r.buffer.length);
+    const pages = await Promise.all(refill.map((r) => r.stream.read(r.next, perStream)));
     const gaps: ResyncMarker['reason'][] = [];
     refill.forEach((reader, i) => {
       const page = pages[i]!;
@@ -157,7 +165,8 @@ export async function* watchFeeds(
         gaps.push(page.gap);
         delivered[readers.indexOf(reader)] = page.resumed!;
       }
-      reader.buffer = [...page.changes];
+      reader.buffer = page.changes;
+      reader.taken = 0;
       reader.next = page.position;
       reader.more = page.full;
     });
@@ -165,7 +174,7 @@ export async function* watchFeeds(
       const reason = gaps.includes('reset') ? 'reset' : 'trimmed';
       yield { type: 'resync', reason, position: delivered.join(',') };
     }
-    if (readers.every((r) => r.buffer.length === 0)) {
+    if (readers.every((r) => r.taken === r.buffer.length)) {
       if (readers.some((r) => r.more)) continue;
       if (!(await idle(pollMs, signal))) return;
       continue;
@@ -177,16 +186,18 @@ export async function* watchFeeds(
     while (batch.length < pageSize) {
       let next: Reader | undefined;
       for (const r of readers) {
-        const head = r.buffer[0];
-        if (head !== undefined && (next === undefined || head.at < next.buffer[0]!.at)) next = r;
+        const head = r.buffer[r.taken];
+        if (head !== undefined && (next === undefined || head.at < next.buffer[next.taken]!.at)) {
+          next = r;
+        }
       }
       if (next === undefined) break;
-      const change = next.buffer.shift()!;
+      const change = next.buffer[next.taken++]!;
       delivered[readers.indexOf(next)] = change.ordinal;
       if (wanted(change, prefix, options.purges === true)) {
         batch.push({ change, positions: delivered.slice() });
       }
-      if (next.buffer.length === 0 && next.more) break;
+      if (next.taken === next.buffer.length && next.more) break;
     }
     const records =
       options.records === false
