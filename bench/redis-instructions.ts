@@ -4,8 +4,9 @@
  * a shared machine where wall-clock A/Bs of it swing by ±20%. Not part of `npm run bench` (it
  * needs valgrind, and runs Redis ~50× slower).
  *
- * Usage: node --import tsx bench/redis-instructions.ts [records] [--relay] [--chunk N]
+ * Usage: node --import tsx bench/redis-instructions.ts [records] [--relay] [--chunk N] [--no-feed]
  * Prints instructions per record for fresh keys, then for the same records again (duplicates).
+ * `--no-feed` turns the change feed off (`store.change_feed: false`).
  * Records are the hot-path benchmark's ~1 KB documents, with their zstd frames as the hot path
  * passes them.
  */
@@ -27,6 +28,7 @@ const flag = (name: string): string | undefined => {
 };
 const n = Number(args.find((a) => /^\d+$/.test(a)) ?? 10_000);
 const relay = args.includes('--relay');
+const changeFeed = !args.includes('--no-feed');
 const chunk = flag('--chunk');
 const BATCH = 1000;
 
@@ -77,7 +79,7 @@ try {
       store = await SyncStore.connect({
         redisUrl: `redis://127.0.0.1:${port}`,
         nodeId: 'node-b',
-        store: { relay },
+        store: { relay, changeFeed },
         connectTimeoutMs: 1000,
         ...(chunk !== undefined ? { applyChunkSize: Number(chunk) } : {}),
       });

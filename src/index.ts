@@ -12,6 +12,8 @@ export type {
   PutOptions,
   WriteResult,
 } from './store/sync-store.js';
+export type { WatchOptions, WatchEvent, Change, ResyncMarker } from './store/watch.js';
+export type { ChangeSource } from './store/change-feed.js';
 export { MerkleReader } from './store/merkle-reader.js';
 export { parseCdcEntry, eventToRecord, encodeCdcEntry } from './codec/cdc.js';
 export type { CdcEvent, CdcPut, CdcDel, CdcMeta } from './codec/cdc.js';

@@ -237,6 +237,40 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
   },
   {
+    name: 'watch',
+    args: '[PREFIX]',
+    summary: "Print a node's change feed: every change its store applies, until Ctrl-C.",
+    description: [
+      'Prints one line per change the store applies, local or replicated (by the hot path or a',
+      'repair), in the order it applied them: when, put or del, the key, its version and origin,',
+      'where it came from (local, hot:PEER, repair:PEER, supersede:PEER) and its position. Only',
+      'keys that start with PREFIX, when given. Starts with the changes made from now on, or after',
+      '--from POSITION (a position printed before: nothing after it is missed while the feed still',
+      'holds it), or with the oldest change the feed holds (--from start). A "resync" line says',
+      'the feed was trimmed past the position (store.change_feed_maxlen): changes were lost to',
+      'this watch. SIGINT (Ctrl-C) or SIGTERM stops it.',
+    ].join('\n'),
+    options: {
+      ...TARGET,
+      from: {
+        type: 'string',
+        value: 'POSITION',
+        description: 'Start after this position, or "now" (the default) or "start".',
+      },
+      json: {
+        type: 'boolean',
+        description: "Print each change as one line of JSON, with its record (get --json's form).",
+      },
+      purges: { type: 'boolean', description: 'Print purged tombstones too (op purge).' },
+      help: HELP,
+    },
+    exitCodes: [
+      [0, 'stopped by SIGINT or SIGTERM'],
+      [1, 'failed (Redis unreachable or failing, the change feed off, a bad --from)'],
+      [2, 'bad usage or invalid config'],
+    ],
+  },
+  {
     name: 'status',
     args: '',
     summary: "Show a running daemon's health: state, peers, lag, circuits, repairs.",

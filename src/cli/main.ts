@@ -12,6 +12,7 @@ import { EXIT, PROGRAM, commandHelp, findCommand, programHelp } from './commands
 import { delCommand, getCommand, putCommand } from './data.js';
 import { demoCommand } from './demo.js';
 import { runCommand } from './run.js';
+import { watchCommand } from './watch.js';
 
 type Handler = (args: ParsedArgs, io: Io) => Promise<number>;
 
@@ -21,6 +22,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   put: putCommand,
   get: getCommand,
   del: delCommand,
+  watch: watchCommand,
   status: statusCommand,
   repair: (args, io) => adminCommand('repair', args, io),
   pause: (args, io) => adminCommand('pause', args, io),

@@ -350,6 +350,8 @@ function build(parsed: ParsedConfig, baseDir: string, problems: Problems): Resol
     local: local.resolved,
     store: {
       cdcMaxlen: store.cdc_maxlen,
+      changeFeed: store.change_feed,
+      changeFeedMaxlen: store.change_feed_maxlen,
       tombstoneTtlMs: store.tombstone_ttl,
       relay: store.relay,
       maxItemBytes: store.max_item_bytes,

@@ -208,6 +208,15 @@ const storeSchema = section(
       cdc_maxlen: int(100_000, 'Approximate length the `cdc` stream is trimmed to (MAXLEN ~).', {
         min: 1,
       }),
+      change_feed: bool(
+        true,
+        'Append every change the store applies (local writes, replicated records, tombstone purges) to the capped `changes` stream, the change feed that `watch` reads (docs/PROTOCOL.md §10). Off: `watch` is refused, and a replicated record costs Redis ~6% fewer instructions.',
+      ),
+      change_feed_maxlen: int(
+        100_000,
+        'About how many of the latest changes the `changes` stream keeps (trimmed with MINID ~ by change ordinal); a watcher that falls further behind gets a resync marker.',
+        { min: 1 },
+      ),
       tombstone_ttl: duration(
         '7d',
         's',

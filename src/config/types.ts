@@ -104,6 +104,13 @@ export interface ResolvedStore {
   readonly cdcMaxlen: number;
   /** @default 7 days */
   readonly tombstoneTtlMs: number;
+  /**
+   * Append every change the store applies (local writes, replicated records, purges) to its
+   * change feed stream, which `watch` reads (docs/PROTOCOL.md §10). @default true
+   */
+  readonly changeFeed: boolean;
+  /** About how many of the latest changes the change feed keeps (MINID ~). @default 100_000 */
+  readonly changeFeedMaxlen: number;
   /** Re-emit replicated applies to the local stream, keeping their origin. @default false */
   readonly relay: boolean;
   /** @default 64 MiB */

@@ -65,7 +65,9 @@ export async function applyBatch(batch: DecodedBatch, ctx: BatchApplyContext): P
   let deduped = batch.coalesced;
   if (batch.records.length === 0) return { applied, deleted, deduped };
   await waitForBackpressure(ctx);
-  const results = await ctx.store.apply(batch.records);
+  const results = await ctx.store.apply(batch.records, {
+    source: { path: 'hot', peerId: ctx.peerId },
+  });
   const now = ctx.now?.() ?? Date.now();
   const peer = { peer_id: ctx.peerId };
   // Bound once per batch: observing through labels hashes them on every call.

@@ -455,7 +455,11 @@ export async function runRepair(
     if (take.length === 0) continue;
     // From a peer in sync since the purge horizon, an old record this node lacks is a late one,
     // not a purged delete: only such a peer can vouch for it.
-    const results = await store.apply(take, trusted ? { acceptOld: true } : { horizonMarginMs: 0 });
+    const source = { path: 'repair', peerId } as const;
+    const results = await store.apply(
+      take,
+      trusted ? { acceptOld: true, source } : { horizonMarginMs: 0, source },
+    );
     for (let j = 0; j < results.length; j++) {
       const outcome = results[j]!.outcome;
       if (outcome === 'applied') applied += 1;
@@ -463,7 +467,7 @@ export async function runRepair(
         // A purged delete, by all appearances: the peer is stale. Delete it there too, with a
         // tombstone just above its record (a later write of the key still beats it).
         refusedOld += 1;
-        await gcStore?.supersede(take[j]!.key, take[j]!);
+        await gcStore?.supersede(take[j]!.key, take[j]!, peerId);
       }
     }
   }

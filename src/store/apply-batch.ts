@@ -31,6 +31,9 @@ export interface ApplyOptions {
   readonly acceptOld: boolean;
   readonly cdcMaxlen: number;
   readonly conflictMaxlen: number;
+  /** The change feed's MAXLEN argument (`'0'`: off) and its entries' source. */
+  readonly feedMaxlen: string;
+  readonly feedSource: string;
   /** Records per script call. */
   readonly chunkSize: number;
 }
@@ -96,6 +99,8 @@ function applyChunk(
     keys.cdc,
     keys.conflicts,
     keys.gcHorizon,
+    keys.changes,
+    keys.changesSeq,
   ];
   // Relayed without a frame: compressed once, for the CDC entry and the stored record alike.
   const records = relay
@@ -138,6 +143,8 @@ function applyChunk(
     ends,
     String(options.horizonMarginMs),
     options.acceptOld ? '1' : '0',
+    options.feedMaxlen,
+    options.feedSource,
     ...datas,
   ];
   return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);

@@ -10,6 +10,8 @@ import type { StoreKeys } from './keys.js';
 import type { GcState, HeldTombstones, TombstoneStore } from './local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf } from './merkle-hash.js';
+import { feedMaxlen, runWrite } from './write-call.js';
+import type { ResolvedStore } from '../config/types.js';
 import { AS_BUFFERS, AS_STRINGS, asString, type CommandSender } from './redis-io.js';
 
 /** Tombstones purged per script call. */
@@ -24,9 +26,10 @@ export interface GcStoreOptions {
   readonly client: CommandSender;
   readonly keys: StoreKeys;
   readonly nodeId: string;
-  readonly tombstoneTtlMs: number;
-  readonly cdcMaxlen: number;
-  readonly maxClockSkewMs: number;
+  readonly settings: Pick<
+    ResolvedStore,
+    'tombstoneTtlMs' | 'cdcMaxlen' | 'maxClockSkewMs' | 'changeFeed' | 'changeFeedMaxlen'
+  >;
   readonly clock: () => number;
 }
 
@@ -79,7 +82,7 @@ export class GcStore implements TombstoneStore {
 
   /** The purge cutoff of `now` and `horizon`; undefined when nothing can be purged. */
   #cutoff(now: number, horizon: number): number | undefined {
-    const cutoff = Math.floor(Math.min(now - this.#o.tombstoneTtlMs, horizon));
+    const cutoff = Math.floor(Math.min(now - this.#o.settings.tombstoneTtlMs, horizon));
     return Number.isSafeInteger(cutoff) && cutoff > 0 ? cutoff : undefined;
   }
 
@@ -95,7 +98,7 @@ export class GcStore implements TombstoneStore {
   /**
    * Raises this store's purge horizon to the cutoff of `now` and `horizon` and purges nothing
    * (the purge script with no keys): for a horizon that stands for other stores' purges (the
-   * store-wide one of a partitioned store, docs/PROTOCOL.md §10).
+   * store-wide one of a partitioned store, docs/PROTOCOL.md §9).
    */
   async raiseHorizon(now: number, horizon: number): Promise<void> {
     const cutoff = this.#cutoff(now, horizon);
@@ -103,8 +106,8 @@ export class GcStore implements TombstoneStore {
     const { client, keys } = this.#o;
     await SCRIPTS.purge.run(
       client,
-      [keys.tombstones, keys.dirty, keys.gcHorizon],
-      [String(cutoff)],
+      [keys.tombstones, keys.dirty, keys.gcHorizon, keys.changes, keys.changesSeq],
+      [String(cutoff), feedMaxlen(this.#o.settings), String(Math.floor(this.#o.clock()))],
     );
   }
 
@@ -120,8 +123,18 @@ export class GcStore implements TombstoneStore {
       );
       const names = reply.map((k) => asString(k)!);
       if (names.length === 0) return { purged };
-      const redisKeys = [keys.tombstones, keys.dirty, keys.gcHorizon];
-      const args = [String(cutoff)];
+      const redisKeys = [
+        keys.tombstones,
+        keys.dirty,
+        keys.gcHorizon,
+        keys.changes,
+        keys.changesSeq,
+      ];
+      const args = [
+        String(cutoff),
+        feedMaxlen(this.#o.settings),
+        String(Math.floor(this.#o.clock())),
+      ];
       for (const key of names) {
         const bucket = bucketOf(key);
         redisKeys.push(keys.item(key), keys.bucket(bucket));
@@ -176,33 +189,21 @@ export class GcStore implements TombstoneStore {
     return { count: n, bytes: Math.round((bytes / names.length) * n) };
   }
 
-  async supersede(key: string, stale: RecordVersion): Promise<boolean> {
+  async supersede(key: string, stale: RecordVersion, peerId?: string): Promise<boolean> {
     const { client, keys, nodeId } = this.#o;
     if (stale.updatedAt > MAX_UPDATED_AT || stale.version + 1 > MAX_VERSION) return false;
-    const bucket = bucketOf(key);
-    const [, , streamId] = await SCRIPTS.write.run<[string, string, string]>(
-      client,
-      [keys.item(key), keys.bucket(bucket), keys.dirty, keys.tombstones, keys.cdc],
-      [
-        key,
-        bucket,
-        String(Math.floor(this.#o.clock())),
-        nodeId,
-        JSON.stringify(nodeId),
-        '1',
-        '0',
-        '',
-        'binary',
-        '',
-        '',
-        '',
-        String(this.#o.cdcMaxlen),
-        String(this.#o.maxClockSkewMs),
-        String(MAX_UPDATED_AT),
-        String(MAX_VERSION),
-        `${stale.updatedAt}|${stale.version}`,
-      ],
-    );
+    const [, , streamId] = await runWrite(client, keys, this.#o.settings, {
+      key,
+      nodeId,
+      now: this.#o.clock(),
+      deleted: true,
+      data: Buffer.alloc(0),
+      compressed: false,
+      contentHash: '',
+      contentType: 'binary',
+      supersede: stale,
+      source: peerId === undefined ? 'supersede' : `supersede:${peerId}`,
+    });
     return streamId !== '';
   }
 

@@ -15,6 +15,13 @@ export interface StoreKeys {
   readonly bucketPrefixBytes: number;
   /** Stream of change events (CDC), byte-compatible with the Rust sync-engine. */
   readonly cdc: string;
+  /**
+   * Capped stream of every change this store applied (local, replicated, purged), in the order it
+   * applied them: the change feed `watch` reads (docs/PROTOCOL.md §10).
+   */
+  readonly changes: string;
+  /** String: how many changes were ever appended to {@link changes} (the last one's ordinal). */
+  readonly changesSeq: string;
   /** Sorted set of tombstoned keys, score = updatedAt. */
   readonly tombstones: string;
   /**
@@ -45,7 +52,7 @@ export interface StoreKeys {
   readonly storeId: string;
   /**
    * String, JSON: a Redis Cluster store's partition layout (`{"partitions":16}`), fixed when it
-   * is created (docs/PROTOCOL.md §10); absent in the single-instance layout.
+   * is created (docs/PROTOCOL.md §9); absent in the single-instance layout.
    */
   readonly layout: string;
 }
@@ -61,6 +68,8 @@ export function storeKeys(prefix: string): StoreKeys {
     itemPrefixBytes: Buffer.byteLength(itemPrefix),
     bucketPrefixBytes: Buffer.byteLength(bucketPrefix),
     cdc: `${prefix}cdc`,
+    changes: `${prefix}changes`,
+    changesSeq: `${prefix}changes:seq`,
     tombstones: `${prefix}tombstones`,
     dirty: `${prefix}merkle:dirty`,
     claimed: `${prefix}merkle:claimed`,

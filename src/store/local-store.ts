@@ -51,6 +51,17 @@ export interface ApplyRecordsOptions {
    * @default `store.max_clock_skew`
    */
   readonly horizonMarginMs?: number;
+  /**
+   * Where the records come from, named in the change feed's entries (docs/PROTOCOL.md §10): the
+   * hot path or a repair, and the peer. @default unnamed (source `apply`)
+   */
+  readonly source?: ApplySource;
+}
+
+/** Where replicated records come from: the hot path (a peer's CDC stream) or a Merkle repair. */
+export interface ApplySource {
+  readonly path: 'hot' | 'repair';
+  readonly peerId: string;
 }
 
 /** What the tombstone collector of a store knows (docs/PROTOCOL.md §6). */
@@ -92,8 +103,9 @@ export interface TombstoneStore {
   /**
    * Deletes `key` with a tombstone just above `stale` (its clock, version + 1, this node's origin),
    * replicated like any delete, if this node still holds no version of the key; false otherwise.
+   * `peerId`, the stale peer, is named in the change feed entry's source (`supersede:<peer>`).
    */
-  supersede(key: string, stale: RecordVersion): Promise<boolean>;
+  supersede(key: string, stale: RecordVersion, peerId?: string): Promise<boolean>;
   /**
    * This store's identity: the id in `store:id`, written (`created`) when there was none. A store
    * whose id vanished or changed was flushed, restarted without its data, or replaced.

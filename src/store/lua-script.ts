@@ -19,10 +19,17 @@ export class LuaScript {
     this.sha = createHash('sha1').update(source).digest('hex');
   }
 
-  /** Loads `scripts/<name>.lua` relative to this module. */
+  /**
+   * Loads `scripts/<name>.lua` relative to this module, each line `-- @include <helper>` replaced
+   * by `scripts/include/<helper>.lua` (a Lua helper shared by several scripts, written once).
+   */
   static load(name: string): LuaScript {
-    const url = new URL(`./scripts/${name}.lua`, import.meta.url);
-    return new LuaScript(name, readFileSync(url, 'utf8'));
+    const read = (path: string): string => readFileSync(new URL(path, import.meta.url), 'utf8');
+    const source = read(`./scripts/${name}.lua`).replace(
+      /^-- @include ([a-z_]+)$/gm,
+      (_line, helper: string) => read(`./scripts/include/${helper}.lua`).trimEnd(),
+    );
+    return new LuaScript(name, source);
   }
 
   /**

@@ -36,7 +36,7 @@ export interface MerkleRefreshOptions {
   /** How long to wait for another process's refresh before proceeding anyway. @default 30_000 */
   readonly lockWaitMs?: number;
   /**
-   * The subtree this store holds (a partition's path, docs/PROTOCOL.md §10): nodes are computed
+   * The subtree this store holds (a partition's path, docs/PROTOCOL.md §9): nodes are computed
    * and cached at and below it only, the levels above being the whole store's business.
    * @default '' (the whole tree)
    */

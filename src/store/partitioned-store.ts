@@ -1,5 +1,5 @@
 /**
- * A store split into P partitions for a Redis Cluster (docs/PROTOCOL.md §10). Each partition is a
+ * A store split into P partitions for a Redis Cluster (docs/PROTOCOL.md §9). Each partition is a
  * whole store of the single-instance layout under its own hash-tagged prefix (`<prefix>{<tag>}:`):
  * its records, buckets, dirty marks, tombstone index, CDC stream and Merkle nodes live in one hash
  * slot, so every write and every apply is still one script call on one shard, and each partition
@@ -49,6 +49,14 @@ import {
   type WriteResult,
 } from './sync-store.js';
 import type { ResolvedStore } from '../config/types.js';
+import { FeedStream } from './change-feed.js';
+import {
+  feedPosition,
+  requireChangeFeed,
+  watchFeeds,
+  type WatchEvent,
+  type WatchOptions,
+} from './watch.js';
 
 /** Partitions refreshed at once: enough to overlap round trips, few enough to share the shards. */
 const REFRESH_PARALLELISM = 16;
@@ -193,6 +201,32 @@ export class PartitionedStore implements LocalStore {
       }),
     );
     return results;
+  }
+
+  /**
+   * Every change of every partition ({@link SyncStore.watch}): each partition's feed is read in
+   * pages and the partitions merged by stream id (exact order within a partition, so for each
+   * key; across partitions, by the ms of the shards' clocks). A position holds one stream position
+   * per partition, comma-separated.
+   */
+  watch(options: WatchOptions = {}): AsyncIterable<WatchEvent> {
+    requireChangeFeed(this.settings);
+    return watchFeeds(this.#feedSource(), options);
+  }
+
+  /** See {@link SyncStore.changeFeedPosition}: every partition's. */
+  changeFeedPosition(at: 'now' | 'start' = 'now'): Promise<string> {
+    requireChangeFeed(this.settings);
+    return feedPosition(this.#feedSource(), at);
+  }
+
+  #feedSource() {
+    return {
+      streams: this.partitions.map(
+        (p) => new FeedStream(this.#client, p.keys.changes, p.keys.changesSeq),
+      ),
+      getRecords: (keys: readonly string[]) => this.getRecords(keys),
+    };
   }
 
   shouldAcceptWrites(): Promise<boolean> {
@@ -404,8 +438,8 @@ class PartitionedTombstones implements TombstoneStore {
     return sum(counts, (n) => n);
   }
 
-  supersede(key: string, stale: RecordVersion): Promise<boolean> {
-    return this.store.partitionOf(key).tombstones.supersede(key, stale);
+  supersede(key: string, stale: RecordVersion, peerId?: string): Promise<boolean> {
+    return this.store.partitionOf(key).tombstones.supersede(key, stale, peerId);
   }
 
   identity(): Promise<{ readonly id: string; readonly created: boolean }> {

@@ -1,5 +1,5 @@
 /**
- * How a store is split over a Redis Cluster (docs/PROTOCOL.md §10): P fixed partitions aligned
+ * How a store is split over a Redis Cluster (docs/PROTOCOL.md §9): P fixed partitions aligned
  * with the Merkle tree, so a partition is a whole subtree (16 = the root's children, 256 = the
  * nodes at depth 2). Every key one write touches (record, bucket, dirty mark, tombstone index,
  * CDC stream) is under its partition's hash tag, so a write stays one script call on one shard.

@@ -8,7 +8,6 @@ import { socketOptions, waitForReplicas } from '../redis/connect.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
 import { hasLoneSurrogate } from '../codec/cdc.js';
-import { MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
 import { encodeData } from '../codec/zstd.js';
 import { applyRecords, type ApplyOptions } from './apply-batch.js';
 import {
@@ -29,7 +28,7 @@ import type {
   LocalStore,
   MerkleNode,
 } from './local-store.js';
-import { SCRIPTS } from './lua-script.js';
+import { applySourceName, FeedStream } from './change-feed.js';
 import { bucketOf, parseVersionTuple } from './merkle-hash.js';
 import { MerkleReader } from './merkle-reader.js';
 import {
@@ -39,10 +38,20 @@ import {
   type RefreshStats,
 } from './merkle-refresh.js';
 import { AS_STRINGS, asString, newRedisClient, type CommandSender } from './redis-io.js';
+import {
+  feedPosition,
+  requireChangeFeed,
+  watchFeeds,
+  type WatchEvent,
+  type WatchOptions,
+} from './watch.js';
+import { feedMaxlen, runWrite } from './write-call.js';
 
 /** Store settings when none are given (SPEC §3, §5). */
 export const DEFAULT_STORE: ResolvedStore = Object.freeze({
   cdcMaxlen: 100_000,
+  changeFeed: true,
+  changeFeedMaxlen: 100_000,
   tombstoneTtlMs: 7 * 24 * 60 * 60 * 1000,
   relay: false,
   maxItemBytes: 64 * 1024 * 1024,
@@ -157,9 +166,7 @@ export class SyncStore implements LocalStore {
       client,
       keys: this.keys,
       nodeId: this.nodeId,
-      tombstoneTtlMs: this.settings.tombstoneTtlMs,
-      cdcMaxlen: this.settings.cdcMaxlen,
-      maxClockSkewMs: this.settings.maxClockSkewMs,
+      settings: this.settings,
       clock: this.clock,
     });
   }
@@ -316,43 +323,22 @@ export class SyncStore implements LocalStore {
     contentType: 'json' | 'binary',
     traceParent: string | undefined,
   ): Promise<WriteResult> {
-    const bucket = bucketOf(key);
-    const now = Math.floor(this.clock());
     const { data, compressed } = deleted
       ? { data: content, compressed: false }
       : encodeData(content);
-    const [ts, v, streamId] = await SCRIPTS.write
-      .run<[string, string, string]>(
-        this.client,
-        [
-          this.keys.item(key),
-          this.keys.bucket(bucket),
-          this.keys.dirty,
-          this.keys.tombstones,
-          this.keys.cdc,
-        ],
-        [
-          key,
-          bucket,
-          String(now),
-          this.nodeId,
-          JSON.stringify(this.nodeId),
-          deleted ? '1' : '0',
-          compressed ? '1' : '0',
-          contentHash,
-          contentType,
-          traceParent ?? '',
-          traceParent === undefined ? '' : JSON.stringify(traceParent),
-          data,
-          String(this.settings.cdcMaxlen),
-          String(this.settings.maxClockSkewMs),
-          String(MAX_UPDATED_AT),
-          String(MAX_VERSION),
-        ],
-      )
-      .catch((error: unknown) => {
-        throw clockError(key, error) ?? error;
-      });
+    const [ts, v, streamId] = await runWrite(this.client, this.keys, this.settings, {
+      key,
+      nodeId: this.nodeId,
+      now: this.clock(),
+      deleted,
+      data,
+      compressed,
+      contentHash,
+      contentType,
+      traceParent,
+    }).catch((error: unknown) => {
+      throw clockError(key, error) ?? error;
+    });
     const record: StoredRecord = {
       key,
       content,
@@ -438,6 +424,8 @@ export class SyncStore implements LocalStore {
       acceptOld: applyOptions.acceptOld === true,
       cdcMaxlen: this.settings.cdcMaxlen,
       conflictMaxlen: CONFLICT_LOG_MAXLEN,
+      feedMaxlen: feedMaxlen(this.settings),
+      feedSource: applySourceName(applyOptions.source),
       chunkSize: this.applyChunkSize,
     };
     const results = await applyRecords(this.client, records, options);
@@ -446,6 +434,40 @@ export class SyncStore implements LocalStore {
       await this.#waitDurable(records[0]!.key, `applying ${records.length} replicated records`);
     }
     return results;
+  }
+
+  /**
+   * Every change this store applies (local writes, records replicated by the hot path or a repair,
+   * and with `purges` purged tombstones), in the order it applied them, as an async iterable that
+   * ends when `options.signal` aborts: docs/API.md, "Change feed". Each change carries a
+   * `position`; `watch({ from: position })` after a restart delivers every change after it (at
+   * least once), or a resync marker first when the feed was trimmed past it. The feed is read a
+   * page at a time at the consumer's pace, so a slow consumer holds at most a page.
+   *
+   * @throws {StoreError} when the change feed is off (`store.changeFeed`), or `from` is not a
+   *   position of this store's feed; while iterating, when Redis fails (resume from the last
+   *   position delivered).
+   */
+  watch(options: WatchOptions = {}): AsyncIterable<WatchEvent> {
+    requireChangeFeed(this.settings);
+    return watchFeeds(this.#feedSource(), options);
+  }
+
+  /**
+   * The change feed's current end (`'now'`) or oldest change kept (`'start'`), as a position to
+   * pass to {@link watch}: take it before reading the store (a `scan`), then watch from it, and
+   * no change made meanwhile is missed.
+   */
+  changeFeedPosition(at: 'now' | 'start' = 'now'): Promise<string> {
+    requireChangeFeed(this.settings);
+    return feedPosition(this.#feedSource(), at);
+  }
+
+  #feedSource() {
+    return {
+      streams: [new FeedStream(this.client, this.keys.changes, this.keys.changesSeq)],
+      getRecords: (keys: readonly string[]) => this.reader.getRecords(keys),
+    };
   }
 
   /**

@@ -23,6 +23,7 @@ import { PartitionedStore } from '../../src/store/partitioned-store.js';
 import { partitionLayout } from '../../src/store/partitions.js';
 import { newRedisClient } from '../../src/store/redis-io.js';
 import { SyncStore } from '../../src/store/sync-store.js';
+import type { Change } from '../../src/store/watch.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { record } from './cold-path-support.js';
 
@@ -109,6 +110,52 @@ describe('a store on a Redis Cluster', () => {
       records.map((r) => r.key),
       ['doc-9', 'doc-1'],
     );
+  });
+
+  it("watch merges every partition's change feed: each change once, per key in order, resumed from a composite position", async () => {
+    const store = await PartitionedStore.open(sender, { nodeId: 'node-w', redisPrefix: 'feed:' });
+    const from = await store.changeFeedPosition();
+    assert.equal(from.split(',').length, 16);
+    const keys = Array.from({ length: 200 }, (_, i) => `feed-${i}`);
+    await Promise.all(keys.map((key) => store.put(key, { key })));
+    await Promise.all(keys.slice(0, 50).map((key) => store.put(key, { key, again: true })));
+    const replicated = Array.from({ length: 100 }, (_, i) =>
+      record(`feed-peer-${i}`, { origin: 'node-p', updatedAt: Date.now() }),
+    );
+    await store.apply(replicated, { source: { path: 'hot', peerId: 'node-p' } });
+    const total = 350;
+
+    const read = async (start: string, count: number): Promise<Change[]> => {
+      const changes: Change[] = [];
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), 30_000);
+      for await (const event of store.watch({
+        from: start,
+        pageSize: 16,
+        signal: controller.signal,
+      })) {
+        assert.equal(event.type, 'change');
+        changes.push(event);
+        if (changes.length === count) break;
+      }
+      clearTimeout(timer);
+      assert.equal(changes.length, count);
+      return changes;
+    };
+    const all = await read(from, total);
+    const id = (c: Change): string => `${c.key}@${c.version.version}`;
+    assert.equal(new Set(all.map(id)).size, total);
+    for (const key of keys.slice(0, 50)) {
+      const versions = all.filter((c) => c.key === key).map((c) => c.version.version);
+      assert.deepEqual(versions, [1, 2], `${key}'s changes in the order they were applied`);
+    }
+    assert.equal(all.filter((c) => c.source.kind === 'hot').length, 100);
+    assert.equal(all.filter((c) => c.source.kind === 'local').length, 250);
+
+    // Stopped after 150 changes and resumed from that change's position: the other 200, once.
+    const first = await read(from, 150);
+    const rest = await read(first[149]!.position, total - 150);
+    assert.deepEqual([...first, ...rest].map(id).sort(), all.map(id).sort());
   });
 
   it('has the same tree at every level as a single instance holding the same records', async () => {

@@ -895,9 +895,11 @@ describe('SyncStore Merkle tree', () => {
       return [
         ...['0', '0', '0', '1000', '1000', '', String(keys.itemPrefixBytes)],
         ...[String(keys.bucketPrefixBytes), '0', Buffer.concat([value, tuple]), ends, '0', '0'],
+        ...['1000', 'apply'],
       ];
     };
     const redisKeys = [keys.dirty, keys.tombstones, keys.cdc, keys.conflicts, keys.gcHorizon];
+    redisKeys.push(keys.changes, keys.changesSeq);
     redisKeys.push(keys.item(put.key), keys.bucket(bucketOf(put.key)));
     const full = value.length + tuple.length;
     await assert.rejects(

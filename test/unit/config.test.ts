@@ -78,6 +78,8 @@ describe('config defaults', () => {
       },
       store: {
         cdcMaxlen: 100_000,
+        changeFeed: true,
+        changeFeedMaxlen: 100_000,
         tombstoneTtlMs: 7 * 24 * 3600 * 1000,
         relay: false,
         maxItemBytes: 64 * 1024 * 1024,

@@ -3,10 +3,12 @@
 -- by byte order, then a tombstone above a put. Every key's type is checked before the first write
 -- (an item is a string that SET replaces whatever it held), so an error writes nothing. A previous
 -- version is read from its bucket entry (`ts|v|d|h|o`), which every write keeps equal to the
--- item's header. Every dirty mark is written (one HSET) before the records it covers.
+-- item's header. Every dirty mark is written (one HSET) before the records it covers. With the
+-- change feed on, the records applied are appended to the feed in the order they are applied, up
+-- to 32 to an entry, before any other write (docs/PROTOCOL.md §10).
 --
--- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, 5 gc:horizon, then per record i: item,
---       bucket
+-- KEYS: 1 merkle:dirty, 2 tombstones, 3 cdc, 4 conflicts, 5 gc:horizon, 6 changes (the change
+--       feed), 7 changes:seq (its counter), then per record i: item, bucket
 -- ARGV: 1 relay '0'|'1', 2 conflict log '0'|'1', 3 now (ms: a tombstone applied is indexed at
 --       max(its updatedAt, now), when it arrived here), 4 CDC MAXLEN, 5 conflicts MAXLEN, 6 when
 --       relaying the records' CDC fields as a JSON array of [content type, origin as JSON,
@@ -18,7 +20,8 @@
 --       ends in the arena (a 32-bit big-endian byte offset each: 2 per record), 12 the clock
 --       margin (ms, store.max_clock_skew) below the purge horizon, 13 '1' to apply live records
 --       older than the horizon all the same (from a peer in sync since it: docs/PROTOCOL.md §6),
---       then when relaying per record its CDC data.
+--       14 the change feed's MAXLEN ('0': the feed is off), 15 the feed entries' source
+--       (`hot:<peer>`, `repair:<peer>` or `apply`), then when relaying per record its CDC data.
 -- A record of a key this node holds no version of, dated before gc:horizon minus the margin, looks
 -- exactly like a delete purged here: a tombstone is stale (3), a live record is refused (5).
 -- (A record's key and bucket id are the ends of its item and bucket key names, so nothing is sent
@@ -35,8 +38,8 @@ local call, sub, byte = redis.call, string.sub, string.byte
 local relay = ARGV[1] == '1'
 local log_conflicts = ARGV[2] == '1'
 local now = ARGV[3]
-local n = (#KEYS - 5) / 2
-if n < 0 or n % 1 ~= 0 or #ARGV ~= 13 + (relay and n or 0) or #ARGV[9] ~= n
+local n = (#KEYS - 7) / 2
+if n < 0 or n % 1 ~= 0 or #ARGV ~= 15 + (relay and n or 0) or #ARGV[9] ~= n
   or #ARGV[11] ~= 8 * n then
   return redis.error_reply('ERR apply: ' .. #KEYS .. ' keys but ' .. #ARGV .. ' arguments')
 end
@@ -47,8 +50,10 @@ end
 local item_prefix = tonumber(ARGV[7])
 local bucket_prefix = tonumber(ARGV[8])
 local arena = ARGV[10]
-local datas = 13 -- ARGV[datas + i] is record i's CDC data
+local datas = 15 -- ARGV[datas + i] is record i's CDC data
 local accept_old = ARGV[13] == '1'
+local feed_maxlen, source = ARGV[14], ARGV[15]
+local feed = feed_maxlen ~= '0'
 -- ends[j]: where piece j (1..n the values, n+1..2n the tuples) ends in the arena (ends[0] = 0),
 -- read by struct.unpack in runs of 2,000 (a run's values pass through Lua's stack, which takes
 -- 8,000).
@@ -67,7 +72,7 @@ local function piece(j) return sub(arena, ends[j - 1] + 1, ends[j]) end
 local tuple_of = {} -- cut here, inline: a call per record costs a duplicate ~1% more instructions
 for i = 1, n do tuple_of[i] = sub(arena, ends[n + i - 1] + 1, ends[n + i]) end
 local key_of = {}
-for i = 1, n do key_of[i] = sub(KEYS[4 + 2 * i], item_prefix + 1) end
+for i = 1, n do key_of[i] = sub(KEYS[6 + 2 * i], item_prefix + 1) end
 local flags = ARGV[9] -- byte i: '1' when record i is a tombstone
 
 local function expect_type(key, want)
@@ -115,11 +120,15 @@ local purged_before = tonumber(call('GET', KEYS[5]) or '0') or 0
 if purged_before > 0 then purged_before = purged_before - tonumber(ARGV[12]) end
 if relay then err = expect_type(KEYS[3], 'stream') if err then return err end end
 if log_conflicts then err = expect_type(KEYS[4], 'stream') if err then return err end end
+if feed then
+  err = expect_type(KEYS[6], 'stream') or expect_type(KEYS[7], 'string')
+  if err then return err end
+end
 
 -- Pass 1: read every previous version, its tuple string or false (which checks the bucket's type).
 local prevs = {}
 for i = 1, n do
-  prevs[i] = call('HGET', KEYS[5 + 2 * i], key_of[i])
+  prevs[i] = call('HGET', KEYS[7 + 2 * i], key_of[i])
 end
 
 -- Which keys are already dirty (their mark, from an earlier write, stays).
@@ -170,10 +179,23 @@ for i = 1, n do
     if not dirty[key] then
       dirty[key] = true
       marks[nmarks + 1] = key
-      marks[nmarks + 2] = sub(KEYS[5 + 2 * i], bucket_prefix + 1) .. (prevs[i] or '')
+      marks[nmarks + 2] = sub(KEYS[7 + 2 * i], bucket_prefix + 1) .. (prevs[i] or '')
       nmarks = nmarks + 2
     end
   end
+end
+
+-- @include feed_append
+if feed then
+  local changes, nchanges = {}, 0
+  for i = 1, n do
+    if outcomes[i] == 1 then
+      changes[nchanges + 1] = key_of[i]
+      changes[nchanges + 2] = tuple_of[i]
+      nchanges = nchanges + 2
+    end
+  end
+  feed_append(KEYS[6], KEYS[7], feed_maxlen, now, source, changes, nchanges)
 end
 for first = 1, nmarks, 2000 do
   call('HSET', KEYS[1], unpack(marks, first, math.min(nmarks, first + 1999)))
@@ -188,8 +210,8 @@ for i = 1, n do
   local outcome, prev = outcomes[i], previous[i]
 
   if outcome == 1 then
-    call('HSET', KEYS[5 + 2 * i], key, tuple)
-    items[nitems + 1] = KEYS[4 + 2 * i]
+    call('HSET', KEYS[7 + 2 * i], key, tuple)
+    items[nitems + 1] = KEYS[6 + 2 * i]
     items[nitems + 2] = piece(i)
     nitems = nitems + 2
     local deleted = byte(flags, i) == 49

@@ -4,34 +4,52 @@
 -- from the index. A key that is no longer a tombstone (overwritten by a put) is only dropped from
 -- the index; a tombstone indexed since at or after the cutoff (rewritten) is left alone. First the
 -- purge horizon is raised to the cutoff, so that nothing is purged before the horizon says so.
+-- With the change feed on, each purge is appended to it (source `purge`, docs/PROTOCOL.md §10).
 --
--- KEYS: 1 tombstones, 2 merkle:dirty, 3 gc:horizon, then per key i: item, bucket
--- ARGV: 1 cutoff (ms, exclusive), then per key i: key, bucket id
+-- KEYS: 1 tombstones, 2 merkle:dirty, 3 gc:horizon, 4 changes (the change feed), 5 changes:seq
+--       (its counter), then per key i: item, bucket
+-- ARGV: 1 cutoff (ms, exclusive), 2 the change feed's MAXLEN ('0': off), 3 now (ms), then per
+--       key i: key, bucket id
 -- Returns: the number of records purged.
 
-local t = redis.call('TYPE', KEYS[3])['ok']
-if t ~= 'none' and t ~= 'string' then
-  return redis.error_reply('WRONGTYPE ' .. KEYS[3] .. ' holds a ' .. t .. ', expected a string')
+local feed = ARGV[2] ~= '0'
+local checks = { { KEYS[3], 'string' } }
+if feed then
+  checks[2] = { KEYS[4], 'stream' }
+  checks[3] = { KEYS[5], 'string' }
+end
+for _, check in ipairs(checks) do
+  local t = redis.call('TYPE', check[1])['ok']
+  if t ~= 'none' and t ~= check[2] then
+    return redis.error_reply('WRONGTYPE ' .. check[1] .. ' holds a ' .. t .. ', expected a '
+      .. check[2])
+  end
 end
 local cutoff = tonumber(ARGV[1])
 if cutoff > (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) then
   redis.call('SET', KEYS[3], ARGV[1])
 end
 local purged = 0
-for i = 1, (#ARGV - 1) / 2 do
-  local key, bucket = ARGV[2 * i], ARGV[2 * i + 1]
-  local tuple = redis.call('HGET', KEYS[3 + 2 * i], key)
+local changes, nchanges = {}, 0 -- the feed's key, tuple pairs
+for i = 1, (#ARGV - 3) / 2 do
+  local key, bucket = ARGV[2 * i + 2], ARGV[2 * i + 3]
+  local tuple = redis.call('HGET', KEYS[5 + 2 * i], key)
   local deleted
   if tuple then deleted = string.match(tuple, '^%d+|%d+|([01])|') end
   local score = tonumber(redis.call('ZSCORE', KEYS[1], key))
   if deleted == '1' and score and score < cutoff then
-    redis.call('DEL', KEYS[2 + 2 * i])
-    redis.call('HDEL', KEYS[3 + 2 * i], key)
+    redis.call('DEL', KEYS[4 + 2 * i])
+    redis.call('HDEL', KEYS[5 + 2 * i], key)
     redis.call('HSETNX', KEYS[2], key, bucket .. tuple)
     redis.call('ZREM', KEYS[1], key)
+    changes[nchanges + 1] = key
+    changes[nchanges + 2] = tuple
+    nchanges = nchanges + 2
     purged = purged + 1
   elseif deleted ~= '1' then
     redis.call('ZREM', KEYS[1], key)
   end
 end
+-- @include feed_append
+if feed then feed_append(KEYS[4], KEYS[5], ARGV[2], ARGV[3], 'purge', changes, nchanges) end
 return purged

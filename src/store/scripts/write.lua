@@ -2,17 +2,22 @@
 -- Merkle bucket entry, dirty mark (the key with the tuple the tree last counted for it, kept if
 -- the key is already dirty), tombstone index and CDC entry. Every key's type is checked before
 -- the first write (the item is a string that SET replaces whatever it held), so an error leaves
--- nothing half-written. The previous version is read from the bucket entry (`ts|v|d|h|o`), which
+-- nothing half-written. With the change feed on, the change is also appended to the feed stream
+-- in the same call, so the feed holds every write in the order this store applied them
+-- (docs/PROTOCOL.md §10). The previous version is read from the bucket entry (`ts|v|d|h|o`), which
 -- every write keeps equal to the item's header.
 --
--- KEYS: 1 item, 2 bucket, 3 merkle:dirty, 4 tombstones, 5 cdc
+-- KEYS: 1 item, 2 bucket, 3 merkle:dirty, 4 tombstones, 5 cdc, 6 changes (the change feed),
+--       7 changes:seq (its counter)
 -- ARGV: 1 key, 2 bucket id, 3 now (ms), 4 origin, 5 origin as a JSON string, 6 deleted '0'|'1',
 --       7 '1' when the CDC data is a zstd frame of the content, else '0', 8 content hash,
 --       9 content type, 10 traceparent ('' = none), 11 traceparent as a JSON string ('' = none),
 --       12 CDC data (also the item's body), 13 CDC MAXLEN, 14 max clock skew (ms), 15 largest
---       updatedAt, 16 largest version (docs/PROTOCOL.md §1), 17 (optional, deletes only) the
+--       updatedAt, 16 largest version (docs/PROTOCOL.md §1), 17 ('' = none; deletes only) the
 --       version `ts|v` of a record to supersede: the tombstone then takes clock ts and version
---       v + 1, and only if the key has no version here (docs/PROTOCOL.md §6)
+--       v + 1, and only if the key has no version here (docs/PROTOCOL.md §6), 18 the change
+--       feed's MAXLEN ('0': the feed is off), 19 the feed entry's source (`local`,
+--       `supersede:<peer>`: docs/PROTOCOL.md §10)
 -- Returns: { updatedAt, version, stream id }, or the error CLOCK_SKEW (the previous record is dated
 -- more than the max skew ahead of now) or CLOCK_OVERFLOW (the next clock or version would pass its
 -- bound), having written nothing; a superseding delete of a key that has a version returns
@@ -27,7 +32,13 @@ local function expect_type(key, want)
 end
 
 local before = redis.call('HGET', KEYS[2], ARGV[1])
-for _, check in ipairs({ { KEYS[3], 'hash' }, { KEYS[4], 'zset' }, { KEYS[5], 'stream' } }) do
+local feed = ARGV[18] ~= '0'
+local checks = { { KEYS[3], 'hash' }, { KEYS[4], 'zset' }, { KEYS[5], 'stream' } }
+if feed then
+  checks[4] = { KEYS[6], 'stream' }
+  checks[5] = { KEYS[7], 'string' }
+end
+for _, check in ipairs(checks) do
   local err = expect_type(check[1], check[2])
   if err then return err end
 end
@@ -35,7 +46,7 @@ end
 local now = tonumber(ARGV[3])
 local ts, v = now, 1
 local was_tombstone = false
-if ARGV[17] and ARGV[17] ~= '' then
+if ARGV[17] ~= '' then
   if before or ARGV[6] ~= '1' then return { '0', '0', '' } end
   local sts, sv = string.match(ARGV[17], '^(%d+)|(%d+)$')
   ts, v = tonumber(sts), tonumber(sv) + 1
@@ -61,7 +72,9 @@ local tss = string.format('%.0f', ts)
 local vs = string.format('%.0f', v)
 local key, deleted, hash, origin = ARGV[1], ARGV[6], ARGV[8], ARGV[4]
 
--- The CDC entry first: it is the only write whose failure is not ruled out above (e.g. a bad MAXLEN).
+-- The CDC and feed entries first: the only writes whose failure is not ruled out above (e.g. a bad
+-- MAXLEN). The feed entry is the change's version tuple (docs/PROTOCOL.md §4) and its source.
+local tuple = tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin
 local id
 if deleted == '1' then
   local meta = '{"version":' .. vs .. ',"updated_at":' .. tss .. ',"origin":' .. ARGV[5] .. '}'
@@ -74,6 +87,8 @@ else
   id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[13], '*',
     'op', 'PUT', 'key', key, 'hash', hash, 'data', ARGV[12], 'meta', meta)
 end
+-- @include feed_append
+if feed then feed_append(KEYS[6], KEYS[7], ARGV[18], ARGV[3], ARGV[19], { key, tuple }, 2) end
 
 -- The record: its header line (docs/PROTOCOL.md §2), then the CDC data: the content, or its zstd
 -- frame (flagged "z"), stored as it is sent.
@@ -84,7 +99,7 @@ if ARGV[7] == '1' then z = ',"z":1' end
 redis.call('SET', KEYS[1], '{"ts":' .. tss .. ',"v":' .. vs .. ',"d":' .. deleted .. ',"h":"' .. hash
   .. '","o":' .. ARGV[5] .. ',"t":"' .. ARGV[9] .. '"' .. z .. tp .. '}\n')
 if deleted ~= '1' and ARGV[12] ~= '' then redis.call('APPEND', KEYS[1], ARGV[12]) end
-redis.call('HSET', KEYS[2], key, tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin)
+redis.call('HSET', KEYS[2], key, tuple)
 redis.call('HSETNX', KEYS[3], key, ARGV[2] .. (before or ''))
 if deleted == '1' then
   -- Indexed by when it was written here (a superseding delete carries an older clock).
