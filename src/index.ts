@@ -10,7 +10,11 @@ export type {
   SyncStoreOptions,
   SyncStoreConnectOptions,
   PutOptions,
+  PutEntry,
   WriteResult,
+  BatchWriteResult,
+  ScanOptions,
+  CountOptions,
 } from './store/sync-store.js';
 export { MerkleReader } from './store/merkle-reader.js';
 export { parseCdcEntry, eventToRecord, encodeCdcEntry } from './codec/cdc.js';
