@@ -145,7 +145,7 @@ export interface WriteManyOptions {
   readonly keys: StoreKeys;
   /** The origin of the writes: this node's id. */
   readonly nodeId: string;
-  /** This node's clock (ms) for the whole batch. */
+  /** This node's clock (ms) for the call. */
   readonly now: number;
   readonly cdcMaxlen: number;
   readonly maxClockSkewMs: number;
@@ -155,32 +155,10 @@ export interface WriteManyOptions {
 export type WriteOutcome = WriteResult | StoreError;
 
 /**
- * Writes `writes` in order with `write_many` calls of at most {@link WRITE_CHUNK_ENTRIES} entries
- * and {@link CHUNK_BYTES} of data, all issued before any is awaited (one connection runs them in
- * order, so a key written twice is written in order). Outcomes in input order; never rejects.
+ * Writes `chunk` in order with one `write_many` call; outcomes in input order. Never rejects: when
+ * the call fails, each entry's outcome is its error.
  */
-export async function writeMany(
-  client: CommandSender,
-  writes: readonly PreparedWrite[],
-  options: WriteManyOptions,
-): Promise<WriteOutcome[]> {
-  const calls: Promise<WriteOutcome[]>[] = [];
-  let start = 0;
-  let bytes = 0;
-  for (let i = 0; i < writes.length; i++) {
-    const size = writes[i]!.data.length;
-    if (i > start && (i - start >= WRITE_CHUNK_ENTRIES || bytes + size > CHUNK_BYTES)) {
-      calls.push(writeChunk(client, writes.slice(start, i), options));
-      start = i;
-      bytes = 0;
-    }
-    bytes += size;
-  }
-  if (start < writes.length) calls.push(writeChunk(client, writes.slice(start), options));
-  return (await Promise.all(calls)).flat();
-}
-
-async function writeChunk(
+export async function writeCall(
   client: CommandSender,
   chunk: readonly PreparedWrite[],
   options: WriteManyOptions,
@@ -239,18 +217,21 @@ export function checkBatch(items: unknown): void {
   if (!Array.isArray(items)) throw new StoreError('a batch must be an array');
 }
 
-/** What {@link writeBatch} runs on: a store's batch script calls and its `WAIT`. */
+/** What {@link writeBatch} runs on: a store's batch script call and its `WAIT`. */
 export interface BatchWriter {
-  /** Writes the prepared entries (`writeMany` on the store's connection). */
-  write(prepared: readonly PreparedWrite[]): Promise<WriteOutcome[]>;
+  /** Writes one chunk with one script call on the store's connection ({@link writeCall}). */
+  write(chunk: readonly PreparedWrite[]): Promise<WriteOutcome[]>;
   /** `store.wait_replicas` for everything written so far by the connection that wrote `key`. */
   waitDurable(key: string, what: string): Promise<void>;
 }
 
 /**
  * A batch from the checks to the results: each item prepared (one that fails its checks is
- * refused alone, `invalid`), the rest written, then one `WAIT` for the batch; when that falls
- * short every written entry reports a {@link NotDurableError} carrying what it wrote.
+ * refused alone, `invalid`) into chunks of at most {@link WRITE_CHUNK_ENTRIES} entries and
+ * {@link CHUNK_BYTES} of data (one entry at least), the chunks' calls issued together (one
+ * connection runs them in order: a key given twice is written in order); then one `WAIT` for the
+ * batch. When that falls short every
+ * written entry reports a {@link NotDurableError} carrying what it wrote.
  * @throws {StoreError} when `items` is not an array, or the `WAIT` itself fails.
  */
 export async function writeBatch<T>(
@@ -261,20 +242,39 @@ export async function writeBatch<T>(
 ): Promise<BatchWriteResult[]> {
   checkBatch(items);
   const outcomes = new Array<WriteOutcome>(items.length);
-  const prepared: PreparedWrite[] = [];
-  const at: number[] = [];
-  items.forEach((item, i) => {
+  const calls: Promise<void>[] = [];
+  let chunk: PreparedWrite[] = [];
+  let at: number[] = [];
+  let bytes = 0;
+  const flush = (): void => {
+    const [taken, where] = [chunk, at];
+    calls.push(
+      writer.write(taken).then((written) => {
+        written.forEach((outcome, j) => (outcomes[where[j]!] = outcome));
+      }),
+    );
+    [chunk, at, bytes] = [[], [], 0];
+  };
+  for (const [i, item] of items.entries()) {
+    let write: PreparedWrite;
     try {
-      prepared.push(prepare(item));
-      at.push(i);
+      write = prepare(item);
     } catch (cause) {
       const message = cause instanceof Error ? cause.message : String(cause);
       outcomes[i] = new WriteRefusedError(keyText(item, keyOf), 'invalid', message, { cause });
+      continue;
     }
-  });
-  const written = prepared.length === 0 ? [] : await writer.write(prepared);
-  written.forEach((outcome, j) => (outcomes[at[j]!] = outcome));
-  const stored = written.filter((o): o is WriteResult => !(o instanceof Error));
+    const size = write.data.length;
+    if (chunk.length > 0 && (chunk.length >= WRITE_CHUNK_ENTRIES || bytes + size > CHUNK_BYTES)) {
+      flush();
+    }
+    chunk.push(write);
+    at.push(i);
+    bytes += size;
+  }
+  if (chunk.length > 0) flush();
+  await Promise.all(calls);
+  const stored = outcomes.filter((o): o is WriteResult => !(o instanceof Error));
   if (stored.length > 0) {
     try {
       await writer.waitDurable(stored[0]!.record.key, `a batch of ${stored.length} writes`);

@@ -22,7 +22,7 @@ import {
   prepareDelete,
   preparePut,
   writeBatch,
-  writeMany,
+  writeCall,
   writtenRecord,
   type BatchWriteResult,
   type PreparedWrite,
@@ -312,9 +312,9 @@ export class SyncStore implements LocalStore {
   /**
    * Writes many documents, each exactly as {@link put} would (its own clock, record, Merkle leaf
    * and CDC entry, atomic together), in `write_many` script calls of up to 500 entries or 4 MiB
-   * issued together, in input order (a key given twice is written twice, the later last). All of
-   * the batch gets one clock reading. Never rejects: the result says per entry, in input order,
-   * what was written or why not ({@link BatchWriteResult}); an invalid entry is refused alone.
+   * issued together, in input order (a key given twice is written twice, the later last). Never
+   * rejects: the result says per entry, in input order, what was written or why not
+   * ({@link BatchWriteResult}); an invalid entry is refused alone.
    * With `store.waitReplicas`, one `WAIT` follows the whole batch; if it falls short, every entry
    * written reports a {@link NotDurableError} carrying what it wrote.
    */
@@ -362,8 +362,8 @@ export class SyncStore implements LocalStore {
     keyOf: (item: T) => string,
   ): Promise<BatchWriteResult[]> {
     return writeBatch(items, prepare, keyOf, {
-      write: (prepared) =>
-        writeMany(this.client, prepared, {
+      write: (chunk) =>
+        writeCall(this.client, chunk, {
           keys: this.keys,
           nodeId: this.nodeId,
           now: Math.floor(this.clock()),
