@@ -14,7 +14,8 @@ import { sha256Hex } from '../../src/store/input.js';
 import { WRITE_CHUNK_ENTRIES } from '../../src/store/local-write.js';
 import { bucketOf } from '../../src/store/merkle-hash.js';
 import { SyncStore, type PutEntry, type SyncStoreOptions } from '../../src/store/sync-store.js';
-import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { snapshot, startMesh } from '../helpers/mesh.js';
+import { eventually, startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 const NOW = 1_735_776_100_000;
 let server: RedisServer;
@@ -268,5 +269,47 @@ describe('putMany and deleteMany', () => {
     }
     // Written all the same: in the master, not acknowledged.
     assert.equal((await store.get('d.2'))?.content.toString(), 'two');
+  });
+});
+
+describe('batches in a mesh', () => {
+  it('replicate and converge like single writes, concurrent batches of the same keys included', async () => {
+    const mesh = await startMesh({ nodes: 2 });
+    try {
+      const [a, b] = mesh.nodes as [(typeof mesh.nodes)[0], (typeof mesh.nodes)[0]];
+      const keys = Array.from({ length: 1200 }, (_, i) => `uk.batch.${i}`);
+      const fromA = await a.store.putMany(keys.map((key, i) => ({ key, content: { i } })));
+      assert.ok(fromA.every((r) => r.ok));
+      // The same 100 keys in batches on both nodes at once: LWW picks one winner on both.
+      const contested = keys.slice(0, 100);
+      await Promise.all(
+        [a, b].map((node) =>
+          node.store.putMany(contested.map((key) => ({ key, content: { by: node.id } }))),
+        ),
+      );
+      await b.store.deleteMany(keys.slice(1100));
+      await eventually(
+        async () => {
+          const [sa, sb] = await Promise.all([a, b].map((n) => snapshot(n.store, keys)));
+          return JSON.stringify(sa) === JSON.stringify(sb) && sa!.length === keys.length;
+        },
+        'two identical stores',
+        30_000,
+      );
+      assert.equal(await a.store.merkleRoot(), await b.store.merkleRoot());
+      assert.equal(await a.store.get('uk.batch.1150'), undefined);
+      assert.deepEqual(
+        await b.store.getRecord('uk.batch.500'),
+        fromA[500]!.ok ? fromA[500]!.written.record : undefined,
+      );
+      const winners = new Set(
+        (await a.store.getRecords(contested)).map(
+          (r) => (JSON.parse(r.content.toString()) as { by: string }).by,
+        ),
+      );
+      assert.ok(winners.size >= 1 && [...winners].every((w) => w === 'node-a' || w === 'node-b'));
+    } finally {
+      await mesh.stop();
+    }
   });
 });
