@@ -82,7 +82,7 @@ describe('a node on a Redis Cluster', () => {
         JSON.stringify({ key: keys[7], tag: 'hot' }),
       );
       // Each record is stored in its partition's keys (one hash slot per partition).
-      const store = node.store as PartitionedStore;
+      const store = node.store;
       const held = new Map<number, number>();
       for (const key of keys) {
         const partition = store.partitionOf(key);
