@@ -75,7 +75,8 @@ export interface PreparedWrite {
 
 /**
  * Checks and encodes a put (content hash, zstd frame).
- * @throws {StoreError} on invalid input (a bad key, content or option, or content above `maxBytes`).
+ * @throws {WriteRefusedError} `invalid` on invalid input (a bad key, content or option, or content
+ *   above `maxBytes`), with the check's message.
  */
 export function preparePut(
   key: unknown,
@@ -83,37 +84,54 @@ export function preparePut(
   options: PutOptions,
   maxBytes: number,
 ): PreparedWrite {
-  checkKey(key);
-  checkTraceParent(options.traceParent);
-  const { bytes, contentType } = normalizeContent(content, options.contentType, maxBytes);
-  const { data, compressed } = encodeData(bytes);
-  return {
-    key,
-    deleted: false,
-    content: bytes,
-    contentHash: sha256Hex(bytes),
-    contentType,
-    traceParent: options.traceParent,
-    data,
-    compressed,
-  };
+  return refusedIfInvalid(key, () => {
+    checkKey(key);
+    checkTraceParent(options.traceParent);
+    const { bytes, contentType } = normalizeContent(content, options.contentType, maxBytes);
+    const { data, compressed } = encodeData(bytes);
+    return {
+      key,
+      deleted: false,
+      content: bytes,
+      contentHash: sha256Hex(bytes),
+      contentType,
+      traceParent: options.traceParent,
+      data,
+      compressed,
+    };
+  });
 }
 
-/** Checks a delete: its tombstone has no content, no hash, type binary. @throws {StoreError} */
+/**
+ * Checks a delete: its tombstone has no content, no hash, type binary.
+ * @throws {WriteRefusedError} `invalid` on a bad key or traceparent.
+ */
 export function prepareDelete(key: unknown, traceParent: unknown): PreparedWrite {
-  checkKey(key);
-  checkTraceParent(traceParent);
-  const empty = Buffer.alloc(0);
-  return {
-    key,
-    deleted: true,
-    content: empty,
-    contentHash: '',
-    contentType: 'binary',
-    traceParent,
-    data: empty,
-    compressed: false,
-  };
+  return refusedIfInvalid(key, () => {
+    checkKey(key);
+    checkTraceParent(traceParent);
+    const empty = Buffer.alloc(0);
+    return {
+      key,
+      deleted: true,
+      content: empty,
+      contentHash: '',
+      contentType: 'binary',
+      traceParent,
+      data: empty,
+      compressed: false,
+    };
+  });
+}
+
+/** `prepare()`, its check failures (StoreErrors of input.ts) as `invalid` refusals of `key`. */
+function refusedIfInvalid(key: unknown, prepare: () => PreparedWrite): PreparedWrite {
+  try {
+    return prepare();
+  } catch (cause) {
+    if (!(cause instanceof StoreError)) throw cause;
+    throw new WriteRefusedError(String(key), 'invalid', cause.message, { cause });
+  }
 }
 
 /** The record a local write stored, given the clock the script gave it. */
@@ -260,8 +278,11 @@ export async function writeBatch<T>(
     try {
       write = prepare(item);
     } catch (cause) {
-      const message = cause instanceof Error ? cause.message : String(cause);
-      outcomes[i] = new WriteRefusedError(keyText(item, keyOf), 'invalid', message, { cause });
+      // A check's refusal, or an entry that is not even an object (reading its fields threw).
+      outcomes[i] =
+        cause instanceof WriteRefusedError
+          ? cause
+          : new WriteRefusedError(keyText(item, keyOf), 'invalid', String(cause), { cause });
       continue;
     }
     const size = write.data.length;

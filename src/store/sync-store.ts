@@ -288,9 +288,11 @@ export class SyncStore implements LocalStore {
    * Writes a document: one atomic script call stamps the hybrid clock, stores the record and its
    * Merkle leaf and appends the CDC `PUT` entry.
    *
-   * @throws {StoreError} on invalid input, a Redis failure, or a clock it refuses to build on (the
-   *   stored record is dated more than `store.maxClockSkewMs` ahead of this node's clock, or its
-   *   clock or version is at its bound: docs/PROTOCOL.md §1); then nothing was written.
+   * @throws {WriteRefusedError} (a StoreError) on invalid input (`invalid`) or a clock it refuses to
+   *   build on (`clock_skew`: the stored record is dated more than `store.maxClockSkewMs` ahead of
+   *   this node's clock; `clock_overflow`: its clock or version is at its bound, docs/PROTOCOL.md
+   *   §1); then nothing was written.
+   * @throws {StoreError} on a Redis failure.
    * @throws {NotDurableError} with `store.waitReplicas`, when fewer replicas confirmed the write
    *   in time: it was written, and is not acknowledged.
    */

@@ -183,6 +183,15 @@ describe('putMany and deleteMany', () => {
       assert.ok(r.error instanceof StoreError);
     }
     assert.match(!results[2]!.ok ? results[2]!.error.message : '', /max_item_bytes/);
+    // put and delete refuse the same input with the same error.
+    await assert.rejects(
+      () => store.put('big', Buffer.alloc(101)),
+      (e: unknown) => e instanceof WriteRefusedError && e.reason === 'invalid' && e.key === 'big',
+    );
+    await assert.rejects(
+      () => store.delete(''),
+      (e: unknown) => e instanceof WriteRefusedError && /must not be empty/.test(e.message),
+    );
     assert.equal(await raw.xLen(store.keys.cdc), 2);
     assert.equal(await store.get('big'), undefined);
     await assert.rejects(() => store.putMany('not an array' as unknown as PutEntry[]), StoreError);
