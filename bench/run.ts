@@ -10,6 +10,10 @@ import { formatTable, mergeResults, type BenchModule, type BenchRow } from './re
 /** Benchmark modules by section, in run order. Add yours here. */
 const MODULES: readonly { section: string; load: () => Promise<BenchModule> }[] = [
   { section: 'store', load: () => import('./store.bench.js') },
+  {
+    section: 'store-batch',
+    load: async () => ({ run: (await import('./store.bench.js')).runBatch }),
+  },
   { section: 'hot-path', load: () => import('./hot-path.bench.js') },
   { section: 'cold-path', load: () => import('./cold-path.bench.js') },
   { section: 'timeline', load: () => import('./timeline.bench.js') },

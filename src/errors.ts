@@ -95,3 +95,28 @@ export class StoreError extends ReplicationError {
     super('STORE', message, options);
   }
 }
+
+/** Why a local write of one key was refused (nothing of it was written). */
+export type WriteRefusal =
+  /** The key, content, content type or traceparent is invalid, or the content too large. */
+  | 'invalid'
+  /** The stored record is dated more than `store.max_clock_skew` ahead of this node's clock. */
+  | 'clock_skew'
+  /** The next clock or version of the key would pass its bound (docs/PROTOCOL.md §1). */
+  | 'clock_overflow';
+
+/**
+ * A local write of one key refused before anything of it was written: retrying the same write
+ * fails the same way until the input is fixed (`invalid`) or the clock catches up (`clock_skew`).
+ * A {@link StoreError}, so a caller that catches those catches these.
+ */
+export class WriteRefusedError extends StoreError {
+  /** The key whose write was refused (as given, when it is not a valid key). */
+  readonly key: string;
+  readonly reason: WriteRefusal;
+  constructor(key: string, reason: WriteRefusal, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.key = key;
+    this.reason = reason;
+  }
+}

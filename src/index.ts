@@ -10,7 +10,11 @@ export type {
   SyncStoreOptions,
   SyncStoreConnectOptions,
   PutOptions,
+  PutEntry,
   WriteResult,
+  BatchWriteResult,
+  ScanOptions,
+  CountOptions,
 } from './store/sync-store.js';
 export type { WatchOptions, WatchEvent, Change, ResyncMarker } from './store/watch.js';
 export type { ChangeSource } from './store/change-feed.js';

@@ -271,6 +271,35 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
   },
   {
+    name: 'ls',
+    args: '[PREFIX]',
+    summary: "List the keys of a node's store (those starting with PREFIX).",
+    description: [
+      'Prints the key of every live document whose key starts with PREFIX (every key without',
+      'one), one a line; PREFIX is plain text, not a pattern. The store is read in pages of 100, so',
+      "a large store is never loaded at once; the order is the store's (by a hash of the key), not",
+      'sorted. A key present for the whole listing is printed exactly once, even while the node',
+      'takes writes. With --json, one record a line as get --json prints it (content included);',
+      'with --count, only how many there are.',
+    ].join('\n'),
+    options: {
+      ...TARGET,
+      json: { type: 'boolean', description: 'Print each record as one line of JSON.' },
+      deleted: {
+        type: 'boolean',
+        description: 'Include deleted keys (tombstones), marked "(deleted)" or "deleted": true.',
+      },
+      limit: { type: 'string', value: 'N', description: 'Stop after N keys.' },
+      count: { type: 'boolean', description: 'Print only the number of keys.' },
+      help: HELP,
+    },
+    exitCodes: [
+      [0, 'listed (none is not an error)'],
+      [1, 'failed (Redis unreachable)'],
+      [2, 'bad usage or invalid config'],
+    ],
+  },
+  {
     name: 'status',
     args: '',
     summary: "Show a running daemon's health: state, peers, lag, circuits, repairs.",

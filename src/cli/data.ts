@@ -1,12 +1,12 @@
 /**
- * `put`, `get` and `del`: read and write one node's store by hand.
+ * `put`, `get`, `del` and `ls`: read and write one node's store by hand.
  */
 import type { ResolvedConfig } from '../config/types.js';
 import type { StoredRecord } from '../model/record.js';
 import { connectLocalStore } from '../node/local-store.js';
 import type { NodeStore } from '../node/local-store.js';
 import type { Io, ParsedArgs } from './args.js';
-import { CliError, UsageError, flag, positionals, readAll, write } from './args.js';
+import { CliError, UsageError, flag, positionals, readAll, stringOption, write } from './args.js';
 import { EXIT, PROGRAM } from './commands.js';
 import { targetConfig } from './target.js';
 
@@ -143,4 +143,52 @@ export async function delCommand(args: ParsedArgs, io: Io): Promise<number> {
     `deleted ${key} version ${record.version} at ${new Date(record.updatedAt).toISOString()} on ${record.origin}\n`,
   );
   return EXIT.ok;
+}
+
+/** Lines written to stdout at once by `ls`. */
+const LS_FLUSH = 200;
+
+/** `ls [PREFIX]`: the keys (or records, or their number) under a prefix, page by page. */
+export async function lsCommand(args: ParsedArgs, io: Io): Promise<number> {
+  const [prefix = ''] = positionals(args, [], ['PREFIX']);
+  const limitText = stringOption(args, 'limit');
+  const limit = limitText === undefined ? Infinity : Number(limitText);
+  if (limitText !== undefined && (!Number.isInteger(limit) || limit < 1)) {
+    throw new UsageError(`--limit must be a positive integer, got ${JSON.stringify(limitText)}`);
+  }
+  const includeDeleted = flag(args, 'deleted');
+  const json = flag(args, 'json');
+  if (flag(args, 'count') && (json || limitText !== undefined)) {
+    throw new UsageError('--count excludes --json and --limit');
+  }
+  const config = targetConfig(args, false);
+  return withStore(config, async (store) => {
+    if (flag(args, 'count')) {
+      await write(io.stdout, `${await store.count({ prefix, includeDeleted })}\n`);
+      return EXIT.ok;
+    }
+    let lines: string[] = [];
+    let listed = 0;
+    try {
+      for await (const record of store.scan({ prefix, includeDeleted })) {
+        lines.push(
+          json
+            ? JSON.stringify(recordJson(record))
+            : `${record.key}${record.deleted ? '\t(deleted)' : ''}`,
+        );
+        listed += 1;
+        if (lines.length >= LS_FLUSH || listed >= limit) {
+          await write(io.stdout, `${lines.join('\n')}\n`);
+          lines = [];
+        }
+        if (listed >= limit) break;
+      }
+      if (lines.length > 0) await write(io.stdout, `${lines.join('\n')}\n`);
+    } catch (error) {
+      // `ls | head`: the reader has all it wanted.
+      if ((error as { code?: string }).code === 'EPIPE') return EXIT.ok;
+      throw error;
+    }
+    return EXIT.ok;
+  });
 }

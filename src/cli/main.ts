@@ -9,7 +9,7 @@ import { adminCommand, statusCommand } from './admin.js';
 import type { Io, ParsedArgs } from './args.js';
 import { CliError, UsageError, parseCommandArgs, write } from './args.js';
 import { EXIT, PROGRAM, commandHelp, findCommand, programHelp } from './commands.js';
-import { delCommand, getCommand, putCommand } from './data.js';
+import { delCommand, getCommand, lsCommand, putCommand } from './data.js';
 import { demoCommand } from './demo.js';
 import { runCommand } from './run.js';
 import { watchCommand } from './watch.js';
@@ -23,6 +23,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   get: getCommand,
   del: delCommand,
   watch: watchCommand,
+  ls: lsCommand,
   status: statusCommand,
   repair: (args, io) => adminCommand('repair', args, io),
   pause: (args, io) => adminCommand('pause', args, io),

@@ -70,6 +70,8 @@ function isNoScript(error: unknown): boolean {
 /** Every script the store runs, loaded once per process. */
 export const SCRIPTS = {
   write: LuaScript.load('write'),
+  write_many: LuaScript.load('write_many'),
+  list: LuaScript.load('list'),
   apply: LuaScript.load('apply'),
   claim: LuaScript.load('claim'),
   commit: LuaScript.load('commit'),

@@ -41,9 +41,13 @@ import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
 import type { GcStore } from './gc-store.js';
 import { storeKeys, type StoreKeys } from './keys.js';
 import type { PutContent } from './input.js';
+import type { CountOptions, ScanOptions } from './listing.js';
+import { checkBatch } from './local-write.js';
 import {
   SyncStore,
+  type BatchWriteResult,
   type PurgeResult,
+  type PutEntry,
   type PutOptions,
   type SyncStoreOptions,
   type WriteResult,
@@ -157,6 +161,68 @@ export class PartitionedStore implements LocalStore {
 
   delete(key: string, options: Pick<PutOptions, 'traceParent'> = {}): Promise<WriteResult> {
     return this.partitionOf(key).delete(key, options);
+  }
+
+  /**
+   * {@link SyncStore.putMany} over the partitions: each partition's entries (an entry with an
+   * invalid key goes to the first, which refuses it) are written by that partition's script
+   * calls on its shard, all partitions at once, and its `WAIT` (with `store.waitReplicas`) asks
+   * that shard's master. Results in input order.
+   */
+  async putMany(entries: readonly PutEntry[]): Promise<BatchWriteResult[]> {
+    checkBatch(entries);
+    return this.#inPartitions(
+      entries,
+      (e) => (e as PutEntry | null | undefined)?.key,
+      (p, group) => p.putMany(group),
+    );
+  }
+
+  /** {@link SyncStore.deleteMany} over the partitions, as {@link putMany} is. */
+  async deleteMany(
+    keys: readonly string[],
+    options: Pick<PutOptions, 'traceParent'> = {},
+  ): Promise<BatchWriteResult[]> {
+    checkBatch(keys);
+    return this.#inPartitions(
+      keys,
+      (k) => k,
+      (p, group) => p.deleteMany(group, options),
+    );
+  }
+
+  /**
+   * {@link SyncStore.scan} over the partitions, one after another in tree order, each walking
+   * only its own buckets on its own shard: every key present throughout exactly once.
+   */
+  async *scan(options: ScanOptions = {}): AsyncGenerator<StoredRecord, void, undefined> {
+    for (const partition of this.partitions) yield* partition.scan(options);
+  }
+
+  /** {@link SyncStore.count}: the sum over the partitions, counted at once. */
+  async count(options: CountOptions = {}): Promise<number> {
+    const counts = await Promise.all(this.partitions.map((p) => p.count(options)));
+    return sum(counts, (n) => n);
+  }
+
+  async #inPartitions<T>(
+    items: readonly T[],
+    keyOf: (item: T) => unknown,
+    write: (partition: SyncStore, group: T[]) => Promise<BatchWriteResult[]>,
+  ): Promise<BatchWriteResult[]> {
+    const results = new Array<BatchWriteResult>(items.length);
+    const indexed = items.map((item, i) => ({ item, i }));
+    const groups = this.#byPartition(indexed, (e) => keyOf(e.item));
+    await Promise.all(
+      groups.map(async ([partition, group]) => {
+        const written = await write(
+          partition,
+          group.map((e) => e.item),
+        );
+        written.forEach((result, j) => (results[group[j]!.i] = result));
+      }),
+    );
+    return results;
   }
 
   get(key: string): Promise<StoredRecord | undefined> {
@@ -371,11 +437,15 @@ export class PartitionedStore implements LocalStore {
     await Promise.all([this.#meta.close(), ...this.partitions.map((p) => p.close())]);
   }
 
-  /** `items` grouped by the partition of their key, partitions in tree order. */
-  #byPartition<T>(items: readonly T[], keyOf: (item: T) => string): [SyncStore, T[]][] {
+  /**
+   * `items` grouped by the partition of their key, partitions in first-seen order; an item whose
+   * key is not a string goes to the first partition (whose checks refuse it).
+   */
+  #byPartition<T>(items: readonly T[], keyOf: (item: T) => unknown): [SyncStore, T[]][] {
     const groups = new Map<SyncStore, T[]>();
     for (const item of items) {
-      const partition = this.partitionOf(keyOf(item));
+      const key = keyOf(item);
+      const partition = typeof key === 'string' ? this.partitionOf(key) : this.partitions[0]!;
       const group = groups.get(partition);
       if (group === undefined) groups.set(partition, [item]);
       else group.push(item);

@@ -3,21 +3,32 @@
  * Merkle leaf in one atomic script call, replicated records applied by last-writer-wins, and a
  * Merkle tree brought up to date lazily. Layout: docs/PROTOCOL.md.
  */
-import { NotDurableError, StoreError } from '../errors.js';
+import { NotDurableError, StoreError, WriteRefusedError } from '../errors.js';
 import { socketOptions, waitForReplicas } from '../redis/connect.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
 import { hasLoneSurrogate } from '../codec/cdc.js';
-import { encodeData } from '../codec/zstd.js';
 import { applyRecords, type ApplyOptions } from './apply-batch.js';
+import { checkKey, checkRecord, type PutContent } from './input.js';
 import {
-  checkKey,
-  checkRecord,
-  checkTraceParent,
-  normalizeContent,
-  sha256Hex,
-  type PutContent,
-} from './input.js';
+  countRecords,
+  scanRecords,
+  type CountOptions,
+  type ListingSource,
+  type ScanOptions,
+} from './listing.js';
+import {
+  prepareDelete,
+  preparePut,
+  writeBatch,
+  writeCall,
+  writtenRecord,
+  type BatchWriteResult,
+  type PreparedWrite,
+  type PutEntry,
+  type PutOptions,
+  type WriteResult,
+} from './local-write.js';
 import { DEAD_LETTER_ERROR_CHARS, DEAD_LETTER_MAXLEN, deadLetterFields } from './dead-letter.js';
 import { storeKeys, type StoreKeys } from './keys.js';
 import { GcStore } from './gc-store.js';
@@ -98,21 +109,8 @@ export interface SyncStoreConnectOptions extends SyncStoreOptions {
   readonly tls?: ResolvedTls;
 }
 
-/** Options of a local write. */
-export interface PutOptions {
-  /** Overrides the content type inferred from the content. */
-  readonly contentType?: 'json' | 'binary';
-  /** W3C traceparent, carried in the record and the CDC meta. */
-  readonly traceParent?: string;
-}
-
-/** What a local write stored and emitted. */
-export interface WriteResult {
-  /** The record written, with the clock the store gave it. */
-  readonly record: StoredRecord;
-  /** Id of the CDC stream entry. */
-  readonly streamId: string;
-}
+export type { BatchWriteResult, PutEntry, PutOptions, WriteResult } from './local-write.js';
+export type { CountOptions, ScanOptions } from './listing.js';
 
 /** Outcome of {@link SyncStore.purgeTombstones}. */
 export interface PurgeResult {
@@ -139,6 +137,8 @@ export class SyncStore implements LocalStore {
   private readonly clock: () => number;
   private readonly refresher: MerkleRefresher;
   private readonly applyChunkSize: number;
+  /** The subtree this store's buckets are under: a partition's path, or '' (all). */
+  private readonly subtree: string;
   private owned: { close(): Promise<void> } | undefined;
   private refreshing: Promise<RefreshStats> | undefined;
   private refreshQueued: Promise<RefreshStats> | undefined;
@@ -160,6 +160,7 @@ export class SyncStore implements LocalStore {
     this.settings = Object.freeze({ ...DEFAULT_STORE, ...definedOnly(options.store ?? {}) });
     this.clock = options.clock ?? Date.now;
     this.applyChunkSize = options.applyChunkSize ?? 200;
+    this.subtree = options.merkle?.subtree ?? '';
     this.reader = new MerkleReader(client, this.keys.prefix, this.settings.maxItemBytes);
     this.refresher = new MerkleRefresher(client, this.keys, options.merkle);
     this.tombstones = new GcStore({
@@ -284,22 +285,16 @@ export class SyncStore implements LocalStore {
    * Writes a document: one atomic script call stamps the hybrid clock, stores the record and its
    * Merkle leaf and appends the CDC `PUT` entry.
    *
-   * @throws {StoreError} on invalid input, a Redis failure, or a clock it refuses to build on (the
-   *   stored record is dated more than `store.maxClockSkewMs` ahead of this node's clock, or its
-   *   clock or version is at its bound: docs/PROTOCOL.md §1); then nothing was written.
+   * @throws {WriteRefusedError} (a StoreError) on invalid input (`invalid`) or a clock it refuses to
+   *   build on (`clock_skew`: the stored record is dated more than `store.maxClockSkewMs` ahead of
+   *   this node's clock; `clock_overflow`: its clock or version is at its bound, docs/PROTOCOL.md
+   *   §1); then nothing was written.
+   * @throws {StoreError} on a Redis failure.
    * @throws {NotDurableError} with `store.waitReplicas`, when fewer replicas confirmed the write
    *   in time: it was written, and is not acknowledged.
    */
   async put(key: string, content: PutContent, options: PutOptions = {}): Promise<WriteResult> {
-    checkKey(key);
-    checkTraceParent(options.traceParent);
-    const { bytes, contentType } = normalizeContent(
-      content,
-      options.contentType,
-      this.settings.maxItemBytes,
-    );
-    const contentHash = sha256Hex(bytes);
-    return this.write(key, false, bytes, contentHash, contentType, options.traceParent);
+    return this.write(preparePut(key, content, options, this.settings.maxItemBytes));
   }
 
   /**
@@ -310,22 +305,77 @@ export class SyncStore implements LocalStore {
    * @throws {StoreError} as {@link put} does; then nothing was written.
    */
   async delete(key: string, options: Pick<PutOptions, 'traceParent'> = {}): Promise<WriteResult> {
-    checkKey(key);
-    checkTraceParent(options.traceParent);
-    return this.write(key, true, Buffer.alloc(0), '', 'binary', options.traceParent);
+    return this.write(prepareDelete(key, options.traceParent));
   }
 
-  private async write(
-    key: string,
-    deleted: boolean,
-    content: Buffer,
-    contentHash: string,
-    contentType: 'json' | 'binary',
-    traceParent: string | undefined,
-  ): Promise<WriteResult> {
-    const { data, compressed } = deleted
-      ? { data: content, compressed: false }
-      : encodeData(content);
+  /**
+   * Writes many documents, each exactly as {@link put} would (its own clock, record, Merkle leaf
+   * and CDC entry, atomic together), in `write_many` script calls of up to 500 entries or 4 MiB
+   * issued together, in input order (a key given twice is written twice, the later last). Never
+   * rejects: the result says per entry, in input order, what was written or why not
+   * ({@link BatchWriteResult}); an invalid entry is refused alone.
+   * With `store.waitReplicas`, one `WAIT` follows the whole batch; if it falls short, every entry
+   * written reports a {@link NotDurableError} carrying what it wrote.
+   */
+  async putMany(entries: readonly PutEntry[]): Promise<BatchWriteResult[]> {
+    const max = this.settings.maxItemBytes;
+    return this.writeBatch(
+      entries,
+      (e) => preparePut(e.key, e.content, e, max),
+      (e) => e.key,
+    );
+  }
+
+  /**
+   * Deletes many keys, each exactly as {@link delete} would, in the calls and with the results
+   * {@link putMany} has.
+   */
+  async deleteMany(
+    keys: readonly string[],
+    options: Pick<PutOptions, 'traceParent'> = {},
+  ): Promise<BatchWriteResult[]> {
+    return this.writeBatch(keys, (key) => prepareDelete(key, options.traceParent), String);
+  }
+
+  /**
+   * The records whose key starts with `options.prefix`, as an async iterable read in bounded
+   * pages (docs/API.md): every key present for the whole iteration exactly once, in bucket order
+   * (by the hash of the key), never the whole store at once.
+   */
+  scan(options: ScanOptions = {}): AsyncIterable<StoredRecord> {
+    return scanRecords(this.listing, options);
+  }
+
+  /** How many live keys (tombstones too with `includeDeleted`) start with `options.prefix`. */
+  count(options: CountOptions = {}): Promise<number> {
+    return countRecords(this.listing, options);
+  }
+
+  private get listing(): ListingSource {
+    return { client: this.client, keys: this.keys, reader: this.reader, subtree: this.subtree };
+  }
+
+  private writeBatch<T>(
+    items: readonly T[],
+    prepare: (item: T) => PreparedWrite,
+    keyOf: (item: T) => string,
+  ): Promise<BatchWriteResult[]> {
+    return writeBatch(items, prepare, keyOf, {
+      write: (chunk) =>
+        writeCall(this.client, chunk, {
+          keys: this.keys,
+          nodeId: this.nodeId,
+          now: Math.floor(this.clock()),
+          cdcMaxlen: this.settings.cdcMaxlen,
+          maxClockSkewMs: this.settings.maxClockSkewMs,
+          feedMaxlen: feedMaxlen(this.settings),
+        }),
+      waitDurable: (key, what) => this.#waitDurable(key, what),
+    });
+  }
+
+  private async write(prepared: PreparedWrite): Promise<WriteResult> {
+    const { key, deleted, data, compressed, traceParent } = prepared;
     const [ts, v, streamId] = await runWrite(this.client, this.keys, this.settings, {
       key,
       nodeId: this.nodeId,
@@ -333,24 +383,13 @@ export class SyncStore implements LocalStore {
       deleted,
       data,
       compressed,
-      contentHash,
-      contentType,
+      contentHash: prepared.contentHash,
+      contentType: prepared.contentType,
       traceParent,
     }).catch((error: unknown) => {
       throw clockError(key, error) ?? error;
     });
-    const record: StoredRecord = {
-      key,
-      content,
-      contentHash,
-      contentType,
-      version: Number(v),
-      updatedAt: Number(ts),
-      origin: this.nodeId,
-      deleted,
-      ...(traceParent === undefined ? {} : { traceParent }),
-      ...(compressed ? { frame: data } : {}),
-    };
+    const record = writtenRecord(prepared, this.nodeId, Number(ts), Number(v));
     const written = { record, streamId };
     await this.#waitDurable(key, `the write of ${JSON.stringify(key)}`, written);
     return written;
@@ -557,18 +596,19 @@ export class SyncStore implements LocalStore {
 }
 
 /**
- * The write script's refusal of a clock (its error code, the reply's first word, says which), as a
- * {@link StoreError}; undefined for any other failure.
+ * The write script's refusal of a clock (its error code, the first word of the Redis error under
+ * the script's wrapper, says which), as a {@link WriteRefusedError}; undefined for any other failure.
  */
-function clockError(key: string, error: unknown): StoreError | undefined {
-  const text = error instanceof Error ? error.message : '';
+function clockError(key: string, error: unknown): WriteRefusedError | undefined {
+  const cause = error instanceof Error ? error.cause : undefined;
+  const text = cause instanceof Error ? cause.message : '';
   const code = /^(CLOCK_SKEW|CLOCK_OVERFLOW) /.exec(text)?.[1];
   if (code === undefined) return undefined;
-  return new StoreError(
+  return new WriteRefusedError(
+    key,
+    code === 'CLOCK_SKEW' ? 'clock_skew' : 'clock_overflow',
     `refusing to write ${JSON.stringify(key)}: ${text.slice(code.length + 1)}`,
-    {
-      cause: error,
-    },
+    { cause: error },
   );
 }
 

@@ -242,6 +242,28 @@ describe('change feed: watch', () => {
     assert.ok(positions.every((p, i) => i === 0 || p > positions[i - 1]!));
   });
 
+  it('sees batches: every key of a putMany and a deleteMany, in the order written', async () => {
+    const store = await newStore();
+    const from = await store.changeFeedPosition();
+    const reading = collect(store, { from, records: false }, (e) => changesOf(e).length >= 7);
+    await store.putMany(['b.1', 'b.2', 'b.3', 'b.2'].map((key) => ({ key, content: { key } })));
+    await store.deleteMany(['b.1', 'b.9', 'b.3']);
+    const changes = changesOf(await reading);
+    assert.deepEqual(
+      changes.map((c) => [c.key, c.version.deleted, c.version.version]),
+      [
+        ['b.1', false, 1],
+        ['b.2', false, 1],
+        ['b.3', false, 1],
+        ['b.2', false, 2],
+        ['b.1', true, 2],
+        ['b.9', true, 1],
+        ['b.3', true, 2],
+      ],
+    );
+    assert.ok(changes.every((c) => JSON.stringify(c.source).includes('local')));
+  });
+
   it('delivers purged tombstones only when asked (source purge)', async () => {
     const store = await newStore({ store: { tombstoneTtlMs: 1 } });
     const from = await store.changeFeedPosition();

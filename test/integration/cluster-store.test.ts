@@ -22,7 +22,7 @@ import type { LocalStore } from '../../src/store/local-store.js';
 import { PartitionedStore } from '../../src/store/partitioned-store.js';
 import { partitionLayout } from '../../src/store/partitions.js';
 import { newRedisClient } from '../../src/store/redis-io.js';
-import { SyncStore } from '../../src/store/sync-store.js';
+import { SyncStore, type SyncStoreOptions } from '../../src/store/sync-store.js';
 import type { Change } from '../../src/store/watch.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { record } from './cold-path-support.js';
@@ -54,12 +54,12 @@ describe('a store on a Redis Cluster', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function singleStore(): Promise<SyncStore> {
+  async function singleStore(options: Partial<SyncStoreOptions> = {}): Promise<SyncStore> {
     const raw = newRedisClient({ url: single.url });
     await raw.connect();
     await raw.sendCommand(['FLUSHALL']);
     closers.push(() => raw.close());
-    return new SyncStore(raw, { nodeId: 'node-s' });
+    return new SyncStore(raw, { nodeId: 'node-s', ...options });
   }
 
   it('spreads the partitions evenly over the masters', async () => {
@@ -268,5 +268,81 @@ describe('a store on a Redis Cluster', () => {
     assert.equal((await store.tombstones.gcState()).horizon, now - 1000);
     assert.equal(await store.merkleRoot(), '0'.repeat(64));
     for (const key of keys) assert.equal(await store.getRecord(key), undefined);
+  });
+
+  it('writes batches in each partition, as a single instance does, and lists every key exactly once while writes go on', async () => {
+    const clock = (): number => 1_735_776_100_000;
+    const reference = await singleStore({ nodeId: 'node-b', clock });
+    const store = await PartitionedStore.open(sender, {
+      nodeId: 'node-b',
+      redisPrefix: 'bm:',
+      partitions: 16,
+      clock,
+    });
+    const entries = Array.from({ length: 3000 }, (_, i) => ({
+      key: i % 500 === 7 ? '' : `user.${i % 3}.doc.${i}`,
+      content: { i },
+    }));
+    const deletes = Array.from({ length: 300 }, (_, i) => `user.0.doc.${i * 3}`);
+    for (const target of [reference, store]) {
+      const written = await target.putMany(entries);
+      written.forEach((r, i) => {
+        assert.equal(r.ok, entries[i]!.key !== '', `entry ${i}`);
+        if (r.ok) assert.equal(r.written.record.key, entries[i]!.key);
+      });
+      assert.ok((await target.deleteMany(deletes)).every((r) => r.ok));
+    }
+    // Each record in its own partition's stream, and the same tree as the single instance.
+    let entriesInStreams = 0;
+    for (const partition of store.partitions) {
+      entriesInStreams += Number(await sender.sendCommand(['XLEN', partition.keys.cdc]));
+    }
+    assert.equal(entriesInStreams, 3000 - 6 + 300);
+    assert.equal(await store.merkleRoot(), await reference.merkleRoot());
+    assert.deepEqual(
+      await store.getRecords(['user.1.doc.1', 'user.0.doc.3']),
+      await reference.getRecords(['user.1.doc.1', 'user.0.doc.3']),
+    );
+
+    const live = entries.filter((e) => e.key !== '' && !deletes.includes(e.key)).map((e) => e.key);
+    assert.equal(await store.count(), live.length);
+    assert.equal(
+      await store.count({ prefix: 'user.1.' }),
+      live.filter((k) => k.startsWith('user.1.')).length,
+    );
+    assert.equal(await store.count({ includeDeleted: true }), live.length + deletes.length);
+
+    // Listing while another writer rewrites keys, adds new ones and deletes user.2 keys.
+    let writing = true;
+    const writer = (async () => {
+      for (let round = 0; writing; round++) {
+        await store.putMany(
+          Array.from({ length: 50 }, (_, j) => ({ key: `user.1.new.${round}.${j}`, content: 'n' })),
+        );
+        await store.putMany(
+          live
+            .slice((round * 40) % live.length, ((round * 40) % live.length) + 40)
+            .filter((k) => k.startsWith('user.1.'))
+            .map((key) => ({ key, content: 'again' })),
+        );
+        await store.deleteMany([`user.2.doc.${(round * 3 + 2) % 3000}`]);
+      }
+    })();
+    const seen = new Map<string, number>();
+    try {
+      for await (const record of store.scan({ prefix: 'user.', count: 50 })) {
+        seen.set(record.key, (seen.get(record.key) ?? 0) + 1);
+      }
+    } finally {
+      writing = false;
+      await writer;
+    }
+    for (const key of live) {
+      if (!key.startsWith('user.2.')) assert.equal(seen.get(key), 1, key);
+    }
+    assert.deepEqual(
+      [...seen].filter(([, n]) => n > 1),
+      [],
+    );
   });
 });

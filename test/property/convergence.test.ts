@@ -43,7 +43,8 @@ type Op =
   | { kind: 'put'; node: number; key: string; value: number; tick: number }
   | { kind: 'del'; node: number; key: string; tick: number }
   | { kind: 'race'; key: string; value: number }
-  | { kind: 'sync'; from: number; to: number };
+  | { kind: 'sync'; from: number; to: number }
+  | { kind: 'batch'; node: number; keys: string[]; del: boolean; value: number; tick: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({
@@ -69,6 +70,15 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     kind: fc.constant('sync' as const),
     from: fc.integer({ min: 0, max: 2 }),
     to: fc.integer({ min: 0, max: 2 }),
+  }),
+  // putMany / deleteMany of a few keys, a key possibly twice (written in order).
+  fc.record({
+    kind: fc.constant('batch' as const),
+    node: fc.integer({ min: 0, max: 2 }),
+    keys: fc.array(fc.constantFrom(...KEYS), { minLength: 1, maxLength: 6 }),
+    del: fc.boolean(),
+    value: fc.integer({ min: 0, max: 3 }),
+    tick: fc.integer({ min: 0, max: 3 }),
   }),
 );
 
@@ -149,6 +159,18 @@ describe('LWW convergence', () => {
             }
             clocks[op.node]! += op.tick;
             const store = stores[op.node]!;
+            if (op.kind === 'batch') {
+              const results = op.del
+                ? await store.deleteMany(op.keys)
+                : await store.putMany(
+                    op.keys.map((key, j) => ({ key, content: { v: op.value, j } })),
+                  );
+              for (const result of results) {
+                assert.ok(result.ok);
+                written[op.node]!.push(result.written.record);
+              }
+              continue;
+            }
             const { record } =
               op.kind === 'put'
                 ? await store.put(op.key, { v: op.value })
