@@ -294,7 +294,7 @@ export class MerkleReader {
     };
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!;
-      const size = Number(sizes[i]);
+      const size = asCount(sizes[i]);
       if (!(size > 0)) continue; // absent (0): absence is never deletion
       if (size > maxValueBytes) {
         rejected.push({ key, bytes: size, reason: 'too_large' });
@@ -319,10 +319,7 @@ export class MerkleReader {
         this.client.sendCommand<unknown>(['HLEN', this.#keysOfBucket(b).bucket(b)]),
       ),
     );
-    return replies.map((r) => {
-      const n = Number(r);
-      return Number.isSafeInteger(n) && n > 0 ? n : 0;
-    });
+    return replies.map(asCount);
   }
 
   /**
@@ -354,6 +351,15 @@ export class MerkleReader {
     );
     return replies.map((value, i) => parseRecordValue(keys[i]!, value, this.maxItemBytes));
   }
+}
+
+/**
+ * A reply expected to be a count (`HLEN`, `STRLEN`): a positive safe integer, else 0. Anything but
+ * a number or its digits reads as 0 without being converted (an object may not convert at all).
+ */
+function asCount(reply: unknown): number {
+  const n = typeof reply === 'number' ? reply : Number(asString(reply) ?? '0');
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
 
 /** A reply expected to be an array: anything else (only a broken server sends it) reads as empty. */

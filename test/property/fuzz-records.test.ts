@@ -312,6 +312,13 @@ describe('fuzz: Merkle replies a peer serves', () => {
     );
   });
 
+  it('a count no server sends (an object that does not convert) reads as 0, never throws', async () => {
+    // The counterexample the property below found in CI (seed -168502299): HLEN answered
+    // `{ toString: undefined }`, which Number() cannot convert.
+    const reader = new MerkleReader(scripted([{ toString: undefined }, {}]));
+    assert.deepEqual(await reader.bucketSizes(['0000', 'ffff']), [0, 0]);
+  });
+
   it('node hashes, children, root and sizes read from any reply without throwing', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.anything(), { maxLength: 6 }), async (replies) => {
