@@ -4,7 +4,8 @@
  * replica (`CLUSTER FAILOVER`, and a master killed with SIGKILL), and a live slot migration
  * (`redis-cli --cluster reshard`) while the peer writes. MOVED, ASK, TRYAGAIN and a shard that
  * does not answer are retried, never dropped: the cursor never passes an entry not applied, and
- * with `wait_replicas: 1` not one that only a dead master held.
+ * with `wait_replicas: 1` not one that only a dead master held. A scan of a cluster store lists
+ * every key exactly once while its slots migrate.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -17,6 +18,8 @@ import { redisCli, startRedisCluster, type RedisCluster } from '../../src/cli/re
 import { resolveConfig } from '../../src/config/index.js';
 import { startNode, type RunningNode } from '../../src/node/node.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { createClusterConnection } from '../../src/redis/connect.js';
+import { PartitionedStore } from '../../src/store/partitioned-store.js';
 import { SyncStore } from '../../src/store/sync-store.js';
 import { eventually, startRedis, type RedisServer } from '../helpers/redis-server.js';
 
@@ -167,5 +170,63 @@ describe('a cluster node under the cluster’s own faults (hot path alone)', () 
     await cluster.waitHealthy(30_000);
     const versions = await writing;
     await eventually(() => holds(node, versions), 'every write of the peer, as written', 90_000);
+  });
+
+  it('lists every key exactly once while its slots migrate (scan during a live reshard)', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'repl-cluster-scan-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const cluster = await startRedisCluster(join(dir, 'cluster'), { appendfsync: 'no' });
+    cleanups.push(() => cluster.kill());
+    const connection = createClusterConnection({ url: cluster.url, reconnectDelay: () => 100 });
+    await connection.client.connect();
+    cleanups.push(() => connection.client.close());
+    const store = await PartitionedStore.open(connection.sender, { nodeId: 'node-s' });
+    const keys = Array.from({ length: 6000 }, (_, i) => `scan.doc-${i}`);
+    for (let i = 0; i < keys.length; i += 500) {
+      const results = await store.putMany(
+        keys.slice(i, i + 500).map((key) => ({ key, content: { key } })),
+      );
+      assert.ok(
+        results.every((r) => r.ok),
+        'every put written',
+      );
+    }
+    const lines = (await redisCli(cluster.servers[0]!.port, 'CLUSTER', 'NODES')).split('\n');
+    const masters = lines.filter((l) => /master/.test(l.split(' ')[2] ?? ''));
+    const resharding = run(
+      'redis-cli',
+      [
+        '--cluster',
+        'reshard',
+        `127.0.0.1:${cluster.servers[0]!.port}`,
+        '--cluster-from',
+        masters[0]!.split(' ')[0]!,
+        '--cluster-to',
+        masters[2]!.split(' ')[0]!,
+        '--cluster-slots',
+        '5000',
+        '--cluster-yes',
+      ],
+      { timeout: 120_000 },
+    );
+    // Scan again and again while the slots move; each pass returns every key exactly once.
+    let passes = 0;
+    let done = false;
+    void resharding.finally(() => (done = true));
+    while (!done || passes === 0) {
+      const seen = new Map<string, number>();
+      for await (const record of store.scan({ prefix: 'scan.', count: 200 })) {
+        seen.set(record.key, (seen.get(record.key) ?? 0) + 1);
+      }
+      passes += 1;
+      assert.equal(seen.size, keys.length, `pass ${passes}: ${seen.size} of ${keys.length} keys`);
+      assert.ok(
+        [...seen.values()].every((n) => n === 1),
+        `pass ${passes}: a key listed twice`,
+      );
+    }
+    await resharding;
+    t.diagnostic(`${passes} full scans of ${keys.length} keys ran while 5,000 slots moved`);
+    assert.equal(await store.count({ prefix: 'scan.' }), keys.length);
   });
 });
