@@ -13,7 +13,8 @@ import { targetConfig } from './target.js';
 /** How long the one-shot commands wait for the node's Redis. */
 const CONNECT_TIMEOUT_MS = 5000;
 
-async function withStore<T>(
+/** Runs `body` on the store of `config`'s node, connected for it and closed after. */
+export async function withStore<T>(
   config: ResolvedConfig,
   body: (store: NodeStore) => Promise<T>,
 ): Promise<T> {

@@ -2,16 +2,12 @@
  * `watch [PREFIX]`: prints a node's change feed (docs/PROTOCOL.md §10), one line or one JSON
  * object per change, until SIGINT or SIGTERM.
  */
-import { connectLocalStore } from '../node/local-store.js';
 import type { Change, WatchEvent } from '../store/watch.js';
 import type { Io, ParsedArgs } from './args.js';
 import { CliError, flag, positionals, stringOption, write } from './args.js';
 import { EXIT } from './commands.js';
-import { recordJson } from './data.js';
+import { recordJson, withStore } from './data.js';
 import { targetConfig } from './target.js';
-
-/** How long the command waits for the node's Redis at the start. */
-const CONNECT_TIMEOUT_MS = 5000;
 
 /** Where a change came from, as the line shows it: `local`, `hot:node-b`, `repair:node-b`, … */
 function sourceText(change: Change): string {
@@ -64,36 +60,28 @@ export async function watchCommand(args: ParsedArgs, io: Io): Promise<number> {
   const config = targetConfig(args, false);
   const json = flag(args, 'json');
   const from = stringOption(args, 'from') ?? 'now';
-  let handle;
-  try {
-    handle = await connectLocalStore(config, {
-      clientName: 'replication-engine-cli',
-      timeoutMs: CONNECT_TIMEOUT_MS,
-    });
-  } catch (error) {
-    throw new CliError((error as Error).message, EXIT.failure);
-  }
-  const controller = new AbortController();
-  const stop = (): void => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  try {
-    const events = handle.store.watch({
-      ...(prefix !== undefined && { prefix }),
-      from,
-      records: json,
-      purges: flag(args, 'purges'),
-      signal: controller.signal,
-    });
-    for await (const event of events) {
-      await write(io.stdout, `${json ? JSON.stringify(watchJson(event)) : watchLine(event)}\n`);
+  return withStore(config, async (store) => {
+    const controller = new AbortController();
+    const stop = (): void => controller.abort();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    try {
+      const events = store.watch({
+        ...(prefix !== undefined && { prefix }),
+        from,
+        records: json,
+        purges: flag(args, 'purges'),
+        signal: controller.signal,
+      });
+      for await (const event of events) {
+        await write(io.stdout, `${json ? JSON.stringify(watchJson(event)) : watchLine(event)}\n`);
+      }
+      return EXIT.ok;
+    } catch (error) {
+      throw new CliError((error as Error).message, EXIT.failure);
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
     }
-    return EXIT.ok;
-  } catch (error) {
-    throw new CliError((error as Error).message, EXIT.failure);
-  } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    await handle.close();
-  }
+  });
 }
