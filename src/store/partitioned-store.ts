@@ -205,12 +205,13 @@ export class PartitionedStore implements LocalStore {
     return sum(counts, (n) => n);
   }
 
-  async #inPartitions<T>(
+  /** `write` on each partition's share of `items`, all partitions at once; results in input order. */
+  async #inPartitions<T, R>(
     items: readonly T[],
     keyOf: (item: T) => unknown,
-    write: (partition: SyncStore, group: T[]) => Promise<BatchWriteResult[]>,
-  ): Promise<BatchWriteResult[]> {
-    const results = new Array<BatchWriteResult>(items.length);
+    write: (partition: SyncStore, group: T[]) => Promise<R[]>,
+  ): Promise<R[]> {
+    const results = new Array<R>(items.length);
     const indexed = items.map((item, i) => ({ item, i }));
     const groups = this.#byPartition(indexed, (e) => keyOf(e.item));
     await Promise.all(
@@ -255,18 +256,11 @@ export class PartitionedStore implements LocalStore {
     records: readonly StoredRecord[],
     options: ApplyRecordsOptions = {},
   ): Promise<ApplyResult[]> {
-    const results = new Array<ApplyResult>(records.length);
-    const indexed = records.map((record, i) => ({ record, i }));
-    await Promise.all(
-      this.#byPartition(indexed, (e) => e.record.key).map(async ([partition, group]) => {
-        const applied = await partition.apply(
-          group.map((e) => e.record),
-          options,
-        );
-        applied.forEach((result, j) => (results[group[j]!.i] = result));
-      }),
+    return this.#inPartitions(
+      records,
+      (r) => r.key,
+      (p, group) => p.apply(group, options),
     );
-    return results;
   }
 
   /**
