@@ -2,7 +2,9 @@
  * Redis Cluster benchmarks (issue 22), each measured against the single-instance layout in the
  * same run on this machine: a 200k-event backlog replicated by the hot path into a single
  * instance and into a 3-master cluster (16 and 256 partitions); local writes, whose cost must not
- * grow with P; and the tree's upkeep (refresh after 10k writes). With `--quick`, 50k events.
+ * grow with P; the tree's upkeep (refresh after 5,000 writes); and a repair of 100 divergent keys
+ * in a 1M-key store, the cluster store's against the single instance's. With `--quick`, 50k events
+ * and 100k keys.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,10 +24,15 @@ import { newRedisClient } from '../src/store/redis-io.js';
 import { SyncStore } from '../src/store/sync-store.js';
 import { startRedis, type RedisServer } from '../test/helpers/redis-server.js';
 import { document } from './hot-path.bench.js';
-import type { BenchOptions, BenchRow } from './report.js';
+import { median, type BenchOptions, type BenchRow } from './report.js';
 
 const SECTION = 'cluster';
 const WRITES = 5_000;
+const DIVERGENT = 100;
+const REPAIR_RUNS = 3;
+const FILL_BATCH = 10_000;
+/** A fixed clock for the repair's records, so every store holds the same versions. */
+const EPOCH = 1_735_776_000_000;
 
 function recordOf(i: number): StoredRecord {
   const content = document(i);
@@ -39,6 +46,112 @@ function recordOf(i: number): StoredRecord {
     origin: 'node-a',
     deleted: false,
   };
+}
+
+/** A small record of key `i` at `version` (the repair bench's 1M keys). */
+function smallRecord(i: number, version = 1, origin = 'node-gen'): StoredRecord {
+  const content = Buffer.from(JSON.stringify({ id: i, version }));
+  return {
+    key: `uk.nhs.patient.${i}`,
+    content,
+    contentHash: sha256Hex(content),
+    contentType: 'json',
+    version,
+    updatedAt: EPOCH + version,
+    origin,
+    deleted: false,
+  };
+}
+
+/** The same `count` records applied to every store, batch by batch, then every tree hashed. */
+async function fillIdentical(
+  stores: readonly Pick<LocalStore, 'apply' | 'merkleRoot'>[],
+  count: number,
+): Promise<void> {
+  for (let start = 0; start < count; start += FILL_BATCH) {
+    const batch = Array.from({ length: Math.min(FILL_BATCH, count - start) }, (_, j) =>
+      smallRecord(start + j),
+    );
+    await Promise.all(stores.map((s) => s.apply(batch)));
+  }
+  await Promise.all(stores.map((s) => s.merkleRoot()));
+}
+
+/**
+ * Median ms of a repair by nodes on a single instance and on the cluster (16 partitions), each
+ * holding `keys` records, from a single-instance peer holding the same records with 100 of them
+ * newer; repeated on fresh divergence. Both nodes repair the same divergence in each run.
+ */
+async function repairRows(
+  peer: RedisServer,
+  single: RedisServer,
+  cluster: RedisCluster,
+  keys: number,
+  dir: string,
+): Promise<BenchRow[]> {
+  const raw = newRedisClient({ url: peer.url });
+  await raw.connect();
+  const nodes: RunningNode[] = [];
+  try {
+    const peerStore = new SyncStore(raw, { nodeId: 'node-a' });
+    for (const [name, url] of [
+      ['r-single', single.url],
+      ['r-cluster', cluster.url],
+    ] as const) {
+      const config = resolveConfig({
+        replication: {
+          local_node_id: name,
+          settings: { hot_path: { enabled: false }, cold_path: { enabled: false } },
+          peers: [{ node_id: 'node-a', redis_url: peer.url }],
+          cursor: { sqlite_path: join(dir, `${name}-cursors.db`) },
+        },
+        local: { redis_url: url, redis_prefix: 'r:' },
+        store: { partitions: 16 },
+        http: { enabled: false },
+      });
+      nodes.push(await startNode(config, { logger: createLogger({ level: 'warn' }) }));
+    }
+    await fillIdentical([peerStore, ...nodes.map((n) => n.store)], keys);
+    const times: [number[], number[]] = [[], []];
+    for (let run = 0; run < REPAIR_RUNS; run++) {
+      const newer = Array.from({ length: DIVERGENT }, (_, j) =>
+        smallRecord((run * 7919 + j * 997) % keys, run + 2, 'node-a'),
+      );
+      await peerStore.apply(newer);
+      await peerStore.merkleRoot(); // the peer's owner has re-hashed, as its engine does
+      for (const [i, node] of nodes.entries()) {
+        const started = performance.now();
+        const report = await node.engine.repair('node-a');
+        times[i]!.push(performance.now() - started);
+        if (report.applied !== DIVERGENT) {
+          throw new Error(`repair applied ${report.applied} of ${DIVERGENT}`);
+        }
+      }
+    }
+    const [singleMs, clusterMs] = times.map((t) => median(t)) as [number, number];
+    const label = keys >= 1_000_000 ? `${keys / 1_000_000}M` : `${keys / 1000}k`;
+    return [
+      {
+        section: SECTION,
+        name: `repair ${DIVERGENT} divergent keys in a ${label}-key single instance`,
+        value: Math.round(singleMs),
+        unit: 'ms',
+        note: `from a single-instance peer; median of ${REPAIR_RUNS}`,
+      },
+      {
+        section: SECTION,
+        name: `repair ${DIVERGENT} divergent keys in a ${label}-key cluster store, 16 partitions`,
+        value: Math.round(clusterMs),
+        unit: 'ms',
+        baseline: Math.round(singleMs),
+        ratio: singleMs / clusterMs,
+        note: 'the same divergence, vs the single instance (ratio > 1: faster)',
+      },
+    ];
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await raw.close();
+  }
 }
 
 /** Appends `n` records to the peer's `cdc` stream, pipelined. */
@@ -175,6 +288,8 @@ export async function run({ quick }: BenchOptions = { quick: false }): Promise<B
       );
     }
     await connection.client.close();
+
+    rows.push(...(await repairRows(peer, single, cluster, quick ? 100_000 : 1_000_000, dir)));
   } finally {
     await cluster?.kill();
     await Promise.all(servers.map((s) => s.stop()));

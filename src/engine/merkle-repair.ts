@@ -292,7 +292,7 @@ export async function runRepair(
   for (let depth = 0; depth < DEPTH && frontier.length > 0; depth++) {
     const levels = await inChunks(frontier, async (paths) => {
       const [local, theirs] = await Promise.all([
-        Promise.all(paths.map((p) => store.merkleChildren(p))),
+        store.merkleChildrenMany(paths),
         onPeer('merkle_children', (r) => r.childrenMany(paths)),
       ]);
       return paths.flatMap((_, j) => divergentChildren(local[j] ?? [], theirs[j] ?? []));
@@ -371,7 +371,7 @@ export async function runRepair(
   const longer: BucketScan[] = [];
   await inChunks([...buckets].sort(), async (chunk) => {
     const [local, sizes] = await Promise.all([
-      Promise.all(chunk.map((b) => store.merkleLeaves(b))),
+      store.merkleLeavesMany(chunk),
       onPeer('merkle_bucket_sizes', (r) => r.bucketSizes(chunk)),
     ]);
     const scans: { scan: BucketScan; size: number }[] = [];

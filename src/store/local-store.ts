@@ -136,8 +136,15 @@ export interface LocalStore {
   merkleRoot(): Promise<string>;
   /** The children of an interior node (`''` is the root); empty for a bucket path. */
   merkleChildren(path: string): Promise<MerkleNode[]>;
+  /**
+   * {@link merkleChildren} of many paths (aligned), the tree brought up to date once: what a
+   * repair's drill-down asks for at each level, in as few round trips as the layout allows.
+   */
+  merkleChildrenMany(paths: readonly string[]): Promise<MerkleNode[][]>;
   /** The leaves of a bucket: every record version in it, tombstones included. */
   merkleLeaves(bucket: string): Promise<RecordVersion[]>;
+  /** {@link merkleLeaves} of many buckets (aligned), in as few round trips as possible. */
+  merkleLeavesMany(buckets: readonly string[]): Promise<RecordVersion[][]>;
   /**
    * Claims the store for this node, or rejects when another node id owns it: two nodes writing
    * into one store would take each other's writes for replicated ones. The engine calls it first

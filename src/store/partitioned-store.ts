@@ -27,6 +27,7 @@ import type {
   TombstoneStore,
 } from './local-store.js';
 import { bucketOf, childPaths, interiorHash, nodeField, ZERO_HASH } from './merkle-hash.js';
+import { MerkleReader } from './merkle-reader.js';
 import type { RefreshRunOptions, RefreshStats } from './merkle-refresh.js';
 import {
   formatLayoutRecord,
@@ -94,6 +95,8 @@ export class PartitionedStore implements LocalStore {
    * identity, acknowledgements, the store-wide purge horizon, dead letters).
    */
   readonly #meta: SyncStore;
+  /** Reads the whole tree, routed to where each node and bucket lives (the peers' reader). */
+  readonly #reader: MerkleReader;
   #refreshing: Promise<RefreshStats> | undefined;
   #refreshQueued: Promise<RefreshStats> | undefined;
   /** Each partition's `merkle:gen` when the top was last recomputed from a clean state. */
@@ -132,6 +135,7 @@ export class PartitionedStore implements LocalStore {
     });
     this.nodeId = this.#meta.nodeId;
     this.settings = this.#meta.settings;
+    this.#reader = new MerkleReader(client, prefix, this.settings.maxItemBytes, layout);
     this.keys = this.#meta.keys;
     this.layoutKey = storeKeys(prefix).layout;
     this.partitions = this.layout.tags.map(
@@ -404,23 +408,25 @@ export class PartitionedStore implements LocalStore {
 
   /** Children above the partitions come from the top of the tree, the rest from a partition. */
   async merkleChildren(path: string): Promise<MerkleNode[]> {
-    if (path.length >= this.layout.depth) {
-      return this.partitions[partitionIndex(this.layout, path)]!.merkleChildren(path);
-    }
+    return (await this.merkleChildrenMany([path]))[0]!;
+  }
+
+  /**
+   * {@link merkleChildren} of many paths after one refresh: one `HMGET` per node hash they
+   * touch (the top of the tree's, or a partition's), all in one pipeline.
+   */
+  async merkleChildrenMany(paths: readonly string[]): Promise<MerkleNode[][]> {
     await this.refreshMerkle();
-    const children = childPaths(path);
-    const hashes = await this.#client.sendCommand<unknown[]>(
-      ['HMGET', this.keys.nodes, ...children],
-      AS_STRINGS,
-    );
-    return children.flatMap((child, i) => {
-      const hash = asString(hashes[i]);
-      return hash === undefined || hash === ZERO_HASH ? [] : [{ path: child, hash }];
-    });
+    return this.#reader.childrenMany(paths);
   }
 
   merkleLeaves(bucket: string): Promise<RecordVersion[]> {
     return this.partitions[partitionIndex(this.layout, bucket)]!.merkleLeaves(bucket);
+  }
+
+  /** {@link merkleLeaves} of many buckets, each read on its partition's shard, in one pipeline. */
+  merkleLeavesMany(buckets: readonly string[]): Promise<RecordVersion[][]> {
+    return this.#reader.leavesMany(buckets);
   }
 
   purgeTombstones(now: number = Date.now(), horizon = Infinity): Promise<PurgeResult> {

@@ -574,13 +574,23 @@ export class SyncStore implements LocalStore {
 
   /** The non-empty children of `path` (`''` = root) after a refresh; `[]` for a bucket. */
   async merkleChildren(path: string): Promise<MerkleNode[]> {
+    return (await this.merkleChildrenMany([path]))[0]!;
+  }
+
+  /** {@link merkleChildren} of many paths after one refresh, in one round trip. */
+  async merkleChildrenMany(paths: readonly string[]): Promise<MerkleNode[][]> {
     await this.refreshMerkle();
-    return this.reader.children(path);
+    return this.reader.childrenMany(paths);
   }
 
   /** The record versions in `bucket`, sorted by key (always current; no refresh needed). */
   async merkleLeaves(bucket: string): Promise<RecordVersion[]> {
     return this.reader.leaves(bucket);
+  }
+
+  /** {@link merkleLeaves} of many buckets, pipelined in one round trip. */
+  merkleLeavesMany(buckets: readonly string[]): Promise<RecordVersion[][]> {
+    return this.reader.leavesMany(buckets);
   }
 
   /**

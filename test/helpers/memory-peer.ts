@@ -63,6 +63,14 @@ export class MemoryStore implements LocalStore {
   merkleLeaves(): Promise<[]> {
     return Promise.resolve([]);
   }
+
+  merkleChildrenMany(paths: readonly string[]): Promise<[][]> {
+    return Promise.resolve(paths.map(() => []));
+  }
+
+  merkleLeavesMany(buckets: readonly string[]): Promise<[][]> {
+    return Promise.resolve(buckets.map(() => []));
+  }
 }
 
 /** A peer's CDC stream in memory, with ids `<ms>-<seq>` from a clock the test controls. */

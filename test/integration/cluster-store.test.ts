@@ -196,12 +196,21 @@ describe('a store on a Redis Cluster', () => {
         }
         next.push(...expected.map((c) => c.path));
       }
+      // A repair asks for a whole level at once: the same answer, path by path.
+      const level = await reference.merkleChildrenMany(frontier);
+      for (const store of clustered) {
+        assert.deepEqual(await store.merkleChildrenMany(frontier), level, `level ${depth}`);
+      }
       frontier = depth < 2 ? next : next.filter((_, i) => i % 97 === 0);
     }
-    for (const bucket of frontier) {
+    const leavesOf = await reference.merkleLeavesMany(frontier);
+    for (const [i, bucket] of frontier.entries()) {
       const leaves = await reference.merkleLeaves(bucket);
+      assert.deepEqual(leavesOf[i], leaves);
       for (const store of clustered) assert.deepEqual(await store.merkleLeaves(bucket), leaves);
     }
+    for (const store of clustered)
+      assert.deepEqual(await store.merkleLeavesMany(frontier), leavesOf);
     assert.deepEqual(childPaths('').length, 16);
 
     // A peer reads either layout through MerkleReader: it finds the partitions from store:layout.

@@ -191,6 +191,8 @@ describe('the hot path alone loses nothing (cold path disabled)', () => {
       merkleRoot: () => store.merkleRoot(),
       merkleChildren: (p) => store.merkleChildren(p),
       merkleLeaves: (p) => store.merkleLeaves(p),
+      merkleChildrenMany: (p) => store.merkleChildrenMany(p),
+      merkleLeavesMany: (b) => store.merkleLeavesMany(b),
       refreshMerkle: (o) => store.refreshMerkle(o),
       quarantine: (p, e) => store.quarantine(p, e),
       keepsFrames: store.keepsFrames,

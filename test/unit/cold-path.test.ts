@@ -58,6 +58,8 @@ describe('ColdPath keeps the local tree fresh', () => {
       },
       merkleChildren: () => Promise.resolve([]),
       merkleLeaves: () => Promise.resolve([]),
+      merkleChildrenMany: (paths) => Promise.resolve(paths.map(() => [])),
+      merkleLeavesMany: (buckets) => Promise.resolve(buckets.map(() => [])),
       ...(withBudget
         ? {
             refreshMerkle: (options?: { budgetMs?: number }) => {

@@ -101,6 +101,8 @@ describe('ColdPath tree upkeep while the local store fails', () => {
       },
       merkleChildren: () => Promise.resolve([]),
       merkleLeaves: () => Promise.resolve([]),
+      merkleChildrenMany: (paths) => Promise.resolve(paths.map(() => [])),
+      merkleLeavesMany: (buckets) => Promise.resolve(buckets.map(() => [])),
     };
     const config = resolveConfig({
       replication: {
