@@ -86,6 +86,14 @@ export class ClusterSender implements CommandSender {
     return (await this.cluster.nodeClient(master)).sendCommand([...args]);
   }
 
+  /**
+   * The master serving `key`'s slot as last discovered (an opaque identity: two keys on one
+   * shard get the same one), or undefined while no master is known.
+   */
+  shardOf(key: string): unknown {
+    return this.cluster.slots[calculateSlot(key)]?.master;
+  }
+
   async sendCommand<T = unknown>(
     args: readonly RedisArgument[],
     options?: { typeMapping?: TypeMapping },

@@ -47,51 +47,77 @@ export const CHUNK_BYTES = 4 * 1024 * 1024;
 
 const OUTCOMES: readonly ApplyOutcome[] = ['applied', 'duplicate', 'stale', 'conflict', 'purged'];
 
-/** Applies `records` by LWW through the `apply` script; results in input order. */
+/** One `apply` script call: its records, and its keys and arguments. */
+export interface ApplyCall {
+  readonly records: readonly StoredRecord[];
+  readonly keys: readonly RedisArgument[];
+  readonly args: readonly RedisArgument[];
+}
+
+/** Runs `calls` (one pipeline) and returns their per-record results, in order. */
 export async function applyRecords(
   client: CommandSender,
-  records: readonly StoredRecord[],
-  options: ApplyOptions,
+  calls: readonly ApplyCall[],
 ): Promise<ApplyResult[]> {
-  if (records.length === 0) return [];
-  const calls: Promise<unknown[]>[] = [];
+  const replies = await Promise.all(
+    calls.map((call) => SCRIPTS.apply.run<unknown[]>(client, call.keys, call.args)),
+  );
+  return calls.flatMap((call, i) => applyReplyResults(call.records, replies[i]!));
+}
+
+/**
+ * The `apply` script calls that apply `records` (in order): at most `options.chunkSize` records
+ * and {@link CHUNK_BYTES} of stored bytes each (a call holds at least one record).
+ */
+export function applyCalls(records: readonly StoredRecord[], options: ApplyOptions): ApplyCall[] {
+  const calls: ApplyCall[] = [];
+  if (records.length === 0) return calls;
   let start = 0;
   let bytes = 0;
   for (let i = 0; i < records.length; i++) {
-    const size = records[i]!.deleted ? 0 : storedBody(records[i]!).length;
+    const size = recordBytes(records[i]!);
     if (i > start && (i - start >= options.chunkSize || bytes + size > CHUNK_BYTES)) {
-      calls.push(applyChunk(client, records.slice(start, i), options));
+      calls.push(applyChunk(records.slice(start, i), options));
       start = i;
       bytes = 0;
     }
     bytes += size;
   }
-  calls.push(applyChunk(client, records.slice(start), options));
-  const replies = await Promise.all(calls);
+  calls.push(applyChunk(records.slice(start), options));
+  return calls;
+}
+
+/** The stored bytes of a record a call carries (its content or frame; none for a tombstone). */
+export function recordBytes(record: StoredRecord): number {
+  return record.deleted ? 0 : storedBody(record).length;
+}
+
+/** The per-record results of one `apply` call's reply, in the order of its `records`. */
+export function applyReplyResults(
+  records: readonly StoredRecord[],
+  reply: readonly unknown[],
+): ApplyResult[] {
   const results: ApplyResult[] = [];
   let index = 0;
-  for (const reply of replies) {
-    let i = 0;
-    while (i < reply.length) {
-      const record = records[index++]!;
-      const code = Number(reply[i]);
-      if (code > 10) {
-        results.push(toResult(record.key, code - 10, reply[i + 1]));
-        i += 2;
-      } else {
-        results.push({ key: record.key, outcome: OUTCOMES[code - 1] ?? 'stale' });
-        i += 1;
-      }
+  let i = 0;
+  while (i < reply.length) {
+    const record = records[index++]!;
+    const code = Number(reply[i]);
+    if (code > 10) {
+      results.push(toResult(record.key, code - 10, reply[i + 1]));
+      i += 2;
+    } else {
+      results.push({ key: record.key, outcome: OUTCOMES[code - 1] ?? 'stale' });
+      i += 1;
     }
+  }
+  if (results.length !== records.length) {
+    throw new StoreError(`apply: ${results.length} results for ${records.length} records`);
   }
   return results;
 }
 
-function applyChunk(
-  client: CommandSender,
-  chunk: readonly StoredRecord[],
-  options: ApplyOptions,
-): Promise<unknown[]> {
+function applyChunk(chunk: readonly StoredRecord[], options: ApplyOptions): ApplyCall {
   const { keys, relay } = options;
   const redisKeys: string[] = [
     keys.dirty,
@@ -147,7 +173,7 @@ function applyChunk(
     options.feedSource,
     ...datas,
   ];
-  return SCRIPTS.apply.run<unknown[]>(client, redisKeys, args);
+  return { records: chunk, keys: redisKeys, args };
 }
 
 /**

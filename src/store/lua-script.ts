@@ -21,15 +21,12 @@ export class LuaScript {
 
   /**
    * Loads `scripts/<name>.lua` relative to this module, each line `-- @include <helper>` replaced
-   * by `scripts/include/<helper>.lua` (a Lua helper shared by several scripts, written once).
+   * by `scripts/include/<helper>.lua` (a Lua helper shared by several scripts, written once), and
+   * each line `-- @script <other>` by the whole of script `<other>` (its includes resolved: a
+   * script that runs another's body as a function).
    */
   static load(name: string): LuaScript {
-    const read = (path: string): string => readFileSync(new URL(path, import.meta.url), 'utf8');
-    const source = read(`./scripts/${name}.lua`).replace(
-      /^-- @include ([a-z_]+)$/gm,
-      (_line, helper: string) => read(`./scripts/include/${helper}.lua`).trimEnd(),
-    );
-    return new LuaScript(name, source);
+    return new LuaScript(name, loadSource(name));
   }
 
   /**
@@ -63,6 +60,15 @@ export class LuaScript {
   }
 }
 
+function loadSource(name: string): string {
+  const read = (path: string): string => readFileSync(new URL(path, import.meta.url), 'utf8');
+  return read(`./scripts/${name}.lua`)
+    .replace(/^-- @include ([a-z_]+)$/gm, (_line, helper: string) =>
+      read(`./scripts/include/${helper}.lua`).trimEnd(),
+    )
+    .replace(/^-- @script ([a-z_]+)$/gm, (_line, other: string) => loadSource(other).trimEnd());
+}
+
 function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
@@ -73,6 +79,7 @@ export const SCRIPTS = {
   write_many: LuaScript.load('write_many'),
   list: LuaScript.load('list'),
   apply: LuaScript.load('apply'),
+  apply_shard: LuaScript.load('apply_shard'),
   claim: LuaScript.load('claim'),
   commit: LuaScript.load('commit'),
   unlock: LuaScript.load('unlock'),

@@ -8,7 +8,7 @@ import { socketOptions, waitForReplicas } from '../redis/connect.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
 import { hasLoneSurrogate } from '../codec/cdc.js';
-import { applyRecords, type ApplyOptions } from './apply-batch.js';
+import { applyCalls, applyRecords, type ApplyCall } from './apply-batch.js';
 import { checkKey, checkRecord, type PutContent } from './input.js';
 import {
   countRecords,
@@ -78,6 +78,9 @@ export const DEFAULT_STORE: ResolvedStore = Object.freeze({
 export const CONFLICT_LOG_MAXLEN = 10_000;
 
 export { DEAD_LETTER_MAXLEN } from './dead-letter.js';
+
+/** Records per `apply` script call (`SyncStoreOptions.applyChunkSize`). */
+export const DEFAULT_APPLY_CHUNK_SIZE = 200;
 
 /** Options of a {@link SyncStore} over an existing client. */
 export interface SyncStoreOptions {
@@ -159,7 +162,7 @@ export class SyncStore implements LocalStore {
     this.keys = storeKeys(options.redisPrefix ?? '');
     this.settings = Object.freeze({ ...DEFAULT_STORE, ...definedOnly(options.store ?? {}) });
     this.clock = options.clock ?? Date.now;
-    this.applyChunkSize = options.applyChunkSize ?? 200;
+    this.applyChunkSize = options.applyChunkSize ?? DEFAULT_APPLY_CHUNK_SIZE;
     this.subtree = options.merkle?.subtree ?? '';
     this.reader = new MerkleReader(client, this.keys.prefix, this.settings.maxItemBytes);
     this.refresher = new MerkleRefresher(client, this.keys, options.merkle);
@@ -453,8 +456,23 @@ export class SyncStore implements LocalStore {
     records: readonly StoredRecord[],
     applyOptions: ApplyRecordsOptions = {},
   ): Promise<ApplyResult[]> {
+    const results = await applyRecords(this.client, this.applyCalls(records, applyOptions));
+    // Not durable is not applied: the hot path then keeps its cursor and applies them again.
+    if (records.length > 0) await this.ensureDurable(records[0]!.key, records.length);
+    return results;
+  }
+
+  /**
+   * The `apply` script calls that {@link apply} makes for `records`, built and not sent (a
+   * partitioned store sends those of the partitions on one shard together).
+   * @internal
+   */
+  applyCalls(
+    records: readonly StoredRecord[],
+    applyOptions: ApplyRecordsOptions = {},
+  ): ApplyCall[] {
     records.forEach((record, i) => checkRecord(record, i));
-    const options: ApplyOptions = {
+    return applyCalls(records, {
       keys: this.keys,
       relay: this.settings.relay,
       conflictLog: this.settings.conflictLog,
@@ -466,13 +484,17 @@ export class SyncStore implements LocalStore {
       feedMaxlen: feedMaxlen(this.settings),
       feedSource: applySourceName(applyOptions.source),
       chunkSize: this.applyChunkSize,
-    };
-    const results = await applyRecords(this.client, records, options);
-    // Not durable is not applied: the hot path then keeps its cursor and applies them again.
-    if (records.length > 0) {
-      await this.#waitDurable(records[0]!.key, `applying ${records.length} replicated records`);
-    }
-    return results;
+    });
+  }
+
+  /**
+   * With `store.waitReplicas`, waits until that many replicas hold the `count` records applied
+   * on the connection that wrote `key` (see {@link apply}).
+   * @throws {NotDurableError} when fewer confirmed it in time.
+   * @internal
+   */
+  ensureDurable(key: string, count: number): Promise<void> {
+    return this.#waitDurable(key, `applying ${count} replicated records`);
   }
 
   /**

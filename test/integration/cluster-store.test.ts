@@ -354,4 +354,66 @@ describe('a store on a Redis Cluster', () => {
       [],
     );
   });
+  it('applies a batch whole, one script call per shard, when a slot moved since the client looked', async () => {
+    // 20 records a partition: a shard's partitions fit in one call (at most 200 records).
+    const records = Array.from({ length: 320 }, (_, i) => record(`moved.${i}`));
+    const reference = await singleStore();
+    await reference.apply(records);
+    // A client whose slot map goes stale: one partition's slot moves to another master after
+    // the store is opened, so its records are packed with the wrong shard's partitions.
+    const stale = RedisCluster.create({ rootNodes: [{ url: cluster.url }] });
+    await stale.connect();
+    closers.push(() => stale.close());
+    const store = await PartitionedStore.open(new ClusterSender(stale), {
+      nodeId: 'node-m',
+      redisPrefix: 'moved:',
+      partitions: 16,
+    });
+    const tag = store.layout.tags[0]!;
+    const slot = Number(await redisCli(cluster.servers[0]!.port, 'CLUSTER', 'KEYSLOT', `{${tag}}`));
+    const masters = cluster.servers.slice(0, 3);
+    const owner = stale.slots[slot]!.master;
+    const from = masters.find((m) => m.port === owner.port)!;
+    const to = masters.find((m) => m.port !== owner.port)!;
+    await moveSlot(
+      slot,
+      from.port,
+      to.port,
+      masters.map((m) => m.port),
+    );
+
+    const results = await store.apply(records);
+    assert.deepEqual(
+      results.filter((r) => r.outcome !== 'applied'),
+      [],
+    );
+    assert.equal((await store.getRecords(records.map((r) => r.key))).length, records.length);
+    assert.equal(await store.merkleRoot(), await reference.merkleRoot());
+    // Applying them again, through the map it has learnt since, changes nothing.
+    assert.ok((await store.apply(records)).every((r) => r.outcome === 'duplicate'));
+  });
 });
+
+/**
+ * Moves hash slot `slot` from the master on port `from` to the one on `to` with its keys (the
+ * steps of `redis-cli --cluster reshard` for one slot), and tells every master of `ports`.
+ */
+async function moveSlot(slot: number, from: number, to: number, ports: number[]): Promise<void> {
+  const [fromId, toId] = await Promise.all([
+    redisCli(from, 'CLUSTER', 'MYID'),
+    redisCli(to, 'CLUSTER', 'MYID'),
+  ]);
+  await redisCli(to, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', fromId.trim());
+  await redisCli(from, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', toId.trim());
+  for (;;) {
+    const keys = (await redisCli(from, 'CLUSTER', 'GETKEYSINSLOT', String(slot), '100'))
+      .split('\n')
+      .map((k) => k.trim())
+      .filter((k) => k !== '');
+    if (keys.length === 0) break;
+    await redisCli(from, 'MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'KEYS', ...keys);
+  }
+  for (const port of [to, from, ...ports.filter((p) => p !== from && p !== to)]) {
+    await redisCli(port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', toId.trim());
+  }
+}
