@@ -9,19 +9,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { RedisCluster } from '@redis/client';
+import { RedisCluster, type RedisArgument, type TypeMapping } from '@redis/client';
 import {
   redisCli,
   startRedisCluster,
   type RedisCluster as Cluster,
 } from '../../src/cli/redis-cluster.js';
 import { ClusterSender } from '../../src/redis/cluster-sender.js';
-import { childPaths, DEPTH } from '../../src/store/merkle-hash.js';
+import { bucketOf, childPaths, DEPTH } from '../../src/store/merkle-hash.js';
 import { MerkleReader } from '../../src/store/merkle-reader.js';
 import type { LocalStore } from '../../src/store/local-store.js';
 import { PartitionedStore } from '../../src/store/partitioned-store.js';
-import { partitionLayout } from '../../src/store/partitions.js';
-import { newRedisClient } from '../../src/store/redis-io.js';
+import { partitionIndex, partitionLayout } from '../../src/store/partitions.js';
+import { newRedisClient, type CommandSender } from '../../src/store/redis-io.js';
 import { SyncStore, type SyncStoreOptions } from '../../src/store/sync-store.js';
 import type { Change } from '../../src/store/watch.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
@@ -354,6 +354,52 @@ describe('a store on a Redis Cluster', () => {
       [],
     );
   });
+  it('brings the tree up to date with every write made before merkleRoot(), even while a refresh runs', async () => {
+    const reference = await singleStore();
+    // The store's commands go to the cluster as they are; the test only hears when a refresh
+    // has read which partitions are dirty (the EXISTS of partition f's marks is answered).
+    let onDirtyRead: (() => void) | undefined;
+    const watching: CommandSender = {
+      async sendCommand<T>(
+        args: readonly RedisArgument[],
+        options?: { typeMapping?: TypeMapping },
+      ) {
+        const reply = await sender.sendCommand<T>(args, options);
+        if (args[0] === 'EXISTS' && String(args[1]).endsWith(':merkle:dirty')) onDirtyRead?.();
+        return reply;
+      },
+    };
+    const store = await PartitionedStore.open(watching, {
+      nodeId: 'node-q',
+      redisPrefix: 'queued:',
+      partitions: 16,
+    });
+    const partitionOf = (key: string): number => partitionIndex(store.layout, bucketOf(key));
+    for (let round = 0; round < 3; round++) {
+      // Records outside partition f, then one in it written once a refresh has found f clean:
+      // that refresh does not look at f again.
+      const batch = Array.from({ length: 3200 }, (_, i) =>
+        record(`queued.${round}.${i}`, { version: round + 1 }),
+      ).filter((r) => partitionOf(r.key) !== 15);
+      let n = 0;
+      while (partitionOf(`queued.${round}.late.${n}`) !== 15) n += 1;
+      const late = record(`queued.${round}.late.${n}`);
+      await Promise.all([reference.apply(batch), store.apply(batch)]);
+      let reads = 0;
+      const dirtyRead = new Promise<void>((resolve) => {
+        onDirtyRead = () => {
+          if (++reads === store.partitions.length) resolve();
+        };
+      });
+      const first = store.refreshMerkle();
+      await dirtyRead;
+      onDirtyRead = undefined;
+      await Promise.all([reference.apply([late]), store.apply([late])]);
+      assert.equal(await store.merkleRoot(), await reference.merkleRoot(), `round ${round}`);
+      await first;
+    }
+  });
+
   it('applies a batch whole, one script call per shard, when a slot moved since the client looked', async () => {
     // 20 records a partition: a shard's partitions fit in one call (at most 200 records).
     const records = Array.from({ length: 320 }, (_, i) => record(`moved.${i}`));
