@@ -28,6 +28,7 @@ import type {
 } from './local-store.js';
 import { bucketOf, childPaths, interiorHash, nodeField, ZERO_HASH } from './merkle-hash.js';
 import { MerkleReader } from './merkle-reader.js';
+import { checkRecord } from './input.js';
 import { applyReplyResults, CHUNK_BYTES, recordBytes, type ApplyCall } from './apply-batch.js';
 import { SCRIPTS } from './lua-script.js';
 import { ClusterSender } from '../redis/cluster-sender.js';
@@ -66,6 +67,18 @@ import {
   type WatchEvent,
   type WatchOptions,
 } from './watch.js';
+
+/**
+ * Applies run at once; more wait, and are merged into one when one ends. The hot path keeps
+ * three batches in flight per peer (ApplyPipeline); with 256 partitions a 500-record batch puts
+ * ~2 records in each, and what one partition's call costs beside its records (type checks, the
+ * horizon, its dirty marks, a feed entry) then outweighs them: merged, a partition's call holds
+ * the records of every batch that waited.
+ */
+const APPLIES_AT_ONCE = 2;
+
+/** Records in one merged apply (what waits beyond it forms the next). */
+const MERGED_APPLY_RECORDS = 5_000;
 
 /**
  * Partitions refreshed at once. A partition's refresh is a few round trips of little work each
@@ -115,6 +128,8 @@ export class PartitionedStore implements LocalStore {
   #refreshQueued: Promise<RefreshStats> | undefined;
   /** Each partition's `merkle:gen` when the top was last recomputed from a clean state. */
   #topGenerations: readonly string[] = [];
+  #appliesRunning = 0;
+  #appliesWaiting: WaitingApply[] = [];
   /** Partitions on one shard are applied in one call (false once the server refused one). */
   #shardCalls = true;
   /** Records in one shard call: a single store's call size. */
@@ -289,6 +304,67 @@ export class PartitionedStore implements LocalStore {
   async apply(
     records: readonly StoredRecord[],
     options: ApplyRecordsOptions = {},
+  ): Promise<ApplyResult[]> {
+    records.forEach((record, i) => checkRecord(record, i));
+    if (this.#appliesRunning < APPLIES_AT_ONCE) return this.#runApply(records, options);
+    return new Promise((resolve, reject) => {
+      this.#appliesWaiting.push({ records, options, resolve, reject });
+    });
+  }
+
+  /** Applies `records` now, then starts what waited meanwhile. */
+  async #runApply(
+    records: readonly StoredRecord[],
+    options: ApplyRecordsOptions,
+  ): Promise<ApplyResult[]> {
+    this.#appliesRunning += 1;
+    try {
+      return await this.#applyNow(records, options);
+    } finally {
+      this.#appliesRunning -= 1;
+      this.#startWaiting();
+    }
+  }
+
+  /**
+   * Starts the applies that waited, those of the first one's options merged into one (in the
+   * order they came, up to {@link MERGED_APPLY_RECORDS} records): each partition then gets the
+   * records of several batches in one call, where it got ~2 of each batch with 256 partitions.
+   */
+  #startWaiting(): void {
+    while (this.#appliesRunning < APPLIES_AT_ONCE && this.#appliesWaiting.length > 0) {
+      const key = applyOptionsKey(this.#appliesWaiting[0]!.options);
+      const merged: WaitingApply[] = [];
+      let count = 0;
+      this.#appliesWaiting = this.#appliesWaiting.filter((w) => {
+        const take =
+          applyOptionsKey(w.options) === key &&
+          (merged.length === 0 || count + w.records.length <= MERGED_APPLY_RECORDS);
+        if (take) {
+          merged.push(w);
+          count += w.records.length;
+        }
+        return !take;
+      });
+      this.#runApply(
+        merged.flatMap((w) => w.records),
+        merged[0]!.options,
+      ).then(
+        (results) => {
+          let at = 0;
+          for (const w of merged) {
+            w.resolve(results.slice(at, at + w.records.length));
+            at += w.records.length;
+          }
+        },
+        (error: unknown) => merged.forEach((w) => w.reject(error)),
+      );
+    }
+  }
+
+  async #applyNow(
+    records: readonly StoredRecord[],
+    options: ApplyRecordsOptions,
   ): Promise<ApplyResult[]> {
     const planned: { partition: SyncStore; call: ApplyCall; first: number[] }[] = [];
     const results = new Array<ApplyResult>(records.length);
@@ -541,6 +617,20 @@ export class PartitionedStore implements LocalStore {
     }
     return [...groups];
   }
+}
+
+/** An {@link PartitionedStore.apply} call waiting for one running to end. */
+interface WaitingApply {
+  readonly records: readonly StoredRecord[];
+  readonly options: ApplyRecordsOptions;
+  readonly resolve: (results: ApplyResult[]) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** Applies with the same options can be merged: the same source and the same horizon rule. */
+function applyOptionsKey(options: ApplyRecordsOptions): string {
+  const { acceptOld, horizonMarginMs, source } = options;
+  return JSON.stringify([acceptOld ?? false, horizonMarginMs ?? null, source ?? null]);
 }
 
 /**

@@ -400,6 +400,55 @@ describe('a store on a Redis Cluster', () => {
     }
   });
 
+  it('applies concurrent batches merged, each caller its own results, each change its own source', async () => {
+    const reference = await singleStore();
+    const store = await PartitionedStore.open(sender, {
+      nodeId: 'node-c',
+      redisPrefix: 'merged:',
+      partitions: 256,
+    });
+    const from = await store.changeFeedPosition();
+    // Eight batches at once, as the hot paths of two peers and a repair send them: more than
+    // run at once, so those that wait are merged (those of one source with one another only).
+    const sources = [
+      { path: 'hot', peerId: 'node-a' },
+      { path: 'hot', peerId: 'node-b' },
+      { path: 'repair', peerId: 'node-a' },
+    ] as const;
+    const batches = Array.from({ length: 8 }, (_, b) => ({
+      source: sources[b % 3]!,
+      records: Array.from({ length: 300 }, (_, i) => record(`merged.${b}.${i}`)),
+    }));
+    const results = await Promise.all(
+      batches.map((b) => store.apply(b.records, { source: b.source })),
+    );
+    batches.forEach((batch, b) => {
+      assert.deepEqual(
+        results[b]!.map((r) => [r.key, r.outcome]),
+        batch.records.map((r) => [r.key, 'applied']),
+        `batch ${b}`,
+      );
+    });
+    for (const batch of batches) await reference.apply(batch.records);
+    assert.equal(await store.merkleRoot(), await reference.merkleRoot());
+
+    const sourceOf = new Map<string, string>();
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 30_000);
+    for await (const event of store.watch({ from, signal: controller.signal })) {
+      if (event.type !== 'change') continue;
+      const source = event.source;
+      sourceOf.set(event.key, 'peer' in source ? `${source.kind}:${source.peer}` : source.kind);
+      if (sourceOf.size === 2400) break;
+    }
+    clearTimeout(timer);
+    for (const batch of batches) {
+      for (const r of batch.records) {
+        assert.equal(sourceOf.get(r.key), `${batch.source.path}:${batch.source.peerId}`, r.key);
+      }
+    }
+  });
+
   it('applies a batch whole, one script call per shard, when a slot moved since the client looked', async () => {
     // 20 records a partition: a shard's partitions fit in one call (at most 200 records).
     const records = Array.from({ length: 320 }, (_, i) => record(`moved.${i}`));
