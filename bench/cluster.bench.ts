@@ -23,6 +23,7 @@ import { PartitionedStore } from '../src/store/partitioned-store.js';
 import { newRedisClient } from '../src/store/redis-io.js';
 import { SyncStore } from '../src/store/sync-store.js';
 import { startRedis, type RedisServer } from '../test/helpers/redis-server.js';
+import { fillIdentical, record } from './cold-path.bench.js';
 import { document } from './hot-path.bench.js';
 import { median, type BenchOptions, type BenchRow } from './report.js';
 
@@ -30,9 +31,6 @@ const SECTION = 'cluster';
 const WRITES = 5_000;
 const DIVERGENT = 100;
 const REPAIR_RUNS = 3;
-const FILL_BATCH = 10_000;
-/** A fixed clock for the repair's records, so every store holds the same versions. */
-const EPOCH = 1_735_776_000_000;
 
 function recordOf(i: number): StoredRecord {
   const content = document(i);
@@ -46,35 +44,6 @@ function recordOf(i: number): StoredRecord {
     origin: 'node-a',
     deleted: false,
   };
-}
-
-/** A small record of key `i` at `version` (the repair bench's 1M keys). */
-function smallRecord(i: number, version = 1, origin = 'node-gen'): StoredRecord {
-  const content = Buffer.from(JSON.stringify({ id: i, version }));
-  return {
-    key: `uk.nhs.patient.${i}`,
-    content,
-    contentHash: sha256Hex(content),
-    contentType: 'json',
-    version,
-    updatedAt: EPOCH + version,
-    origin,
-    deleted: false,
-  };
-}
-
-/** The same `count` records applied to every store, batch by batch, then every tree hashed. */
-async function fillIdentical(
-  stores: readonly Pick<LocalStore, 'apply' | 'merkleRoot'>[],
-  count: number,
-): Promise<void> {
-  for (let start = 0; start < count; start += FILL_BATCH) {
-    const batch = Array.from({ length: Math.min(FILL_BATCH, count - start) }, (_, j) =>
-      smallRecord(start + j),
-    );
-    await Promise.all(stores.map((s) => s.apply(batch)));
-  }
-  await Promise.all(stores.map((s) => s.merkleRoot()));
 }
 
 /**
@@ -115,7 +84,7 @@ async function repairRows(
     const times: [number[], number[]] = [[], []];
     for (let run = 0; run < REPAIR_RUNS; run++) {
       const newer = Array.from({ length: DIVERGENT }, (_, j) =>
-        smallRecord((run * 7919 + j * 997) % keys, run + 2, 'node-a'),
+        record((run * 7919 + j * 997) % keys, run + 2, 'node-a'),
       );
       await peerStore.apply(newer);
       await peerStore.merkleRoot(); // the peer's owner has re-hashed, as its engine does

@@ -5,7 +5,7 @@
  */
 import type { StoredRecord } from '../src/model/record.js';
 import { sha256Hex } from '../src/store/input.js';
-import type { SyncStore } from '../src/store/sync-store.js';
+import type { LocalStore } from '../src/store/local-store.js';
 import { startMesh, type Mesh, type MeshNode } from '../test/helpers/mesh.js';
 import { median, type BenchOptions, type BenchRow } from './report.js';
 
@@ -17,7 +17,8 @@ const ROOT_RUNS = 200;
 const FILL_BATCH = 20_000;
 const EPOCH = 1_735_776_000_000;
 
-function record(i: number, version = 1, origin = 'node-gen'): StoredRecord {
+/** Record `i` (key `uk.nhs.patient.<i>`) at `version`, on a fixed clock: every store agrees. */
+export function record(i: number, version = 1, origin = 'node-gen'): StoredRecord {
   const content = Buffer.from(JSON.stringify({ id: `uk.nhs.patient.${i}`, version }));
   return {
     key: `uk.nhs.patient.${i}`,
@@ -31,8 +32,11 @@ function record(i: number, version = 1, origin = 'node-gen'): StoredRecord {
   };
 }
 
-/** The same `count` records applied to every store, generated batch by batch. */
-async function fillIdentical(stores: readonly SyncStore[], count: number): Promise<void> {
+/** The same `count` records applied to every store, generated batch by batch; trees hashed. */
+export async function fillIdentical(
+  stores: readonly Pick<LocalStore, 'apply' | 'merkleRoot'>[],
+  count: number,
+): Promise<void> {
   for (let start = 0; start < count; start += FILL_BATCH) {
     const batch = Array.from({ length: Math.min(FILL_BATCH, count - start) }, (_, j) =>
       record(start + j),
