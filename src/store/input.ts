@@ -139,7 +139,7 @@ export function expiryOf(
   if (ttlMs !== undefined) {
     if (typeof ttlMs !== 'number' || !Number.isSafeInteger(ttlMs) || ttlMs <= 0) {
       throw new StoreError(
-        `ttlMs must be a positive integer of milliseconds, got ${String(ttlMs)}`,
+        `ttlMs must be a positive integer of milliseconds, got ${JSON.stringify(ttlMs) ?? typeof ttlMs}`,
       );
     }
     const at = Math.floor(now) + ttlMs;
@@ -151,7 +151,7 @@ export function expiryOf(
   if (expiresAt !== undefined) {
     if (!isBoundedInt(expiresAt, MAX_UPDATED_AT)) {
       throw new StoreError(
-        `expiresAt must be an integer ms epoch in [0, ${MAX_UPDATED_AT}], got ${String(expiresAt)}`,
+        `expiresAt must be an integer ms epoch in [0, ${MAX_UPDATED_AT}], got ${JSON.stringify(expiresAt) ?? typeof expiresAt}`,
       );
     }
     if (expiresAt <= now) {
