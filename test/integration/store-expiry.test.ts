@@ -7,37 +7,20 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createClient, RESP_TYPES } from '@redis/client';
 import { MAX_UPDATED_AT } from '../../src/codec/bounds.js';
 import { eventToRecord, parseCdcEntry } from '../../src/codec/cdc.js';
 import { WriteRefusedError } from '../../src/errors.js';
 import type { StoredRecord } from '../../src/model/record.js';
 import { bucketOf, computeRoot } from '../../src/store/merkle-hash.js';
-import { SyncStore, type SyncStoreOptions } from '../../src/store/sync-store.js';
-import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import type { SyncStore } from '../../src/store/sync-store.js';
+import { type SyncStoreOptions } from '../../src/store/sync-store.js';
+import { storeFixture, type StoreFixture } from '../helpers/store-fixture.js';
 
 const NOW = 1_735_776_100_000;
-let server: RedisServer;
-let raw: ReturnType<typeof createRawClient>;
-let prefixes = 0;
-const stores: SyncStore[] = [];
-
-function createRawClient(url: string) {
-  return createClient({ url }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
-}
-
-async function newStore(options: Partial<SyncStoreOptions> = {}): Promise<SyncStore> {
-  prefixes += 1;
-  const store = await SyncStore.connect({
-    redisUrl: server.url,
-    redisPrefix: `e${prefixes}:`,
-    nodeId: 'node-a',
-    clock: () => NOW,
-    ...options,
-  });
-  stores.push(store);
-  return store;
-}
+let fixture: StoreFixture;
+let raw: StoreFixture['raw'];
+const newStore = (options: Partial<SyncStoreOptions> = {}): Promise<SyncStore> =>
+  fixture.newStore(options);
 
 /** The record without its expiry. */
 function noExpiry(record: StoredRecord): StoredRecord {
@@ -53,16 +36,11 @@ async function keysOf(store: SyncStore, includeDeleted = false): Promise<string[
 }
 
 before(async () => {
-  server = await startRedis();
-  raw = createRawClient(server.url);
-  await raw.connect();
+  fixture = await storeFixture('e', NOW);
+  raw = fixture.raw;
 });
 
-after(async () => {
-  await Promise.all(stores.map((s) => s.close()));
-  await raw.close();
-  await server.stop();
-});
+after(() => fixture.close());
 
 describe('expiry', () => {
   it('get, scan and count stop serving a record at its expiresAt; a later put without a TTL clears it', async () => {

@@ -76,12 +76,8 @@ local vs = string.format('%.0f', v)
 local key, deleted, hash, origin = ARGV[1], ARGV[6], ARGV[8], ARGV[4]
 local expires = ARGV[20]
 if deleted == '1' then expires = '' end
-local hash_field, meta_expiry, header_expiry = hash, '', ''
-if expires ~= '' then
-  hash_field = hash .. '+' .. expires
-  meta_expiry = ',"expires_at":' .. expires
-  header_expiry = ',"e":' .. expires
-end
+-- @include expiry_fields
+local hash_field, meta_expiry, header_expiry = expiry_fields(hash, expires)
 
 -- The CDC and feed entries first: the only writes whose failure is not ruled out above (e.g. a bad
 -- MAXLEN). The feed entry is the change's version tuple (docs/PROTOCOL.md §4) and its source.

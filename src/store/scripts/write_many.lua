@@ -62,6 +62,7 @@ local origin, origin_json, maxlen = ARGV[2], ARGV[3], ARGV[4]
 local skew, max_ts, max_v = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
 local changes, nchanges = {}, 0
+-- @include expiry_fields
 for i = 1, n do
   local key, item, bucket_key = names[i], KEYS[4 + 2 * i], KEYS[5 + 2 * i]
   local a = 11 + 7 * (i - 1)
@@ -92,12 +93,7 @@ for i = 1, n do
     out[#out + 1], out[#out + 2], out[#out + 3] = refused[1], refused[2], refused[3]
   else
     local tss, vs = format('%.0f', ts), format('%.0f', v)
-    local hash_field, meta_expiry, header_expiry = hash, '', ''
-    if expires ~= '' then
-      hash_field = hash .. '+' .. expires
-      meta_expiry = ',"expires_at":' .. expires
-      header_expiry = ',"e":' .. expires
-    end
+    local hash_field, meta_expiry, header_expiry = expiry_fields(hash, expires)
     local id
     if deleted == '1' then
       local meta = '{"version":' .. vs .. ',"updated_at":' .. tss .. ',"origin":' .. origin_json .. '}'
