@@ -57,11 +57,25 @@ for i = 1, n do
   if current[name] == nil then current[name] = call('HGET', KEYS[5 + 2 * i], name) end
 end
 
-local now = tonumber(ARGV[1])
+-- Which keys are already dirty (their mark, from an earlier write, stays), read in one HMGET per
+-- 1,000 keys: the new marks then go in one HSET at the end, as apply.lua writes them.
+local dirty = {}
+for first = 1, n, 1000 do
+  local found = call('HMGET', KEYS[1], unpack(names, first, math.min(n, first + 999)))
+  for j = 1, #found do
+    if found[j] then dirty[names[first + j - 1]] = true end
+  end
+end
+
+local now, now_text = tonumber(ARGV[1]), ARGV[1]
 local origin, origin_json, maxlen = ARGV[2], ARGV[3], ARGV[4]
 local skew, max_ts, max_v = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
 local changes, nchanges = {}, 0
+-- The records go in one MSET at the end, the new dirty marks in one HSET (a redis.call costs about
+-- as much as the SET it runs); a key written twice is listed twice, its later value last.
+local items, nitems = {}, 0
+local marks, nmarks = {}, 0
 -- @include expiry_fields
 for i = 1, n do
   local key, item, bucket_key = names[i], KEYS[4 + 2 * i], KEYS[5 + 2 * i]
@@ -92,7 +106,9 @@ for i = 1, n do
   if refused then
     out[#out + 1], out[#out + 2], out[#out + 3] = refused[1], refused[2], refused[3]
   else
-    local tss, vs = format('%.0f', ts), format('%.0f', v)
+    -- A new key's clock is the call's now and its version 1: no format (sprintf) for them.
+    local tss = ts == now and now_text or format('%.0f', ts)
+    local vs = v == 1 and '1' or format('%.0f', v)
     local hash_field, meta_expiry, header_expiry = expiry_fields(hash, expires)
     local id
     if deleted == '1' then
@@ -112,14 +128,17 @@ for i = 1, n do
     if compressed == '1' then z = ',"z":1' end
     local header = '{"ts":' .. tss .. ',"v":' .. vs .. ',"d":' .. deleted .. ',"h":"' .. hash
       .. '","o":' .. origin_json .. ',"t":"' .. ctype .. '"' .. header_expiry .. z .. htp .. '}\n'
-    if deleted ~= '1' and data ~= '' then
-      call('SET', item, header .. data)
-    else
-      call('SET', item, header)
-    end
+    items[nitems + 1] = item
+    if deleted ~= '1' and data ~= '' then items[nitems + 2] = header .. data
+    else items[nitems + 2] = header end
+    nitems = nitems + 2
     local tuple = tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash_field .. '|' .. origin
     call('HSET', bucket_key, key, tuple)
-    call('HSETNX', KEYS[1], key, buckets[i] .. (before or ''))
+    if not dirty[key] then
+      dirty[key] = true
+      marks[nmarks + 1], marks[nmarks + 2] = key, buckets[i] .. (before or '')
+      nmarks = nmarks + 2
+    end
     if deleted == '1' then
       call('ZADD', KEYS[2], format('%.0f', math.max(ts, now)), key)
     elseif expires ~= '' then
@@ -132,6 +151,12 @@ for i = 1, n do
     nchanges = nchanges + 2
     out[#out + 1], out[#out + 2], out[#out + 3] = tss, vs, id
   end
+end
+for first = 1, nitems, 2000 do
+  call('MSET', unpack(items, first, math.min(nitems, first + 1999)))
+end
+for first = 1, nmarks, 2000 do
+  call('HSET', KEYS[1], unpack(marks, first, math.min(nmarks, first + 1999)))
 end
 -- @include feed_append
 if feed then feed_append(KEYS[4], KEYS[5], ARGV[10], ARGV[1], ARGV[11], changes, nchanges) end
