@@ -32,7 +32,17 @@ const STORE_BATCH_NOTE = [
   '116–140 µs; the putMany itself took 27–48 ms. Issuing each chunk as soon as it is encoded (so',
   'Redis runs one while Node encodes the next), smaller chunks, fewer calls per entry in the',
   'script (one HSET of the dirty marks and one MSET of the records, as apply.lua does) and a shared',
-  'zstd context were each measured and bought nothing here beyond the noise.',
+  'zstd context were each measured and bought nothing here beyond the noise. Counted instead by',
+  'callgrind (`node --import tsx bench/redis-instructions.ts 2000 --write-many`, deterministic',
+  'whatever the load; 2026-12-06, branch h23): the script took 93,139 Redis instructions per new',
+  'entry and 114,813 per second version; with the marks in one HSET and the records in one MSET,',
+  'and no string.format for a new key clock and version, 84,137 and 104,608 (-9.7%, -8.9%; the',
+  'row above was run on that, at load 12.9, where wall-clock figures say little). Passing the',
+  'entries in five arguments (flag bytes, hashes, an arena of bodies with its offsets, as apply.lua',
+  'takes its records) instead of seven per entry cost Redis more, not less (91,842 per new entry:',
+  'cutting the pieces out of the arena in Lua costs more than parsing them as arguments), so it',
+  'was not kept. (A batch into an empty merkle:dirty pays ~29,000 more per entry for its first 512',
+  'marks, kept as a listpack that each mark searches linearly; the tree refresh empties it.)',
 ];
 
 /** How to read the hot-path throughput ratio (it moves with this shared machine's speed). */

@@ -185,13 +185,19 @@ export const COMMANDS: readonly CommandSpec[] = [
       'The content is VALUE, or stdin when VALUE is absent or "-", byte for byte (read from a',
       'terminal, it ends with Ctrl-D). An empty value, as VALUE or stdin, is refused unless',
       '--empty. Its content type is json when it parses as JSON, binary otherwise, unless --json',
-      'or --binary says.',
+      'or --binary says. With --ttl, the document expires that long from now: from then on no',
+      'node serves it (get and ls say not found); a later put without --ttl clears the expiry.',
     ].join('\n'),
     options: {
       ...TARGET,
       json: { type: 'boolean', description: 'Store as json (the content must parse as JSON).' },
       binary: { type: 'boolean', description: 'Store as binary.' },
       empty: { type: 'boolean', description: 'Store an empty value (an empty VALUE or stdin).' },
+      ttl: {
+        type: 'string',
+        value: 'DURATION',
+        description: 'Expire the document after DURATION (30s, 15m, 2h, 7d; a bare number is ms).',
+      },
       help: HELP,
     },
     exitCodes: [
@@ -208,7 +214,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       'Prints the content of KEY to stdout byte for byte. With --json, prints the record instead:',
       'key, version, updated_at, origin, content_hash, content_type, deleted, and content (text',
       'when it is UTF-8 text, whatever its type, else base64; content_encoding says which); a',
-      "deleted key's tombstone is printed too, but the exit code is still 1.",
+      "deleted key's tombstone (an expired document, with expires_at) is printed too, but the exit",
+      'code is still 1.',
     ].join('\n'),
     options: {
       ...TARGET,
@@ -217,7 +224,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     },
     exitCodes: [
       [0, 'found'],
-      [1, 'absent, deleted, or failed (message on stderr)'],
+      [1, 'absent, deleted, expired, or failed (message on stderr)'],
       [2, 'bad usage or invalid config'],
     ],
   },
@@ -287,7 +294,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       json: { type: 'boolean', description: 'Print each record as one line of JSON.' },
       deleted: {
         type: 'boolean',
-        description: 'Include deleted keys (tombstones), marked "(deleted)" or "deleted": true.',
+        description: 'Include deleted and expired keys, marked "(deleted)" or "(expired)".',
       },
       limit: { type: 'string', value: 'N', description: 'Stop after N keys.' },
       count: { type: 'boolean', description: 'Print only the number of keys.' },

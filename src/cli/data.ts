@@ -2,7 +2,8 @@
  * `put`, `get`, `del` and `ls`: read and write one node's store by hand.
  */
 import type { ResolvedConfig } from '../config/types.js';
-import type { StoredRecord } from '../model/record.js';
+import { isExpired, type StoredRecord } from '../model/record.js';
+import { parseDuration } from '../config/units.js';
 import { connectLocalStore } from '../node/local-store.js';
 import type { NodeStore } from '../node/local-store.js';
 import type { Io, ParsedArgs } from './args.js';
@@ -72,12 +73,30 @@ export async function putCommand(args: ParsedArgs, io: Io): Promise<number> {
     if (!isJson(content)) throw new CliError('--json: the content is not valid JSON', EXIT.failure);
     contentType = 'json';
   } else contentType = isJson(content) ? 'json' : 'binary';
-  const { record } = await withStore(config, (store) => store.put(key, content, { contentType }));
+  const ttlMs = ttlOption(args);
+  const { record } = await withStore(config, (store) =>
+    store.put(key, content, ttlMs === undefined ? { contentType } : { contentType, ttlMs }),
+  );
+  const expires =
+    record.expiresAt === undefined ? '' : `, expires ${new Date(record.expiresAt).toISOString()}`;
   await write(
     io.stdout,
-    `stored ${key} (${record.contentType}, ${record.content.length} bytes) version ${record.version} at ${new Date(record.updatedAt).toISOString()} on ${record.origin}\n`,
+    `stored ${key} (${record.contentType}, ${record.content.length} bytes) version ${record.version} at ${new Date(record.updatedAt).toISOString()} on ${record.origin}${expires}\n`,
   );
   return EXIT.ok;
+}
+
+/** `--ttl DURATION` as milliseconds (a positive whole number of them); undefined when absent. */
+function ttlOption(args: ParsedArgs): number | undefined {
+  const text = stringOption(args, 'ttl');
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text, 'ms');
+  if (ms === undefined || ms < 1) {
+    throw new UsageError(
+      `--ttl must be a positive duration (30s, 15m, 2h, 7d; a bare number is ms), got ${JSON.stringify(text)}`,
+    );
+  }
+  return ms;
 }
 
 // eslint-disable-next-line no-control-regex -- that is what it looks for
@@ -101,6 +120,10 @@ export function recordJson(record: StoredRecord): Record<string, unknown> {
     content_hash: record.contentHash,
     content_type: record.contentType,
     deleted: record.deleted,
+    ...(record.expiresAt !== undefined && {
+      expires_at: record.expiresAt,
+      expires_at_iso: new Date(record.expiresAt).toISOString(),
+    }),
     ...(record.traceParent !== undefined && { trace_parent: record.traceParent }),
     content_encoding: utf8 === undefined ? 'base64' : 'utf8',
     content: utf8 ?? record.content.toString('base64'),
@@ -127,6 +150,12 @@ export async function getCommand(args: ParsedArgs, io: Io): Promise<number> {
   if (record.deleted) {
     throw new CliError(
       `${key}: deleted (version ${record.version} at ${new Date(record.updatedAt).toISOString()} on ${record.origin})`,
+      EXIT.failure,
+    );
+  }
+  if (isExpired(record, Date.now())) {
+    throw new CliError(
+      `${key}: expired at ${new Date(record.expiresAt!).toISOString()} (version ${record.version} on ${record.origin})`,
       EXIT.failure,
     );
   }
@@ -175,7 +204,7 @@ export async function lsCommand(args: ParsedArgs, io: Io): Promise<number> {
         lines.push(
           json
             ? JSON.stringify(recordJson(record))
-            : `${record.key}${record.deleted ? '\t(deleted)' : ''}`,
+            : `${record.key}${record.deleted ? '\t(deleted)' : isExpired(record, Date.now()) ? '\t(expired)' : ''}`,
         );
         listed += 1;
         if (lines.length >= LS_FLUSH || listed >= limit) {

@@ -30,6 +30,9 @@ export function watchLine(event: WatchEvent): string {
     JSON.stringify(event.key),
     `v${version.version}`,
     `origin ${JSON.stringify(version.origin)}`,
+    ...(version.expiresAt === undefined
+      ? []
+      : [`expires ${new Date(version.expiresAt).toISOString()}`]),
     sourceText(event),
     `position ${event.position}`,
   ].join(' ');
@@ -47,6 +50,7 @@ export function watchJson(event: WatchEvent): Record<string, unknown> {
     origin: version.origin,
     content_hash: version.contentHash,
     deleted: version.deleted,
+    ...(version.expiresAt !== undefined && { expires_at: version.expiresAt }),
     source: event.source,
     applied_at: event.appliedAt,
     position: event.position,

@@ -25,6 +25,11 @@ export interface CdcMeta {
   readonly traceParent?: string;
   /** Our own addition: the node that made the write (a Rust peer never sets it). */
   readonly origin?: string;
+  /**
+   * Our own addition: when a PUT's record expires (ms since the epoch). A Rust peer never sets it:
+   * its records do not expire. Ignored on a DEL (a tombstone has no expiry).
+   */
+  readonly expiresAt?: number;
 }
 
 /** A parsed PUT entry. */
@@ -156,7 +161,7 @@ function optionalString(value: unknown, field: string): string | undefined {
  */
 const CANONICAL_META =
   // eslint-disable-next-line no-control-regex -- JSON refuses raw control characters in strings, so must this
-  /^\{(?:"content_type":"(json|binary)",)?"version":(0|[1-9][0-9]{0,15}),"updated_at":(0|[1-9][0-9]{0,15})(?:,"trace_parent":"([^"\\\u0000-\u001f]*)")?(?:,"origin":"([^"\\\u0000-\u001f]*)")?\}$/;
+  /^\{(?:"content_type":"(json|binary)",)?"version":(0|[1-9][0-9]{0,15}),"updated_at":(0|[1-9][0-9]{0,15})(?:,"trace_parent":"([^"\\\u0000-\u001f]*)")?(?:,"origin":"([^"\\\u0000-\u001f]*)")?(?:,"expires_at":(0|[1-9][0-9]{0,15}))?\}$/;
 
 /** Parses the `meta` JSON; unknown fields are ignored. */
 export function parseMeta(raw: Buffer): CdcMeta {
@@ -166,17 +171,24 @@ export function parseMeta(raw: Buffer): CdcMeta {
   if (m !== null) {
     const version = Number(m[2]);
     const updatedAt = Number(m[3]);
-    if (version <= MAX_VERSION && updatedAt <= MAX_UPDATED_AT) {
+    const expiresAt = m[6] === undefined ? undefined : Number(m[6]);
+    if (
+      version <= MAX_VERSION &&
+      updatedAt <= MAX_UPDATED_AT &&
+      (expiresAt === undefined || expiresAt <= MAX_UPDATED_AT)
+    ) {
       const meta: {
         contentType?: ContentType;
         version: number;
         updatedAt: number;
         traceParent?: string;
         origin?: string;
+        expiresAt?: number;
       } = { version, updatedAt };
       if (m[1] !== undefined) meta.contentType = m[1] as ContentType;
       if (m[4] !== undefined && m[4].length > 0) meta.traceParent = m[4];
       if (m[5] !== undefined && m[5].length > 0) meta.origin = m[5];
+      if (expiresAt !== undefined) meta.expiresAt = expiresAt;
       return meta;
     }
   }
@@ -209,6 +221,7 @@ export function parseMetaText(text: string): CdcMeta {
     updatedAt?: number;
     traceParent?: string;
     origin?: string;
+    expiresAt?: number;
   } = {};
   if (contentType !== undefined) meta.contentType = contentType;
   const version = optionalBoundedInt(m['version'], 'version', MAX_VERSION);
@@ -220,6 +233,9 @@ export function parseMetaText(text: string): CdcMeta {
   if (traceParent !== undefined && traceParent.length > 0) meta.traceParent = traceParent;
   const origin = optionalString(m['origin'], 'origin');
   if (origin !== undefined && origin.length > 0) meta.origin = origin;
+  // An expiry is a clock: bounded as one (docs/PROTOCOL.md §1).
+  const expiresAt = optionalBoundedInt(m['expires_at'], 'expires_at', MAX_UPDATED_AT);
+  if (expiresAt !== undefined) meta.expiresAt = expiresAt;
   return meta;
 }
 
@@ -411,7 +427,8 @@ function looksLikeJson(content: Buffer): boolean {
 /**
  * The record an event stands for (SPEC §2): missing `origin` is the peer's node id; a missing clock
  * (every Rust DEL, a PUT without meta) takes the entry id's milliseconds as `updatedAt` and version 0,
- * so every node reading the entry assigns it the same clock.
+ * so every node reading the entry assigns it the same clock; a PUT without `expires_at` (every
+ * Rust PUT) does not expire, and a DEL never carries one.
  *
  * @throws {CorruptEntryError} `bad_id` when that clock is needed and the id's milliseconds are
  *   beyond {@link MAX_UPDATED_AT}.
@@ -436,8 +453,9 @@ export function eventToRecord(event: CdcEvent, entryId: string, peerId: string):
     };
   }
   const contentType = meta?.contentType ?? (looksLikeJson(event.content) ? 'json' : 'binary');
+  const expiresAt = meta?.expiresAt;
   if (event instanceof LazyPut) {
-    return new LazyRecord(event, contentType, updatedAt, version, origin, traceParent);
+    return new LazyRecord(event, contentType, updatedAt, version, origin, traceParent, expiresAt);
   }
   // Optional fields assigned, not spread in: this runs for every replicated event.
   const record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = {
@@ -452,6 +470,7 @@ export function eventToRecord(event: CdcEvent, entryId: string, peerId: string):
   };
   if (event.compressed) record.frame = event.data;
   if (traceParent !== undefined) record.traceParent = traceParent;
+  if (expiresAt !== undefined) record.expiresAt = expiresAt;
   return record;
 }
 
@@ -483,6 +502,7 @@ class LazyRecord implements StoredRecord {
   readonly frame: Buffer;
   // Declared, not a field: a record without a traceparent has no such property (as plain ones).
   declare readonly traceParent?: string;
+  declare readonly expiresAt?: number;
   readonly #event: LazyPut;
   constructor(
     event: LazyPut,
@@ -491,11 +511,13 @@ class LazyRecord implements StoredRecord {
     readonly version: number,
     readonly origin: string,
     traceParent: string | undefined,
+    expiresAt: number | undefined,
   ) {
     this.key = event.key;
     this.contentHash = event.contentHash;
     this.frame = event.data;
     if (traceParent !== undefined) (this as { traceParent?: string }).traceParent = traceParent;
+    if (expiresAt !== undefined) (this as { expiresAt?: number }).expiresAt = expiresAt;
     this.#event = event;
   }
   get content(): Buffer {
@@ -503,16 +525,20 @@ class LazyRecord implements StoredRecord {
   }
 }
 
-/** JSON text of a record's `meta` field, keys in the Rust sync-engine's order plus our `origin`. */
+/**
+ * JSON text of a record's `meta` field, keys in the Rust sync-engine's order plus our `origin` and,
+ * for a put that expires, our `expires_at` last.
+ */
 export function encodeMeta(record: StoredRecord): string {
   if (record.deleted) {
     return `{"version":${record.version},"updated_at":${record.updatedAt},"origin":${JSON.stringify(record.origin)}}`;
   }
   const trace =
     record.traceParent !== undefined ? `,"trace_parent":${JSON.stringify(record.traceParent)}` : '';
+  const expiry = record.expiresAt !== undefined ? `,"expires_at":${record.expiresAt}` : '';
   return (
     `{"content_type":${JSON.stringify(record.contentType)},"version":${record.version},` +
-    `"updated_at":${record.updatedAt}${trace},"origin":${JSON.stringify(record.origin)}}`
+    `"updated_at":${record.updatedAt}${trace},"origin":${JSON.stringify(record.origin)}${expiry}}`
   );
 }
 

@@ -311,10 +311,14 @@ export async function runRepair(
   // Compare the leaves of those buckets by the total order, the peer's side read in pages.
   const winners = new WinnerWindow(budget, plan.resumeAfter);
   let divergentKeys = 0;
-  /** Keys whose local tombstone the peer lacks (or holds older): they may block the acknowledgement. */
+  /**
+   * Keys whose local tombstone or expiring record the peer lacks (or holds older): they may block
+   * the acknowledgement.
+   */
   const unacked: string[] = [];
   const pushed = (here: RecordVersion, peerHas: boolean): void => {
-    if (!here.deleted) return; // only tombstones are collected
+    // Only tombstones and expiring records are collected (docs/PROTOCOL.md §6).
+    if (!here.deleted && here.expiresAt === undefined) return;
     if (!peerHas && here.updatedAt < peerRefusesBefore) return; // the peer purged it, or refuses it
     unacked.push(here.key);
   };

@@ -33,6 +33,12 @@ export interface StoredRecord extends Clock {
    * instead of compressing the content again; SyncStore does (docs/PROTOCOL.md §2).
    */
   readonly frame?: Buffer;
+  /**
+   * When the record stops being served (ms since the epoch, `now >= expiresAt`: expired), set by
+   * its writer (`ttlMs` / `expiresAt`); absent for a record that does not expire and for every
+   * tombstone. Part of the version tuple and the Merkle leaf (docs/PROTOCOL.md §1).
+   */
+  readonly expiresAt?: number;
 }
 
 /** The fields of a record that the total order compares, and that a Merkle leaf covers. */
@@ -40,6 +46,8 @@ export type RecordVersion = Clock & {
   readonly key: string;
   readonly contentHash: string;
   readonly deleted: boolean;
+  /** When the record expires (ms since the epoch); absent: never. */
+  readonly expiresAt?: number;
 };
 
 /** The contentHash a tombstone compares and hashes with. */
@@ -72,7 +80,9 @@ export function compareUtf8(a: string, b: string): number {
 
 /**
  * The total order of SPEC §2: `(updatedAt, version, origin, contentHash)`, numbers numerically,
- * strings by the byte order of their UTF-8 (as the Lua scripts compare them). Returns a negative
+ * strings by the byte order of their UTF-8 (as the Lua scripts compare them), then a tombstone
+ * above a put, then the expiry: no expiry above any, a later one above an earlier one
+ * (docs/PROTOCOL.md §1; only versions equal in everything else get that far). Returns a negative
  * number, zero or a positive number.
  */
 export function compareVersions(a: RecordVersion, b: RecordVersion): number {
@@ -84,7 +94,28 @@ export function compareVersions(a: RecordVersion, b: RecordVersion): number {
   if (byHash !== 0) return byHash;
   // Same clock and hash: a tombstone (hash '') only ties with a put of empty hash, which cannot
   // exist (sha256 is never empty); still, make the order total.
-  return a.deleted === b.deleted ? 0 : a.deleted ? 1 : -1;
+  if (a.deleted !== b.deleted) return a.deleted ? 1 : -1;
+  // A write is a write: its expiry only breaks a tie the rest cannot (docs/PROTOCOL.md §1).
+  const ea = a.expiresAt ?? Infinity;
+  const eb = b.expiresAt ?? Infinity;
+  return ea === eb ? 0 : ea < eb ? -1 : 1;
+}
+
+/**
+ * True when `record` has expired at `now` (ms): it has an expiry and `now >= expiresAt`. Every
+ * node decides it from the record's own expiry and its clock, never from when the record arrived,
+ * so all of them stop serving it at the same instant (docs/API.md, "Expiry").
+ */
+export function isExpired(record: { readonly expiresAt?: number }, now: number): boolean {
+  return record.expiresAt !== undefined && now >= record.expiresAt;
+}
+
+/** True when `record` is served at `now`: not a tombstone and not expired. */
+export function isLive(
+  record: { readonly deleted: boolean; readonly expiresAt?: number },
+  now: number,
+): boolean {
+  return !record.deleted && !isExpired(record, now);
 }
 
 /** True when `candidate` strictly beats `current` (or there is no current record). */

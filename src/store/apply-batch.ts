@@ -139,11 +139,20 @@ function applyChunk(chunk: readonly StoredRecord[], options: ApplyOptions): Appl
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
     redisKeys.push(keys.item(r.key), keys.bucket(bucketOf(r.key)));
-    // A tombstone is normalised (no content, no hash, binary) so every node stores it identically.
+    // A tombstone is normalised (no content, no hash, no expiry, binary) so every node stores it
+    // identically.
     tuples[i] = formatVersionTuple(
-      r.deleted && r.contentHash !== '' ? { ...r, contentHash: '' } : r,
+      r.deleted
+        ? {
+            updatedAt: r.updatedAt,
+            version: r.version,
+            origin: r.origin,
+            deleted: true,
+            contentHash: '',
+          }
+        : r,
     );
-    flags += r.deleted ? '1' : '0';
+    flags += r.deleted ? '1' : r.expiresAt === undefined ? '0' : '2';
     if (relay) {
       datas.push(r.deleted ? '' : storedBody(r));
       const tp = r.traceParent;

@@ -120,6 +120,50 @@ export function checkTraceParent(tp: unknown): asserts tp is string | undefined 
   }
 }
 
+/**
+ * The absolute expiry of a put from its options (docs/API.md, "Expiry"): `ttlMs` (a positive
+ * integer of milliseconds from `now`, this node's clock) or `expiresAt` (an integer ms epoch after
+ * `now`), not both; undefined for neither. Computed once, here at the writer: the record carries
+ * the absolute time, so every node expires it at the same instant.
+ * @throws {StoreError} for anything else (negative, zero, fractional, in the past, past the clock
+ *   bound of docs/PROTOCOL.md §1), naming the option.
+ */
+export function expiryOf(
+  options: { readonly ttlMs?: unknown; readonly expiresAt?: unknown },
+  now: number,
+): number | undefined {
+  const { ttlMs, expiresAt } = options;
+  if (ttlMs !== undefined && expiresAt !== undefined) {
+    throw new StoreError('give ttlMs or expiresAt, not both');
+  }
+  if (ttlMs !== undefined) {
+    if (typeof ttlMs !== 'number' || !Number.isSafeInteger(ttlMs) || ttlMs <= 0) {
+      throw new StoreError(
+        `ttlMs must be a positive integer of milliseconds, got ${JSON.stringify(ttlMs) ?? typeof ttlMs}`,
+      );
+    }
+    const at = Math.floor(now) + ttlMs;
+    if (at > MAX_UPDATED_AT) {
+      throw new StoreError(`ttlMs ${ttlMs} puts the expiry past ${MAX_UPDATED_AT} ms`);
+    }
+    return at;
+  }
+  if (expiresAt !== undefined) {
+    if (!isBoundedInt(expiresAt, MAX_UPDATED_AT)) {
+      throw new StoreError(
+        `expiresAt must be an integer ms epoch in [0, ${MAX_UPDATED_AT}], got ${JSON.stringify(expiresAt) ?? typeof expiresAt}`,
+      );
+    }
+    if (expiresAt <= now) {
+      throw new StoreError(
+        `expiresAt ${expiresAt} is not in the future (this node's clock reads ${Math.floor(now)})`,
+      );
+    }
+    return expiresAt;
+  }
+  return undefined;
+}
+
 /** The error for record `index` (its text built only on failure: checkRecord runs for every record). */
 function recordError(index: number, key: string, problem: string): StoreError {
   return new StoreError(`record ${index} (${JSON.stringify(key)}): ${problem}`);
@@ -143,6 +187,13 @@ export function checkRecord(record: StoredRecord, index: number): void {
   }
   if (typeof record.deleted !== 'boolean')
     throw recordError(index, record.key, 'deleted must be a boolean');
+  if (record.expiresAt !== undefined && !isBoundedInt(record.expiresAt, MAX_UPDATED_AT)) {
+    throw recordError(
+      index,
+      record.key,
+      `expiresAt must be an integer in [0, ${MAX_UPDATED_AT}] when given`,
+    );
+  }
   checkTraceParent(record.traceParent);
   if (!record.deleted) {
     // A record with a frame is stored as its frame; its content is not read (keepsFrames).

@@ -17,7 +17,7 @@
  */
 import { hasLoneSurrogate } from '../codec/cdc.js';
 import { StoreError } from '../errors.js';
-import type { StoredRecord } from '../model/record.js';
+import { isLive, type StoredRecord } from '../model/record.js';
 import type { StoreKeys } from './keys.js';
 import { SCRIPTS } from './lua-script.js';
 import { DEPTH, FANOUT } from './merkle-hash.js';
@@ -33,7 +33,7 @@ export interface ScanOptions {
    * this many records (up to one bucket more). Lower it for large documents. @default 100
    */
   readonly count?: number;
-  /** Tombstones too (records with `deleted: true`). @default false */
+  /** Tombstones and expired records too (`deleted: true`, or `expiresAt` passed). @default false */
   readonly includeDeleted?: boolean;
   /** Stops the iteration (it then throws the signal's reason) between pages. */
   readonly signal?: AbortSignal;
@@ -43,7 +43,7 @@ export interface ScanOptions {
 export interface CountOptions {
   /** Only keys that start with this. @default '' (all) */
   readonly prefix?: string;
-  /** Count tombstones too. @default false */
+  /** Count tombstones and expired records too. @default false */
   readonly includeDeleted?: boolean;
 }
 
@@ -97,11 +97,13 @@ export interface ListingSource {
   readonly reader: MerkleReader;
   /** `''` for a whole store; a partition's path for a partition (it holds no other bucket). */
   readonly subtree: string;
+  /** This node's clock (ms): a record is expired from its `expiresAt` on. */
+  readonly clock: () => number;
 }
 
 /**
  * The records under `source` whose key starts with `options.prefix`, page by page: live ones, and
- * tombstones with `includeDeleted`. Every key present (and live, without `includeDeleted`) for the
+ * tombstones and expired records with `includeDeleted`. Every key present (and live, without `includeDeleted`) for the
  * whole iteration is returned exactly once; a key written, deleted or purged meanwhile is returned
  * at most once, at the version read when its page was fetched.
  *
@@ -123,7 +125,13 @@ export async function* scanRecords(
     const reply = await SCRIPTS.list.run<unknown[]>(
       source.client,
       batch.map((b) => source.keys.bucket(b)),
-      ['keys', prefix, includeDeleted ? '1' : '0', String(page)],
+      [
+        'keys',
+        prefix,
+        includeDeleted ? '1' : '0',
+        String(page),
+        String(Math.floor(source.clock())),
+      ],
     );
     const read = Number(reply[0]);
     if (!(read >= 1 && read <= batch.length)) {
@@ -133,8 +141,11 @@ export async function* scanRecords(
     const keys = reply.slice(1).map(String);
     if (keys.length === 0) continue;
     // Read after the bucket: a key deleted or purged in between is dropped, not returned stale.
-    for (const record of await source.reader.getRecords(keys)) {
-      if (includeDeleted || !record.deleted) yield record;
+    const records = await source.reader.getRecords(keys);
+    // Judged after the read, on this node's clock then: an expired record is never returned.
+    const now = source.clock();
+    for (const record of records) {
+      if (includeDeleted || isLive(record, now)) yield record;
     }
   }
 }
@@ -143,8 +154,8 @@ export async function* scanRecords(
 const COUNT_BUCKETS_PER_CALL = 1024;
 
 /**
- * How many keys under `source` start with `options.prefix` (live ones; tombstones too with
- * `includeDeleted`), from one walk over its buckets in calls issued together.
+ * How many keys under `source` start with `options.prefix` (live ones; tombstones and expired
+ * records too with `includeDeleted`), from one walk over its buckets in calls issued together.
  * @throws {StoreError} on invalid options or a Redis failure.
  */
 export async function countRecords(
@@ -160,7 +171,13 @@ export async function countRecords(
       SCRIPTS.list.run<unknown[]>(
         source.client,
         batch.map((b) => source.keys.bucket(b)),
-        ['count', prefix, options.includeDeleted === true ? '1' : '0'],
+        [
+          'count',
+          prefix,
+          options.includeDeleted === true ? '1' : '0',
+          '0',
+          String(Math.floor(source.clock())),
+        ],
       ),
     );
   }

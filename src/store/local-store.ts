@@ -80,7 +80,9 @@ export interface HeldTombstones {
 }
 
 /**
- * The tombstone collector's part of a store (docs/PROTOCOL.md §6): acknowledgements, the purge
+ * The tombstone collector's part of a store (docs/PROTOCOL.md §6), where "tombstone" includes an
+ * expiring record (indexed at max(expiresAt, arrival) and collected as a tombstone is once
+ * expired): acknowledgements, the purge
  * horizon, acknowledged purges. {@link SyncStore} implements it; without it the engine purges
  * nothing and refuses nothing.
  */
@@ -89,7 +91,10 @@ export interface TombstoneStore {
   gcState(): Promise<GcState>;
   /** Records that `peerId` held every tombstone this node held at `atMs` (its clock). */
   acknowledge(peerId: string, atMs: number): Promise<void>;
-  /** When each key's tombstone arrived here (ms), undefined for a key that is not a tombstone. */
+  /**
+   * When each key's tombstone arrived here (ms; for an expiring record, max(expiresAt, arrival)),
+   * undefined for a key that is neither.
+   */
   tombstoneArrivals(keys: readonly string[]): Promise<(number | undefined)[]>;
   /**
    * Purges tombstones that arrived before `min(now - tombstone_ttl, horizon)` and raises the purge

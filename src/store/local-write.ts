@@ -13,6 +13,7 @@ import { CHUNK_BYTES } from './apply-batch.js';
 import {
   checkKey,
   checkTraceParent,
+  expiryOf,
   normalizeContent,
   sha256Hex,
   type PutContent,
@@ -28,6 +29,16 @@ export interface PutOptions {
   readonly contentType?: 'json' | 'binary';
   /** W3C traceparent, carried in the record and the CDC meta. */
   readonly traceParent?: string;
+  /**
+   * Expire the record this many milliseconds from now (a positive integer; this node's clock):
+   * from `now + ttlMs` on no node serves it (docs/API.md, "Expiry"). Not with `expiresAt`.
+   */
+  readonly ttlMs?: number;
+  /**
+   * Expire the record at this time (an integer ms epoch, after now). Not with `ttlMs`. Neither:
+   * the record does not expire (a put without one clears an earlier write's expiry).
+   */
+  readonly expiresAt?: number;
 }
 
 /** One entry of `putMany`: a key, its content, and the options `put` takes. */
@@ -71,10 +82,12 @@ export interface PreparedWrite {
   /** The CDC `data` and the item's body: the content, or its zstd frame when `compressed`. */
   readonly data: Buffer;
   readonly compressed: boolean;
+  /** When a put's record expires (ms since the epoch); undefined: never (always, for a delete). */
+  readonly expiresAt: number | undefined;
 }
 
 /**
- * Checks and encodes a put (content hash, zstd frame).
+ * Checks and encodes a put (content hash, zstd frame, its expiry from `now`: this node's clock).
  * @throws {WriteRefusedError} `invalid` on invalid input (a bad key, content or option, or content
  *   above `maxBytes`), with the check's message.
  */
@@ -83,10 +96,12 @@ export function preparePut(
   content: unknown,
   options: PutOptions,
   maxBytes: number,
+  now: number,
 ): PreparedWrite {
   return refusedIfInvalid(key, () => {
     checkKey(key);
     checkTraceParent(options.traceParent);
+    const expiresAt = expiryOf(options, now);
     const { bytes, contentType } = normalizeContent(content, options.contentType, maxBytes);
     const { data, compressed } = encodeData(bytes);
     return {
@@ -98,6 +113,7 @@ export function preparePut(
       traceParent: options.traceParent,
       data,
       compressed,
+      expiresAt,
     };
   });
 }
@@ -120,6 +136,7 @@ export function prepareDelete(key: unknown, traceParent: unknown): PreparedWrite
       traceParent,
       data: empty,
       compressed: false,
+      expiresAt: undefined,
     };
   });
 }
@@ -152,6 +169,7 @@ export function writtenRecord(
     deleted: write.deleted,
     ...(write.traceParent === undefined ? {} : { traceParent: write.traceParent }),
     ...(write.compressed ? { frame: write.data } : {}),
+    ...(write.expiresAt === undefined ? {} : { expiresAt: write.expiresAt }),
   };
 }
 
@@ -212,6 +230,7 @@ export async function writeCall(
       w.contentHash,
       w.contentType,
       w.traceParent === undefined ? '' : JSON.stringify(w.traceParent),
+      w.expiresAt === undefined ? '' : String(w.expiresAt),
       w.data,
     );
   }

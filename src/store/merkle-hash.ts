@@ -52,10 +52,19 @@ export function childPaths(path: string): readonly string[] {
 // Interior paths are few (1 + 16 + 256 + 4,096), so their child lists are computed once.
 const CHILD_PATHS = new Map<string, readonly string[]>();
 
-/** The leaf hash of one record version: sha256 of `key\0updatedAt\0version\0D|P\0contentHash\0origin`. */
+/**
+ * The leaf hash of one record version: sha256 of `key\0updatedAt\0version\0D|P\0hashField\0origin`,
+ * where the hash field is the content hash, followed by `+expiresAt` when the record expires (the
+ * tuple's fourth field): a record without expiry hashes as it always did.
+ */
 export function leafHash(v: RecordVersion): Buffer {
-  const text = `${v.key}\0${v.updatedAt}\0${v.version}\0${v.deleted ? 'D' : 'P'}\0${v.contentHash}\0${v.origin}`;
+  const text = `${v.key}\0${v.updatedAt}\0${v.version}\0${v.deleted ? 'D' : 'P'}\0${hashField(v)}\0${v.origin}`;
   return digest('sha256', text, 'buffer');
+}
+
+/** The tuple's and the leaf's fourth field: `contentHash`, plus `+expiresAt` when it expires. */
+function hashField(v: Pick<RecordVersion, 'contentHash' | 'expiresAt'>): string {
+  return v.expiresAt === undefined ? v.contentHash : `${v.contentHash}+${v.expiresAt}`;
 }
 
 // Code units from U+D800 up: below it, code-unit order is code-point order, so UTF-8 byte order.
@@ -166,9 +175,12 @@ export function interiorHash(children: readonly (string | undefined)[]): string 
   return digest('sha256', concatenated, 'hex');
 }
 
-/** The bucket-entry value of a version: `updatedAt|version|deleted(0/1)|contentHash|origin`. */
+/**
+ * The bucket-entry value of a version: `updatedAt|version|deleted(0/1)|contentHash|origin`, the
+ * content hash followed by `+expiresAt` when the record expires (docs/PROTOCOL.md §4).
+ */
 export function formatVersionTuple(v: Omit<RecordVersion, 'key'>): string {
-  return `${v.updatedAt}|${v.version}|${v.deleted ? '1' : '0'}|${v.contentHash}|${v.origin}`;
+  return `${v.updatedAt}|${v.version}|${v.deleted ? '1' : '0'}|${hashField(v)}|${v.origin}`;
 }
 
 /**
@@ -184,11 +196,18 @@ export function parseVersionTuple(key: string, tuple: string): RecordVersion | u
     parts.push(tuple.slice(start, bar));
     start = bar + 1;
   }
-  const [ts, v, d, contentHash] = parts as [string, string, string, string];
+  const [ts, v, d, field] = parts as [string, string, string, string];
   const updatedAt = Number(ts);
   const version = Number(v);
   if (!/^\d+$/.test(ts) || !/^\d+$/.test(v) || (d !== '0' && d !== '1')) return undefined;
-  return { key, updatedAt, version, deleted: d === '1', contentHash, origin: tuple.slice(start) };
+  const origin = tuple.slice(start);
+  const plus = field.indexOf('+');
+  if (plus < 0) return { key, updatedAt, version, deleted: d === '1', contentHash: field, origin };
+  // An expiry: a live record's, canonical digits (tuples are compared as strings).
+  const e = field.slice(plus + 1);
+  if (d !== '0' || !/^(0|[1-9]\d*)$/.test(e)) return undefined;
+  const contentHash = field.slice(0, plus);
+  return { key, updatedAt, version, deleted: false, contentHash, origin, expiresAt: Number(e) };
 }
 
 /**

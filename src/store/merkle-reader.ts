@@ -419,16 +419,23 @@ export function parseBucketPage(bucket: string, reply: unknown): BucketPage {
     const leaf = parseVersionTuple(key, tuple);
     if (leaf === undefined) refused.push({ key, reason: 'malformed leaf' });
     else if (!withinBounds(leaf))
-      refused.push({ key, reason: 'clock or version beyond its bound' });
+      refused.push({ key, reason: 'clock, version or expiry beyond its bound' });
     else if (bucketOf(key) !== bucket) refused.push({ key, reason: `key not in bucket ${bucket}` });
     else leaves.push(leaf);
   }
   return { cursor, leaves, refused, fields };
 }
 
-/** A leaf whose clock and version leave room for a later write (docs/PROTOCOL.md §1). */
+/**
+ * A leaf whose clock and version leave room for a later write, and whose expiry (if any) is a
+ * clock too (docs/PROTOCOL.md §1).
+ */
 function withinBounds(leaf: RecordVersion): boolean {
-  return isBoundedInt(leaf.updatedAt, MAX_UPDATED_AT) && isBoundedInt(leaf.version, MAX_VERSION);
+  return (
+    isBoundedInt(leaf.updatedAt, MAX_UPDATED_AT) &&
+    isBoundedInt(leaf.version, MAX_VERSION) &&
+    (leaf.expiresAt === undefined || isBoundedInt(leaf.expiresAt, MAX_UPDATED_AT))
+  );
 }
 
 /** The (field, value) pairs of a hash reply: a flat array (RESP2), a Map or an object (RESP3). */

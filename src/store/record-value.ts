@@ -18,16 +18,18 @@ export function storedBody(record: StoredRecord): Buffer {
 
 /**
  * The header line of a record, without its newline:
- * `{"ts":…,"v":…,"d":0|1,"h":"…","o":…,"t":"…"}`, plus `,"z":1` when the body is a zstd frame and
- * `,"tp":…` when there is a traceparent, in that order, before the brace. No spaces.
+ * `{"ts":…,"v":…,"d":0|1,"h":"…","o":…,"t":"…"}`, plus `,"e":…` when a live record expires,
+ * `,"z":1` when the body is a zstd frame and `,"tp":…` when there is a traceparent, in that order,
+ * before the brace. No spaces.
  */
 export function recordHeader(record: StoredRecord): string {
   const tp = record.traceParent === undefined ? '' : `,"tp":${JSON.stringify(record.traceParent)}`;
   if (record.deleted) {
     return `{"ts":${record.updatedAt},"v":${record.version},"d":1,"h":"","o":${JSON.stringify(record.origin)},"t":"binary"${tp}}`;
   }
+  const e = record.expiresAt === undefined ? '' : `,"e":${record.expiresAt}`;
   const z = record.frame === undefined ? '' : ',"z":1';
-  return `{"ts":${record.updatedAt},"v":${record.version},"d":0,"h":"${record.contentHash}","o":${JSON.stringify(record.origin)},"t":"${record.contentType}"${z}${tp}}`;
+  return `{"ts":${record.updatedAt},"v":${record.version},"d":0,"h":"${record.contentHash}","o":${JSON.stringify(record.origin)},"t":"${record.contentType}"${e}${z}${tp}}`;
 }
 
 /**
@@ -106,11 +108,12 @@ export function parseRecordValue(
     return undefined;
   }
   if (typeof header !== 'object' || header === null) return undefined;
-  const { ts, v, d, h, o, t, z, tp } = header as Record<string, unknown>;
+  const { ts, v, d, h, o, t, e, z, tp } = header as Record<string, unknown>;
   // Clocks beyond the bounds leave no room for a later write (docs/PROTOCOL.md §1): no record.
   if (!isBoundedInt(ts, MAX_UPDATED_AT) || !isBoundedInt(v, MAX_VERSION) || typeof o !== 'string')
     return undefined;
   const deleted = d === 1;
+  if (e !== undefined && (deleted || !isBoundedInt(e, MAX_UPDATED_AT))) return undefined;
   const contentType: ContentType = t === 'json' ? 'json' : 'binary';
   const body = deleted ? Buffer.alloc(0) : value.subarray(end + 1);
   let content = body;
@@ -136,6 +139,7 @@ export function parseRecordValue(
     deleted,
     ...(typeof tp === 'string' && tp !== '' ? { traceParent: tp } : {}),
     ...(compressed ? { frame: body } : {}),
+    ...(e !== undefined ? { expiresAt: e } : {}),
   };
 }
 

@@ -5,7 +5,7 @@
  */
 import { NotDurableError, StoreError, WriteRefusedError } from '../errors.js';
 import { socketOptions, waitForReplicas } from '../redis/connect.js';
-import type { RecordVersion, StoredRecord } from '../model/record.js';
+import { isLive, type RecordVersion, type StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
 import { hasLoneSurrogate } from '../codec/cdc.js';
 import { applyCalls, applyRecords, type ApplyCall } from './apply-batch.js';
@@ -297,7 +297,8 @@ export class SyncStore implements LocalStore {
    *   in time: it was written, and is not acknowledged.
    */
   async put(key: string, content: PutContent, options: PutOptions = {}): Promise<WriteResult> {
-    return this.write(preparePut(key, content, options, this.settings.maxItemBytes));
+    const now = this.clock();
+    return this.write(preparePut(key, content, options, this.settings.maxItemBytes, now), now);
   }
 
   /**
@@ -322,9 +323,10 @@ export class SyncStore implements LocalStore {
    */
   async putMany(entries: readonly PutEntry[]): Promise<BatchWriteResult[]> {
     const max = this.settings.maxItemBytes;
+    const now = this.clock();
     return this.writeBatch(
       entries,
-      (e) => preparePut(e.key, e.content, e, max),
+      (e) => preparePut(e.key, e.content, e, max, now),
       (e) => e.key,
     );
   }
@@ -355,7 +357,13 @@ export class SyncStore implements LocalStore {
   }
 
   private get listing(): ListingSource {
-    return { client: this.client, keys: this.keys, reader: this.reader, subtree: this.subtree };
+    return {
+      client: this.client,
+      keys: this.keys,
+      reader: this.reader,
+      subtree: this.subtree,
+      clock: this.clock,
+    };
   }
 
   private writeBatch<T>(
@@ -377,18 +385,19 @@ export class SyncStore implements LocalStore {
     });
   }
 
-  private async write(prepared: PreparedWrite): Promise<WriteResult> {
+  private async write(prepared: PreparedWrite, now = this.clock()): Promise<WriteResult> {
     const { key, deleted, data, compressed, traceParent } = prepared;
     const [ts, v, streamId] = await runWrite(this.client, this.keys, this.settings, {
       key,
       nodeId: this.nodeId,
-      now: this.clock(),
+      now,
       deleted,
       data,
       compressed,
       contentHash: prepared.contentHash,
       contentType: prepared.contentType,
       traceParent,
+      expiresAt: prepared.expiresAt,
     }).catch((error: unknown) => {
       throw clockError(key, error) ?? error;
     });
@@ -418,13 +427,16 @@ export class SyncStore implements LocalStore {
     );
   }
 
-  /** The live document of `key`; undefined when absent or deleted. */
+  /**
+   * The live document of `key`; undefined when absent, deleted or expired (its `expiresAt` is at or
+   * before this node's clock, read after the record: docs/API.md, "Expiry").
+   */
   async get(key: string): Promise<StoredRecord | undefined> {
     const record = await this.getRecord(key);
-    return record === undefined || record.deleted ? undefined : record;
+    return record === undefined || !isLive(record, this.clock()) ? undefined : record;
   }
 
-  /** The record of `key`, tombstones included; undefined when absent. */
+  /** The record of `key`, tombstones and expired records included; undefined when absent. */
   async getRecord(key: string): Promise<StoredRecord | undefined> {
     checkKey(key);
     return this.reader.getRecord(key);

@@ -23,6 +23,8 @@ export interface WriteCall {
   readonly contentHash: string;
   readonly contentType: 'json' | 'binary';
   readonly traceParent?: string | undefined;
+  /** When a put's record expires (ms since the epoch); undefined: never. */
+  readonly expiresAt?: number | undefined;
   /** A superseding delete (docs/PROTOCOL.md §6): the stale record's clock and version. */
   readonly supersede?: { readonly updatedAt: number; readonly version: number };
   /** The change feed entry's source (docs/PROTOCOL.md §10). @default 'local' */
@@ -73,6 +75,7 @@ export function runWrite(
       supersede === undefined ? '' : `${supersede.updatedAt}|${supersede.version}`,
       feedMaxlen(settings),
       write.source ?? 'local',
+      write.expiresAt === undefined ? '' : String(write.expiresAt),
     ],
   );
 }

@@ -1,7 +1,7 @@
 /**
  * `put` and `get` rough edges (issue 21): a `put` reading a terminal says so on stderr, an empty
  * value (stdin or VALUE) is refused unless --empty, plain text reads back as text in `get --json`, and a mistyped
- * flag gets "did you mean". Real redis-server, the CLI as a child process.
+ * flag gets "did you mean"; `put --ttl` expires the document for `get` and `ls`. Real redis-server, the CLI as a child process.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
 import { REPO, runCli } from '../fixtures/cli/cli-process.js';
-import { startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { eventually, startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 const exec = promisify(execFile);
 
@@ -84,6 +84,31 @@ describe('put and get', { timeout: 180_000 }, () => {
     ) as Record<string, unknown>;
     assert.equal(raw['content_encoding'], 'base64');
     assert.equal(raw['content'], bytes.toString('base64'));
+  });
+
+  it('put --ttl: get and ls serve the document until it expires, then say not found (expired)', async () => {
+    const stored = await runCli(['put', 'k.ttl', '{"a":1}', '--ttl', '1500', ...target]);
+    assert.equal(stored.code, 0, stored.stderr);
+    const expires = /, expires (\S+)$/m.exec(stored.stdout.toString())?.[1];
+    assert.ok(expires !== undefined, stored.stdout.toString());
+    const expiresAt = Date.parse(expires);
+    const json = await runCli(['get', 'k.ttl', '--json', ...target]);
+    const record = JSON.parse(json.stdout.toString()) as Record<string, unknown>;
+    assert.equal(record['expires_at'], expiresAt);
+    await eventually(() => Date.now() >= expiresAt, 'the document expired');
+    const got = await runCli(['get', 'k.ttl', ...target]);
+    assert.equal(got.code, 1);
+    assert.match(got.stderr, new RegExp(`k\\.ttl: expired at ${expires.replaceAll('.', '\\.')}`));
+    const ls = await runCli(['ls', 'k.ttl', ...target]);
+    assert.equal(ls.stdout.toString(), '');
+    const all = await runCli(['ls', 'k.ttl', '--deleted', ...target]);
+    assert.equal(all.stdout.toString(), 'k.ttl\t(expired)\n');
+    const bad = await runCli(['put', 'k.ttl', 'v', '--ttl', '0s', ...target]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--ttl must be a positive duration/);
+    // A put without --ttl clears the expiry.
+    assert.equal((await runCli(['put', 'k.ttl', 'again', ...target])).code, 0);
+    assert.equal((await runCli(['get', 'k.ttl', ...target])).stdout.toString(), 'again');
   });
 
   it('a mistyped flag gets "did you mean"', async () => {

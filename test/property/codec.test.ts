@@ -54,6 +54,7 @@ const recordArb: fc.Arbitrary<StoredRecord> = fc
     json: fc.boolean(),
     // Non-empty, as the store requires of a traceparent (an empty one parses as none).
     trace: fc.option(fc.string({ minLength: 1, maxLength: 60 }), { nil: undefined }),
+    expiresAt: fc.option(fc.integer({ min: 0, max: 2 ** 47 }), { nil: undefined }),
   })
   .map((r) => ({
     key: r.key,
@@ -65,6 +66,8 @@ const recordArb: fc.Arbitrary<StoredRecord> = fc
     origin: r.origin,
     deleted: r.deleted,
     ...(r.trace !== undefined && !r.deleted ? { traceParent: r.trace } : {}),
+    // A tombstone carries no expiry (its meta has none).
+    ...(r.expiresAt !== undefined && !r.deleted ? { expiresAt: r.expiresAt } : {}),
   }));
 
 function throwsOnlyTyped(fn: () => unknown): void {
@@ -170,10 +173,11 @@ describe('codec properties', () => {
         updatedAt: fc.oneof(fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER + 2)),
         traceParent: part(text),
         origin: part(text),
+        expiresAt: part(fc.oneof(fc.nat(), fc.constantFrom(2 ** 53, -1, 1.5))),
         // Spellings JSON accepts and the fast path must not: leading zeros, spaces, escapes.
         twist: fc.constantFrom('', 'zeros', 'space', 'escape', 'order', 'null'),
       })
-      .map(({ contentType, version, updatedAt, traceParent, origin, twist }) => {
+      .map(({ contentType, version, updatedAt, traceParent, origin, expiresAt, twist }) => {
         const q = (s: string) => (twist === 'escape' ? JSON.stringify(s) : `"${s}"`);
         const num = (n: number) => (twist === 'zeros' ? `0${n}` : String(n));
         const fields = [
@@ -181,6 +185,7 @@ describe('codec properties', () => {
           `"version":${num(version)},"updated_at":${num(updatedAt)}`,
           traceParent === undefined ? '' : `,"trace_parent":${q(traceParent)}`,
           origin === undefined ? '' : `,"origin":${twist === 'null' ? 'null' : q(origin)}`,
+          expiresAt === undefined ? '' : `,"expires_at":${num(expiresAt)}`,
         ];
         if (twist === 'order') fields.reverse();
         return `{${fields.join(twist === 'space' ? ' ' : '')}}`.replace(',}', '}');

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { runRepair } from '../../src/engine/merkle-repair.js';
 import type { PeerLink } from '../../src/engine/peer-link.js';
 import { collectTombstones } from '../../src/engine/tombstone-gc.js';
-import { compareVersions, type StoredRecord } from '../../src/model/record.js';
+import { compareVersions, isLive, type StoredRecord } from '../../src/model/record.js';
 import { computeRoot } from '../../src/store/merkle-hash.js';
 import { SyncStore } from '../../src/store/sync-store.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
@@ -40,11 +40,23 @@ const nodesArb = fc.uniqueArray(fc.string({ unit: originUnit, minLength: 1, maxL
 });
 
 type Op =
-  | { kind: 'put'; node: number; key: string; value: number; tick: number }
+  | { kind: 'put'; node: number; key: string; value: number; tick: number; ttl: number | null }
+  | { kind: 'twin'; node: number; expiry: number | null }
   | { kind: 'del'; node: number; key: string; tick: number }
   | { kind: 'race'; key: string; value: number }
   | { kind: 'sync'; from: number; to: number }
-  | { kind: 'batch'; node: number; keys: string[]; del: boolean; value: number; tick: number };
+  | {
+      kind: 'batch';
+      node: number;
+      keys: string[];
+      del: boolean;
+      value: number;
+      tick: number;
+      ttl: number | null;
+    };
+
+/** A TTL for a put: mostly none, else a few ms (so that some expire before the end, some not). */
+const ttlArb = fc.option(fc.integer({ min: 1, max: 8 }), { freq: 2 });
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({
@@ -53,6 +65,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     key: fc.constantFrom(...KEYS),
     value: fc.integer({ min: 0, max: 3 }),
     tick: fc.integer({ min: 0, max: 3 }),
+    ttl: ttlArb,
+  }),
+  // The last record a node wrote, again with another expiry (or none): a version equal in all
+  // but its expiry, which only the expiry tie-break orders (in Lua as in TypeScript).
+  fc.record({
+    kind: fc.constant('twin' as const),
+    node: fc.integer({ min: 0, max: 2 }),
+    expiry: fc.option(fc.integer({ min: 1, max: 6 })),
   }),
   fc.record({
     kind: fc.constant('del' as const),
@@ -79,8 +99,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     del: fc.boolean(),
     value: fc.integer({ min: 0, max: 3 }),
     tick: fc.integer({ min: 0, max: 3 }),
+    ttl: ttlArb,
   }),
 );
+
+/** `put` options of a TTL (null: none). */
+function ttlOptions(ttl: number | null): { ttlMs?: number } {
+  return ttl === null ? {} : { ttlMs: ttl };
+}
 
 /** A delivery plan per store: a permutation with duplicates, applied in batches. */
 const deliveryArb = fc.record({
@@ -149,6 +175,15 @@ describe('LWW convergence', () => {
               await stores[op.to]!.apply(written[op.from]!);
               continue;
             }
+            if (op.kind === 'twin') {
+              const last = written[op.node]!.findLast((r) => !r.deleted);
+              if (last === undefined) continue;
+              const twin: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = { ...last };
+              if (op.expiry === null) delete twin.expiresAt;
+              else twin.expiresAt = last.updatedAt + op.expiry;
+              written[op.node]!.push(twin);
+              continue;
+            }
             if (op.kind === 'race') {
               raceAt = Math.max(...clocks);
               for (const [i, store] of stores.entries()) {
@@ -163,7 +198,11 @@ describe('LWW convergence', () => {
               const results = op.del
                 ? await store.deleteMany(op.keys)
                 : await store.putMany(
-                    op.keys.map((key, j) => ({ key, content: { v: op.value, j } })),
+                    op.keys.map((key, j) => ({
+                      key,
+                      content: { v: op.value, j },
+                      ...ttlOptions(op.ttl),
+                    })),
                   );
               for (const result of results) {
                 assert.ok(result.ok);
@@ -173,7 +212,7 @@ describe('LWW convergence', () => {
             }
             const { record } =
               op.kind === 'put'
-                ? await store.put(op.key, { v: op.value })
+                ? await store.put(op.key, { v: op.value }, ttlOptions(op.ttl))
                 : await store.delete(op.key);
             written[op.node]!.push(record);
           }
@@ -200,6 +239,11 @@ describe('LWW convergence', () => {
             }
             const best = versions.reduce((a, b) => (compareVersions(a, b) >= 0 ? a : b));
             assert.deepEqual(held, best);
+            // Served by every store exactly while it is live at that store's clock.
+            for (const [i, store] of stores.entries()) {
+              const served = await store.get(key);
+              assert.equal(served !== undefined, isLive(best, clocks[i]!), `${key} on store ${i}`);
+            }
           }
           const roots = await Promise.all(stores.map((s) => s.merkleRoot()));
           assert.equal(roots[1], roots[0]);
@@ -220,7 +264,7 @@ describe('LWW convergence', () => {
  * After healing, every node converges, no acknowledged write is lost, and no delete is undone.
  */
 type GcOp =
-  | { kind: 'put' | 'del'; node: number; key: string; value: number }
+  | { kind: 'put' | 'del'; node: number; key: string; value: number; ttl: number | null }
   | { kind: 'tick'; ms: number }
   | { kind: 'repair'; to: number; from: number; refreshPeer: boolean }
   | { kind: 'purge'; node: number }
@@ -235,6 +279,8 @@ const gcOpArb: fc.Arbitrary<GcOp> = fc.oneof(
     node: fc.integer({ min: 0, max: 2 }),
     key: fc.constantFrom(...KEYS),
     value: fc.integer({ min: 0, max: 3 }),
+    // Some puts expire: before the end (collected as tombstones), or not.
+    ttl: fc.option(fc.integer({ min: 1, max: 3 * TTL_MS }), { freq: 3 }),
   }),
   fc.record({ kind: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 60 }) }),
   {
@@ -316,7 +362,7 @@ describe('deletes stay deleted', () => {
                 const store = stores[op.node]!;
                 const { record } =
                   op.kind === 'put'
-                    ? await store.put(op.key, { v: op.value })
+                    ? await store.put(op.key, { v: op.value }, ttlOptions(op.ttl))
                     : await store.delete(op.key);
                 written.push(record);
                 now += 1;
@@ -371,9 +417,11 @@ describe('deletes stay deleted', () => {
               continue;
             }
             const best = versions.reduce((a, b) => (compareVersions(a, b) >= 0 ? a : b));
-            if (best.deleted) {
-              // Deleted: the tombstone, or nothing once every node purged it; never a live record.
+            if (!isLive(best, now)) {
+              // Deleted or expired: that record, or nothing once every node purged it; never an
+              // older one, and served nowhere.
               if (held !== undefined) assert.deepEqual(held, best, `${key} was resurrected`);
+              for (const store of stores) assert.equal(await store.get(key), undefined, key);
             } else {
               assert.deepEqual(held, best, `${key}: the acknowledged write was lost`);
             }

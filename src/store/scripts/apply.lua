@@ -1,6 +1,7 @@
 -- Applies replicated records by last-writer-wins, in one atomic call per chunk. The order is the
 -- total order of docs/PROTOCOL.md: (updatedAt, version) numerically, then origin, then content hash
--- by byte order, then a tombstone above a put. Every key's type is checked before the first write
+-- by byte order, then a tombstone above a put, then the expiry (none above any, later above
+-- earlier). Every key's type is checked before the first write
 -- (an item is a string that SET replaces whatever it held), so an error writes nothing. A previous
 -- version is read from its bucket entry (`ts|v|d|h|o`), which every write keeps equal to the
 -- item's header. Every dirty mark is written (one HSET) before the records it covers. With the
@@ -14,7 +15,7 @@
 --       relaying the records' CDC fields as a JSON array of [content type, origin as JSON,
 --       traceparent as JSON ('' = none)] per record ('' when not relaying), 7 the byte length of
 --       the item keys' prefix, 8 that of the bucket keys' prefix, 9 one flag byte per record ('1'
---       a tombstone, '0' a put), 10 the arena: the records' item values (header line and body,
+--       a tombstone, '0' a put, '2' a put that expires: its tuple's hash field is `h+e`), 10 the arena: the records' item values (header line and body,
 --       built by the client: docs/PROTOCOL.md §2) back to back, then their version tuples
 --       `ts|v|d|h|o` (docs/PROTOCOL.md §4) back to back, 11 where each value and then each tuple
 --       ends in the arena (a 32-bit big-endian byte offset each: 2 per record), 12 the clock
@@ -23,7 +24,9 @@
 --       14 the change feed's MAXLEN ('0': the feed is off), 15 the feed entries' source
 --       (`hot:<peer>`, `repair:<peer>` or `apply`), then when relaying per record its CDC data.
 -- A record of a key this node holds no version of, dated before gc:horizon minus the margin, looks
--- exactly like a delete purged here: a tombstone is stale (3), a live record is refused (5).
+-- exactly like a delete purged here: a tombstone, or a record expired at now, is stale (3), a live
+-- record is refused (5). An expiring record applied is indexed in tombstones at max(e, now), as
+-- write.lua indexes one (docs/PROTOCOL.md §6).
 -- (A record's key and bucket id are the ends of its item and bucket key names, so nothing is sent
 -- twice: Redis's Lua hashes every byte of every string it makes, and each argument is made into
 -- one. The values and tuples travel as one argument, so the client writes them in one piece, and
@@ -94,10 +97,11 @@ local function cmp_bytes(a, b)
   return la < lb and -1 or 1
 end
 
--- A version tuple string parsed: { ts (number), v (number), origin, deleted, hash, ts string }.
+-- A version tuple string parsed: { ts (number), v (number), origin, deleted, hash, ts string,
+-- expiry (number, or nil: none), expiry string ('' = none) }.
 local function parse(tuple)
-  local ts, v, d, h, o = string.match(tuple, '^(%d+)|(%d+)|([01])|(%x*)|(.*)$')
-  return { tonumber(ts), tonumber(v), o, d, h, ts }
+  local ts, v, d, h, e, o = string.match(tuple, '^(%d+)|(%d+)|([01])|(%x*)%+?(%d*)|(.*)$')
+  return { tonumber(ts), tonumber(v), o, d, h, ts, tonumber(e), e }
 end
 
 -- Compares parsed version tuples.
@@ -108,8 +112,10 @@ local function cmp(a, b)
   if c ~= 0 then return c end
   c = cmp_bytes(a[5], b[5])
   if c ~= 0 then return c end
-  if a[4] == b[4] then return 0 end
-  return a[4] == '1' and 1 or -1
+  if a[4] ~= b[4] then return a[4] == '1' and 1 or -1 end
+  local ea, eb = a[7] or math.huge, b[7] or math.huge
+  if ea == eb then return 0 end
+  return ea < eb and -1 or 1
 end
 
 local err = expect_type(KEYS[1], 'hash') or expect_type(KEYS[2], 'zset')
@@ -159,7 +165,9 @@ for i = 1, n do
   if not prev then
     outcome = 1
     if purged_before > 0 and tonumber(string.match(tuple, '^%d+')) < purged_before then
-      if byte(flags, i) == 49 then outcome = 3 elseif not accept_old then outcome = 5 end
+      local flag = byte(flags, i)
+      if flag == 49 or (flag == 50 and parse(tuple)[7] <= tonumber(now)) then outcome = 3
+      elseif not accept_old then outcome = 5 end
     end
   elseif prev == tuple then
     outcome = 2
@@ -214,12 +222,17 @@ for i = 1, n do
     items[nitems + 1] = KEYS[6 + 2 * i]
     items[nitems + 2] = piece(i)
     nitems = nitems + 2
-    local deleted = byte(flags, i) == 49
+    local flag = byte(flags, i)
+    local deleted = flag == 49
     if deleted then
       parsed[i] = parsed[i] or parse(tuple)
       -- Indexed by when it arrived here (never before its own clock): what the purge horizon counts.
       call('ZADD', KEYS[2], parsed[i][1] > tonumber(now) and parsed[i][6] or now, key)
-    elseif prev and string.match(prev, '^%d+|%d+|1|') then
+    elseif flag == 50 then
+      parsed[i] = parsed[i] or parse(tuple)
+      -- Collected as a tombstone once expired, never before its expiry (docs/PROTOCOL.md §6).
+      call('ZADD', KEYS[2], parsed[i][7] > tonumber(now) and parsed[i][8] or now, key)
+    elseif prev and (string.match(prev, '^%d+|%d+|1|') or string.match(prev, '^%d+|%d+|0|%x*%+')) then
       call('ZREM', KEYS[2], key)
     end
     if relay then
@@ -227,6 +240,7 @@ for i = 1, n do
       local head = '{"version":' .. t[2] .. ',"updated_at":' .. t[6]
       local r = relayed[i]
       local tail = ',"origin":' .. r[2] .. '}'
+      if t[8] ~= '' then tail = ',"origin":' .. r[2] .. ',"expires_at":' .. t[8] .. '}' end
       if deleted then
         call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', 'DEL', 'key', key,
           'meta', head .. tail)

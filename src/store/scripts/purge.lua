@@ -1,5 +1,7 @@
 -- Purges tombstones that arrived before the cutoff (their score in the tombstone index: when they
--- arrived here, docs/PROTOCOL.md §6): deletes each record that is still a tombstone, removes it
+-- arrived here, docs/PROTOCOL.md §6), and expired records indexed before it (score max(expiry,
+-- arrival)), which are collected exactly as tombstones are: deletes each record that is still a
+-- tombstone (or still that expired record), removes it
 -- from its Merkle bucket, marks the key dirty (with its tuple, unless already dirty) and drops it
 -- from the index. A key that is no longer a tombstone (overwritten by a put) is only dropped from
 -- the index; a tombstone indexed since at or after the cutoff (rewritten) is left alone. First the
@@ -34,10 +36,19 @@ local changes, nchanges = {}, 0 -- the feed's key, tuple pairs
 for i = 1, (#ARGV - 3) / 2 do
   local key, bucket = ARGV[2 * i + 2], ARGV[2 * i + 3]
   local tuple = redis.call('HGET', KEYS[5 + 2 * i], key)
-  local deleted
-  if tuple then deleted = string.match(tuple, '^%d+|%d+|([01])|') end
+  -- indexed: a tombstone, or a record with an expiry (h+e); collectable: one dead before the cutoff.
+  local indexed, collectable = false, false
+  if tuple then
+    if string.find(tuple, '^%d+|%d+|1|') then
+      indexed, collectable = true, true
+    else
+      local e = string.match(tuple, '^%d+|%d+|0|%x*%+(%d+)|')
+      indexed = e ~= nil
+      collectable = indexed and tonumber(e) < cutoff
+    end
+  end
   local score = tonumber(redis.call('ZSCORE', KEYS[1], key))
-  if deleted == '1' and score and score < cutoff then
+  if collectable and score and score < cutoff then
     redis.call('DEL', KEYS[4 + 2 * i])
     redis.call('HDEL', KEYS[5 + 2 * i], key)
     redis.call('HSETNX', KEYS[2], key, bucket .. tuple)
@@ -46,7 +57,7 @@ for i = 1, (#ARGV - 3) / 2 do
     changes[nchanges + 2] = tuple
     nchanges = nchanges + 2
     purged = purged + 1
-  elseif deleted ~= '1' then
+  elseif not indexed then
     redis.call('ZREM', KEYS[1], key)
   end
 end

@@ -17,7 +17,10 @@
 --       version `ts|v` of a record to supersede: the tombstone then takes clock ts and version
 --       v + 1, and only if the key has no version here (docs/PROTOCOL.md §6), 18 the change
 --       feed's MAXLEN ('0': the feed is off), 19 the feed entry's source (`local`,
---       `supersede:<peer>`: docs/PROTOCOL.md §10)
+--       `supersede:<peer>`: docs/PROTOCOL.md §10), 20 (puts only; '' = none) when the record
+--       expires (ms): it goes into the tuple (`h+e`), the header (`"e"`), the CDC meta
+--       (`expires_at`) and the tombstone index (score max(e, now): an expired record is collected
+--       as a tombstone is, docs/PROTOCOL.md §6)
 -- Returns: { updatedAt, version, stream id }, or the error CLOCK_SKEW (the previous record is dated
 -- more than the max skew ahead of now) or CLOCK_OVERFLOW (the next clock or version would pass its
 -- bound), having written nothing; a superseding delete of a key that has a version returns
@@ -45,7 +48,7 @@ end
 
 local now = tonumber(ARGV[3])
 local ts, v = now, 1
-local was_tombstone = false
+local was_indexed = false -- the previous version is in the tombstone index (a tombstone, or expiring)
 if ARGV[17] ~= '' then
   if before or ARGV[6] ~= '1' then return { '0', '0', '' } end
   local sts, sv = string.match(ARGV[17], '^(%d+)|(%d+)$')
@@ -66,15 +69,19 @@ elseif before then
   end
   ts = math.max(now, pts + 1)
   v = pv + 1
-  was_tombstone = pd == '1'
+  was_indexed = pd == '1' or string.find(before, '^%d+|%d+|0|%x*%+') ~= nil
 end
 local tss = string.format('%.0f', ts)
 local vs = string.format('%.0f', v)
 local key, deleted, hash, origin = ARGV[1], ARGV[6], ARGV[8], ARGV[4]
+local expires = ARGV[20]
+if deleted == '1' then expires = '' end
+-- @include expiry_fields
+local hash_field, meta_expiry, header_expiry = expiry_fields(hash, expires)
 
 -- The CDC and feed entries first: the only writes whose failure is not ruled out above (e.g. a bad
 -- MAXLEN). The feed entry is the change's version tuple (docs/PROTOCOL.md §4) and its source.
-local tuple = tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash .. '|' .. origin
+local tuple = tss .. '|' .. vs .. '|' .. deleted .. '|' .. hash_field .. '|' .. origin
 local id
 if deleted == '1' then
   local meta = '{"version":' .. vs .. ',"updated_at":' .. tss .. ',"origin":' .. ARGV[5] .. '}'
@@ -83,7 +90,7 @@ else
   local tp = ''
   if ARGV[11] ~= '' then tp = ',"trace_parent":' .. ARGV[11] end
   local meta = '{"content_type":"' .. ARGV[9] .. '","version":' .. vs .. ',"updated_at":' .. tss
-    .. tp .. ',"origin":' .. ARGV[5] .. '}'
+    .. tp .. ',"origin":' .. ARGV[5] .. meta_expiry .. '}'
   id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[13], '*',
     'op', 'PUT', 'key', key, 'hash', hash, 'data', ARGV[12], 'meta', meta)
 end
@@ -97,14 +104,17 @@ if ARGV[11] ~= '' then tp = ',"tp":' .. ARGV[11] end
 local z = ''
 if ARGV[7] == '1' then z = ',"z":1' end
 redis.call('SET', KEYS[1], '{"ts":' .. tss .. ',"v":' .. vs .. ',"d":' .. deleted .. ',"h":"' .. hash
-  .. '","o":' .. ARGV[5] .. ',"t":"' .. ARGV[9] .. '"' .. z .. tp .. '}\n')
+  .. '","o":' .. ARGV[5] .. ',"t":"' .. ARGV[9] .. '"' .. header_expiry .. z .. tp .. '}\n')
 if deleted ~= '1' and ARGV[12] ~= '' then redis.call('APPEND', KEYS[1], ARGV[12]) end
 redis.call('HSET', KEYS[2], key, tuple)
 redis.call('HSETNX', KEYS[3], key, ARGV[2] .. (before or ''))
 if deleted == '1' then
   -- Indexed by when it was written here (a superseding delete carries an older clock).
   redis.call('ZADD', KEYS[4], string.format('%.0f', math.max(ts, now)), key)
-elseif was_tombstone then
+elseif expires ~= '' then
+  -- Collected like a tombstone once expired (docs/PROTOCOL.md §6): never before its expiry.
+  redis.call('ZADD', KEYS[4], string.format('%.0f', math.max(tonumber(expires), now)), key)
+elseif was_indexed then
   redis.call('ZREM', KEYS[4], key)
 end
 return { tss, vs, id }
