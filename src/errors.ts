@@ -31,6 +31,22 @@ export class PeerUnavailableError extends ReplicationError {
   }
 }
 
+/**
+ * A peer's reply was over its bound (issue 19): refused unread, and nothing of it kept. The
+ * command may be retried; the same data in the peer's Redis will be refused again.
+ */
+export class PeerReplyTooLargeError extends ReplicationError {
+  constructor(
+    readonly command: string,
+    readonly boundBytes: number,
+  ) {
+    super(
+      'PEER_REPLY_TOO_LARGE',
+      `the peer's ${command.toUpperCase()} reply is over its ${boundBytes}-byte bound`,
+    );
+  }
+}
+
 /** The SQLite cursor store failed to read or persist a cursor. */
 export class CursorStoreError extends ReplicationError {
   constructor(message: string, options?: { cause?: unknown }) {

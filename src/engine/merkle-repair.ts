@@ -11,8 +11,11 @@ import { DEPTH, isBucketPath } from '../store/merkle-hash.js';
 import { MerkleReader, type BucketPage, type RejectedRecord } from '../store/merkle-reader.js';
 import type { PartitionLayout } from '../store/partitions.js';
 import { AS_STRINGS, asString, type CommandSender } from '../store/redis-io.js';
+import { PeerReplyTooLargeError } from '../errors.js';
 import type { PeerLink } from './peer-link.js';
 
+/** A dirty-mark sample too large to read: as many marks as a burst. */
+const BURST = Symbol('burst');
 /** How many tree paths or keys go into one pipelined request. */
 const CHUNK = 512;
 /** Pipelined requests in flight at once per repair (bounded parallelism). */
@@ -58,6 +61,8 @@ export interface OversizedBucket {
 interface BucketScan {
   readonly bucket: string;
   readonly mine: Map<string, RecordVersion>;
+  /** Its fields by `HLEN`, before it was read. */
+  readonly size: number;
   cursor: string;
   /** Keys of the peer's pages so far, once the bucket takes more than one page. */
   seen: Set<string> | undefined;
@@ -348,6 +353,10 @@ export async function runRepair(
       scan.seen.add(key);
       return true;
     };
+    if (page.tooLarge === true) {
+      refuseBucket(scan.bucket, scan.size); // a page over its bound (issue 19): its keys unread
+      return false;
+    }
     for (const r of page.refused) if (fresh(r.key)) reject('bad_leaf', r.key, r.reason);
     for (const leaf of page.leaves) if (fresh(leaf.key)) compare(scan, leaf);
     if (page.cursor !== '0' && scan.seen === undefined) {
@@ -379,10 +388,11 @@ export async function runRepair(
       const scan: BucketScan = {
         bucket,
         mine: new Map((local[j] ?? []).map((v) => [v.key, v])),
+        size: sizes[j] ?? 0,
         cursor: '0',
         seen: undefined,
       };
-      const size = sizes[j] ?? 0;
+      const size = scan.size;
       if (size > MAX_BUCKET_FIELDS) refuseBucket(bucket, size);
       else if (size === 0) takePage(scan, { cursor: '0', leaves: [], refused: [], fields: 0 });
       else scans.push({ scan, size });
@@ -484,11 +494,17 @@ async function readRootAndDirty(
   reader: MerkleReader,
   client: CommandSender,
 ): Promise<[string, string[], number | undefined, number, boolean]> {
+  // A sample over its bound (marks of keys near the 64 KiB key bound) is read as a burst.
   const sample = (key: string): Promise<unknown> =>
-    client.sendCommand<unknown>(
-      ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
-      AS_STRINGS,
-    );
+    client
+      .sendCommand<unknown>(
+        ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
+        AS_STRINGS,
+      )
+      .catch((error: unknown) => {
+        if (error instanceof PeerReplyTooLargeError) return BURST;
+        throw error;
+      });
   const reads = reader.dirtyKeys().map(sample);
   // On one connection the pipeline keeps that order; across a cluster's shards only a wait does.
   if (reader.layout !== undefined) await Promise.all(reads);
@@ -498,7 +514,7 @@ async function readRootAndDirty(
     peerTimeMs(client),
     peerHorizonMs(client, reader.keys.gcHorizon),
   ]);
-  const buckets = dirtyBuckets(...marks);
+  const buckets = marks.includes(BURST) ? undefined : dirtyBuckets(...marks);
   return buckets === undefined
     ? [root, [], time, horizon, false]
     : [root, buckets, time, horizon, true];

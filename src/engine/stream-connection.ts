@@ -77,10 +77,10 @@ function parseTarget(url: string): Target {
 }
 
 /** RESP2 encoding of a command. */
-function encode(args: readonly string[]): Buffer {
+function encode(args: readonly (string | Buffer)[]): Buffer {
   const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
   for (const arg of args) {
-    const bytes = Buffer.from(arg);
+    const bytes = typeof arg === 'string' ? Buffer.from(arg) : arg;
     parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n'));
   }
   return Buffer.concat(parts);
@@ -135,12 +135,29 @@ export class StreamConnection {
   /**
    * Sends `args` and parses its reply within `bounds`; rejects at once when not ready, with the
    * error reply's text for an error reply, and when the connection is lost or destroyed first.
+   * With `timeoutMs`, a reply that has not come by then rejects, and the socket is dropped and
+   * reconnected (what is pending on it rejects too): replies come in order, so a late one would
+   * hold up every command after it, and a socket that went silent never errors by itself.
    */
-  send(args: readonly string[], bounds: ReplyBounds = UNBOUNDED): Promise<ParsedReply> {
-    if (!this.#ready || this.#socket === undefined) {
+  send(
+    args: readonly (string | Buffer)[],
+    bounds: ReplyBounds = UNBOUNDED,
+    timeoutMs?: number,
+  ): Promise<ParsedReply> {
+    const socket = this.#socket;
+    if (!this.#ready || socket === undefined) {
       return Promise.reject(new Error('the connection is not ready'));
     }
-    return this.#write(this.#socket, args, bounds);
+    const reply = this.#write(socket, args, bounds);
+    if (timeoutMs === undefined) return reply;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`${String(args[0])} did not return within ${timeoutMs} ms`));
+        if (this.#socket === socket) socket.destroy();
+      }, timeoutMs);
+    });
+    return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
   }
 
   /** Closes at once: pending commands reject, nothing reconnects. Idempotent, never throws. */
@@ -169,7 +186,11 @@ export class StreamConnection {
     else pending.resolve(reply);
   }
 
-  #write(socket: net.Socket, args: readonly string[], bounds: ReplyBounds): Promise<ParsedReply> {
+  #write(
+    socket: net.Socket,
+    args: readonly (string | Buffer)[],
+    bounds: ReplyBounds,
+  ): Promise<ParsedReply> {
     return new Promise<ParsedReply>((resolve, reject) => {
       this.#pending.push({ bounds, resolve, reject });
       socket.write(encode(args));

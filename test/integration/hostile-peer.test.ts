@@ -449,73 +449,104 @@ async function fillHash(
   ]);
 }
 
+/** The admin API's answer to a repair: its report in snake_case (docs/CLI.md). */
+interface RepairAnswer {
+  readonly rejected: Partial<Record<RepairRejection, number>>;
+  readonly oversized_buckets: { bucket: string; fields: number }[];
+  readonly applied: number;
+  readonly peer_round_trips: number;
+  readonly acknowledged: boolean;
+}
+
+/**
+ * Node B as a daemon replicating node A's Redis by the cold path alone (cold_path.enabled false,
+ * the peer paused: repairs run when asked, through the admin API), both Redis written by hand.
+ */
+interface ColdPathDaemon {
+  readonly peer: RedisServer;
+  readonly peerRaw: Raw;
+  readonly localRaw: Raw;
+  readonly peerStore: SyncStore;
+  readonly localStore: SyncStore;
+  readonly daemon: Daemon;
+  readonly port: number;
+  repair(): Promise<RepairAnswer>;
+  stop(): Promise<void>;
+}
+
+async function startColdPathDaemon(): Promise<ColdPathDaemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'hostile-cold-'));
+  const [peer, local] = await Promise.all([startRedis(), startRedis()]);
+  const peerRaw: Raw = createClient({ url: peer.url });
+  const localRaw: Raw = createClient({ url: local.url });
+  await Promise.all([peerRaw.connect(), localRaw.connect()]);
+  const port = await freePort();
+  const file = join(dir, 'node-b.yaml');
+  writeFileSync(
+    file,
+    [
+      'replication:',
+      '  local_node_id: "node-b"',
+      '  settings:',
+      '    hot_path:',
+      '      block_timeout: "200ms"',
+      '    cold_path:',
+      '      enabled: false',
+      '  peers:',
+      '    - node_id: "node-a"',
+      `      redis_url: "${peer.url}"`,
+      '  cursor:',
+      `    sqlite_path: "${join(dir, 'cursors.db')}"`,
+      'local:',
+      `  redis_url: "${local.url}"`,
+      'http:',
+      `  port: ${port}`,
+      '',
+    ].join('\n'),
+  );
+  const daemon = startDaemon(['-c', file]);
+  await daemon.waitForLog((l) => l['msg'] === 'running', 'node-b running');
+  // Only the cold path brings the peer's records: the hot path would bring the honest ones first.
+  const paused = await fetch(`http://127.0.0.1:${port}/peers/node-a/pause`, { method: 'POST' });
+  assert.equal(paused.status, 200);
+  return {
+    peer,
+    peerRaw,
+    localRaw,
+    peerStore: new SyncStore(peerRaw, { nodeId: 'node-a' }),
+    localStore: new SyncStore(localRaw, { nodeId: 'node-b' }),
+    daemon,
+    port,
+    repair: async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/peers/node-a/repair`, { method: 'POST' });
+      assert.equal(res.status, 200, await res.clone().text());
+      return (await res.json()) as RepairAnswer;
+    },
+    stop: async () => {
+      if (daemon.child.exitCode === null) daemon.child.kill('SIGKILL');
+      await daemon.exited;
+      await Promise.allSettled([peerRaw.close(), localRaw.close()]);
+      await Promise.allSettled([peer.stop(), local.stop()]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('a hostile peer: huge Merkle buckets (a daemon)', { timeout: 240_000 }, () => {
-  let dir: string;
-  let peer: RedisServer;
-  let local: RedisServer;
   let peerRaw: Raw;
   let localRaw: Raw;
   let peerStore: SyncStore;
   let localStore: SyncStore;
   let daemon: Daemon;
   let port: number;
-  /** The admin API's answer: the repair's report in snake_case (docs/CLI.md). */
-  interface RepairAnswer {
-    readonly rejected: Partial<Record<RepairRejection, number>>;
-    readonly oversized_buckets: { bucket: string; fields: number }[];
-    readonly applied: number;
-    readonly peer_round_trips: number;
-    readonly acknowledged: boolean;
-  }
-  const repair = async (): Promise<RepairAnswer> => {
-    const res = await fetch(`http://127.0.0.1:${port}/peers/node-a/repair`, { method: 'POST' });
-    assert.equal(res.status, 200, await res.clone().text());
-    return (await res.json()) as RepairAnswer;
-  };
+  let node: ColdPathDaemon | undefined;
+  const repair = (): Promise<RepairAnswer> => node!.repair();
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'hostile-bucket-'));
-    [peer, local] = await Promise.all([startRedis(), startRedis()]);
-    peerRaw = createClient({ url: peer.url });
-    localRaw = createClient({ url: local.url });
-    await Promise.all([peerRaw.connect(), localRaw.connect()]);
-    peerStore = new SyncStore(peerRaw, { nodeId: 'node-a' });
-    localStore = new SyncStore(localRaw, { nodeId: 'node-b' });
-    port = await freePort();
-    const file = join(dir, 'node-b.yaml');
-    writeFileSync(
-      file,
-      [
-        'replication:',
-        '  local_node_id: "node-b"',
-        '  settings:',
-        '    hot_path:',
-        '      block_timeout: "200ms"',
-        '    cold_path:',
-        '      enabled: false',
-        '  peers:',
-        '    - node_id: "node-a"',
-        `      redis_url: "${peer.url}"`,
-        '  cursor:',
-        `    sqlite_path: "${join(dir, 'cursors.db')}"`,
-        'local:',
-        `  redis_url: "${local.url}"`,
-        'http:',
-        `  port: ${port}`,
-        '',
-      ].join('\n'),
-    );
-    daemon = startDaemon(['-c', file]);
-    await daemon.waitForLog((l) => l['msg'] === 'running', 'node-b running');
-    // Only the cold path brings the peer's records: the hot path would bring the honest ones first.
-    const paused = await fetch(`http://127.0.0.1:${port}/peers/node-a/pause`, { method: 'POST' });
-    assert.equal(paused.status, 200);
+    node = await startColdPathDaemon();
+    ({ peerRaw, localRaw, peerStore, localStore, daemon, port } = node);
   });
   after(async () => {
-    if (daemon?.child.exitCode === null) daemon.child.kill('SIGKILL');
-    await daemon?.exited;
-    await Promise.allSettled([peerRaw?.close(), localRaw?.close()]);
-    await Promise.allSettled([peer?.stop(), local?.stop()]);
-    rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
   });
 
   it('reports a bucket of 1M fields unread, repairs the other buckets, and stays within its memory bound', async (t) => {
