@@ -621,6 +621,138 @@ describe('a hostile peer: huge Merkle buckets (a daemon)', { timeout: 240_000 },
   });
 });
 
+describe(
+  'a hostile peer: oversized strings on the query connection (a daemon)',
+  { timeout: 300_000 },
+  () => {
+    /** What each hostile value weighs: node-redis received such a reply whole (and more). */
+    const HUGE = 50 * MiB;
+    /**
+     * What one read of the query connection may add to the daemon's peak RSS, whatever the peer
+     * stores (docs/RELIABILITY.md, "Trust model"): a 16 MiB reply bound, and the repair's own work.
+     */
+    const BUDGET = 32 * MiB;
+    let node: ColdPathDaemon | undefined;
+    before(async () => {
+      node = await startColdPathDaemon();
+    });
+    after(async () => {
+      await node?.stop();
+    });
+    const oversized = (command: string): Promise<number> =>
+      fetchMetric(node!.port, 'replication_peer_oversized_replies_total', {
+        peer_id: 'node-a',
+        command,
+      });
+    /** Runs `fn`, then checks the daemon's peak RSS grew by at most {@link BUDGET} over its RSS before. */
+    const withinBudget = async (
+      t: { diagnostic(message: string): void },
+      what: string,
+      fn: () => Promise<void>,
+    ): Promise<void> => {
+      const pid = node!.daemon.child.pid!;
+      const before = memoryOf(pid);
+      await fn();
+      const after = memoryOf(pid);
+      const grew = after.peak - before.rss;
+      t.diagnostic(`${what}: daemon RSS ${mib(before.rss)} before, peak ${mib(after.peak)} after`);
+      assert.ok(
+        grew <= BUDGET,
+        `${what}: daemon peak RSS grew by ${mib(grew)} (${mib(before.rss)} → ${mib(after.peak)}; peak before ${mib(before.peak)}), over ${mib(BUDGET)}`,
+      );
+    };
+    const haveLocally = async (keys: readonly string[]): Promise<void> => {
+      for (const key of keys) {
+        assert.equal((await node!.localStore.get(key))?.content.toString(), `value of ${key}`, key);
+      }
+    };
+
+    it('reads the lag of a stream whose first entry is 50 MB without receiving the entry', async (t) => {
+      const { peerRaw, peerStore, port } = node!;
+      const xinfos = (): Promise<number> =>
+        fetchMetric(port, 'replication_peer_operation_duration_seconds_count', {
+          peer_id: 'node-a',
+          operation: 'xinfo',
+        });
+      await withinBudget(t, 'XINFO of a 50 MB first entry', async () => {
+        const data = Buffer.alloc(HUGE, 1);
+        const first = ['op', 'PUT', 'key', 'stream.huge', 'hash', sha256Hex(data), 'data', data];
+        await peerRaw.sendCommand(['XADD', 'cdc', '*', ...first]);
+        await peerStore.put('stream.after', 'value of stream.after');
+        // The paused tailer reads XINFO every 2 s: its lag counts both entries, read after each.
+        await eventually(
+          async () =>
+            (await fetchMetric(port, 'replication_lag_events', { peer_id: 'node-a' })) === 2,
+          'lag of 2 entries measured',
+          30_000,
+        );
+        const seen = await xinfos();
+        await eventually(
+          async () => (await xinfos()) >= seen + 3,
+          'three more XINFO reads',
+          30_000,
+        );
+      });
+      // The entries XINFO shows are the stream's own: never counted as the peer misbehaving.
+      assert.equal(await oversized('xinfo'), 0);
+    });
+
+    it('refuses a bucket field name of 50 MB as a leaf, and repairs the rest of its bucket', async (t) => {
+      const { peerRaw, peerStore, repair } = node!;
+      const bucket = bucketOf('field.anchor');
+      const honest = keysInBucket(bucket, 'field.honest.', 3);
+      for (const key of honest) await peerStore.put(key, `value of ${key}`);
+      await peerStore.merkleRoot();
+      const tuple = `${Date.now()}|1|0|${'ab'.repeat(32)}|node-a`;
+      await peerRaw.sendCommand([
+        'HSET',
+        `merkle:bucket:${bucket}`,
+        Buffer.alloc(HUGE, 0x66),
+        tuple,
+      ]);
+      await peerRaw.sendCommand(['HSET', 'merkle:dirty', 'field.anchor', bucket]);
+      let report: RepairAnswer | undefined;
+      await withinBudget(t, 'HSCAN of a 50 MB field name', async () => {
+        report = await repair();
+      });
+      assert.equal(report!.rejected.bad_leaf, 1);
+      await haveLocally(honest);
+      assert.ok((await oversized('hscan')) >= 1, 'counted as the peer misbehaving');
+    });
+
+    it('reads a node hash of 50 MB as divergent, and repairs what is below it', async (t) => {
+      const { peerRaw, peerStore, repair } = node!;
+      const honest = Array.from({ length: 20 }, (_, i) => `hash.honest.${i}`);
+      for (const key of honest) await peerStore.put(key, `value of ${key}`);
+      await peerStore.merkleRoot();
+      // The root and the node above the first key's bucket: 50 MB each instead of 64 hex digits.
+      const path = bucketOf(honest[0]!).slice(0, 1);
+      await peerRaw.sendCommand(['HSET', 'merkle:nodes', 'root', Buffer.alloc(HUGE, 0x61)]);
+      await peerRaw.sendCommand(['HSET', 'merkle:nodes', path, Buffer.alloc(HUGE, 0x62)]);
+      await withinBudget(t, 'HGET and HMGET of 50 MB node hashes', async () => {
+        await repair();
+      });
+      await haveLocally(honest);
+      assert.ok((await oversized('hget')) >= 1, 'the root counted as the peer misbehaving');
+      assert.ok((await oversized('hmget')) >= 1, 'the node counted as the peer misbehaving');
+    });
+
+    it('skips a dirty mark and a dirty key name of 50 MB, and repairs the keys marked dirty', async (t) => {
+      const { peerRaw, peerStore, repair } = node!;
+      const honest = Array.from({ length: 20 }, (_, i) => `dirty.honest.${i}`);
+      // Written after the peer last hashed its tree: only their dirty marks name their buckets.
+      for (const key of honest) await peerStore.put(key, `value of ${key}`);
+      await peerRaw.sendCommand(['HSET', 'merkle:dirty', 'dirty.huge', Buffer.alloc(HUGE, 0x30)]);
+      await peerRaw.sendCommand(['HSET', 'merkle:dirty', Buffer.alloc(HUGE, 0x64), '0000']);
+      await withinBudget(t, 'HRANDFIELD of 50 MB marks', async () => {
+        await repair();
+      });
+      await haveLocally(honest);
+      assert.ok((await oversized('hrandfield')) >= 1, 'counted as the peer misbehaving');
+    });
+  },
+);
+
 function mib(bytes: number): string {
   return `${Math.round(bytes / 1024 / 1024)} MiB`;
 }
