@@ -470,8 +470,8 @@ interface ColdPathDaemon {
   readonly localStore: SyncStore;
   readonly daemon: Daemon;
   readonly port: number;
-  repair(): Promise<RepairAnswer>;
-  stop(): Promise<void>;
+  readonly repair: () => Promise<RepairAnswer>;
+  readonly stop: () => Promise<void>;
 }
 
 async function startColdPathDaemon(): Promise<ColdPathDaemon> {
