@@ -43,6 +43,11 @@ export const MAX_BUCKET_FIELDS = 100_000;
 const PAGE_FIELDS = 1000;
 /** Fields (by `HLEN`) of the first pages one pipelined round trip asks for at most. */
 const ROUND_FIELDS = 16_384;
+/**
+ * Bytes the first pages of one round may hold together, on a peer's query connection: a page
+ * that does not fit what the pages before it left is read again on its own, after the rest.
+ */
+export const ROUND_BYTES = 16 * 1024 * 1024;
 /** Dead letters one repair writes at most (the counts stay exact): a garbage bucket is one line. */
 const MAX_LETTERS = 256;
 /** Oversized buckets a report names at most (all are counted). */
@@ -403,10 +408,13 @@ export async function runRepair(
         r.scanBuckets(
           round.map((s) => ({ bucket: s.bucket, cursor: '0' })),
           PAGE_FIELDS,
+          ROUND_BYTES,
         ),
       );
       round.forEach((scan, j) => {
-        if (takePage(scan, pages[j]!)) longer.push(scan);
+        const page = pages[j]!;
+        // Left for later by the round's budget: its first page is read on its own, with the rest.
+        if (page.deferred === true || takePage(scan, page)) longer.push(scan);
       });
     }
   });

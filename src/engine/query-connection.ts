@@ -14,11 +14,11 @@
  * Replies are RESP2 (what StreamConnection speaks): hashes come back as flat arrays, which every
  * reader of a peer accepts. Bulk strings are utf-8 strings, or Buffers with `AS_BUFFERS`.
  */
-import { RESP_TYPES, type RedisArgument, type TypeMapping } from '@redis/client';
+import { RESP_TYPES, type RedisArgument } from '@redis/client';
 import { MAX_KEY_BYTES } from '../codec/cdc.js';
 import { PeerReplyTooLargeError } from '../errors.js';
 import type { QUERY_COMMANDS } from '../observability/metric-definitions.js';
-import type { CommandSender } from '../store/redis-io.js';
+import type { CommandSender, SendOptions } from '../store/redis-io.js';
 import {
   Dropped,
   Truncated,
@@ -164,27 +164,32 @@ export interface QueryConnectionOptions extends StreamConnectionOptions {
 }
 
 /** Whether `options` ask for bulk strings as Buffers (`AS_BUFFERS`). */
-function wantsBuffers(options: { typeMapping?: TypeMapping } | undefined): boolean {
+function wantsBuffers(options: SendOptions | undefined): boolean {
   return options?.typeMapping?.[RESP_TYPES.BLOB_STRING] === Buffer;
+}
+
+/** What {@link convert} met: values dropped, an element truncated, and the bytes it kept. */
+interface Converted {
+  count: number;
+  truncated: boolean;
+  bytes: number;
 }
 
 /**
  * A reply as node-redis would hand it out (strings, or Buffers), with {@link Dropped} markers
- * where values were skipped; `dropped` counts them.
+ * where values were skipped.
  */
-function convert(
-  value: RespValue,
-  buffers: boolean,
-  dropped: { count: number; truncated: boolean },
-): unknown {
+function convert(value: RespValue, buffers: boolean, seen: Converted): unknown {
+  seen.bytes += VALUE_OVERHEAD_BYTES;
   if (Buffer.isBuffer(value)) {
+    seen.bytes += value.length;
     if (!buffers) return value.toString('utf8');
     // A view of a socket chunk would keep the whole chunk alive: a copy of its own bytes.
     return value.length === value.buffer.byteLength ? value : Buffer.from(value);
   }
-  if (Array.isArray(value)) return value.map((v) => convert(v, buffers, dropped));
-  if (value instanceof Dropped) dropped.count += 1;
-  if (value instanceof Truncated) dropped.truncated = true;
+  if (Array.isArray(value)) return value.map((v) => convert(v, buffers, seen));
+  if (value instanceof Dropped) seen.count += 1;
+  if (value instanceof Truncated) seen.truncated = true;
   return value;
 }
 
@@ -201,22 +206,38 @@ export class QueryConnection extends StreamConnection implements CommandSender {
 
   async sendCommand<T = unknown>(
     args: readonly RedisArgument[],
-    options?: { typeMapping?: TypeMapping },
+    options?: SendOptions,
   ): Promise<T> {
     const limits = queryBounds(args);
-    const reply = await this.send(args, limits, this.#timeoutMs);
+    const budget = options?.replyBudget;
+    let bound = limits.maxReplyBytes;
+    // With a shared budget, the bound is what is left of it when the reply starts (the replies
+    // before it in the pipeline spent the rest), plus the slack a reply's chunk accounting needs.
+    const replyBounds =
+      budget === undefined
+        ? limits
+        : (): ReplyBounds => {
+            bound = Math.min(
+              limits.maxReplyBytes,
+              Math.max(0, budget.remaining) + REPLY_SLACK_BYTES,
+            );
+            return { ...limits, maxReplyBytes: bound, maxElementBytes: bound };
+          };
+    const reply = await this.send(args, replyBounds, this.#timeoutMs);
+    const overBudget = bound < limits.maxReplyBytes;
     if (reply.cut) {
-      this.#onOversized?.(limits.command, 0);
-      throw new PeerReplyTooLargeError(limits.command, limits.maxReplyBytes);
+      if (!overBudget) this.#onOversized?.(limits.command, 0);
+      throw new PeerReplyTooLargeError(limits.command, bound, overBudget);
     }
-    const dropped = { count: 0, truncated: false };
-    const value = convert(reply.value, wantsBuffers(options), dropped);
-    if (dropped.truncated && !limits.dropsExpected) {
-      this.#onOversized?.(limits.command, 0);
-      throw new PeerReplyTooLargeError(limits.command, limits.maxElementBytes);
+    const seen: Converted = { count: 0, truncated: false, bytes: 0 };
+    const value = convert(reply.value, wantsBuffers(options), seen);
+    if (seen.truncated && !limits.dropsExpected) {
+      if (!overBudget) this.#onOversized?.(limits.command, 0);
+      throw new PeerReplyTooLargeError(limits.command, bound, overBudget);
     }
-    if (dropped.count > 0 && !limits.dropsExpected) {
-      this.#onOversized?.(limits.command, dropped.count);
+    if (budget !== undefined) budget.remaining -= seen.bytes;
+    if (seen.count > 0 && !limits.dropsExpected) {
+      this.#onOversized?.(limits.command, seen.count);
     }
     return value as T;
   }

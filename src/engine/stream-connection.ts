@@ -44,7 +44,8 @@ export interface StreamConnectionOptions {
 const READ_BUFFER_BYTES = 64 * 1024;
 
 interface Pending {
-  readonly bounds: ReplyBounds;
+  /** The reply's bounds, or what gives them when its first byte arrives. */
+  readonly bounds: ReplyBounds | (() => ReplyBounds);
   readonly resolve: (reply: ParsedReply) => void;
   readonly reject: (error: Error) => void;
 }
@@ -133,7 +134,8 @@ export class StreamConnection {
   }
 
   /**
-   * Sends `args` and parses its reply within `bounds`; rejects at once when not ready, with the
+   * Sends `args` and parses its reply within `bounds` (a function is asked when the reply's first
+   * byte arrives, for bounds that depend on the replies before it); rejects at once when not ready, with the
    * error reply's text for an error reply, and when the connection is lost or destroyed first.
    * With `timeoutMs`, a reply that has not come by then rejects, and the socket is dropped and
    * reconnected (what is pending on it rejects too): replies come in order, so a late one would
@@ -141,7 +143,7 @@ export class StreamConnection {
    */
   send(
     args: readonly (string | Buffer)[],
-    bounds: ReplyBounds = UNBOUNDED,
+    bounds: ReplyBounds | (() => ReplyBounds) = UNBOUNDED,
     timeoutMs?: number,
   ): Promise<ParsedReply> {
     const socket = this.#socket;
@@ -175,7 +177,10 @@ export class StreamConnection {
   #newParser(): BoundedRespParser {
     return new BoundedRespParser(
       (reply) => this.#reply(reply),
-      () => this.#pending[0]?.bounds ?? UNBOUNDED,
+      () => {
+        const bounds = this.#pending[0]?.bounds ?? UNBOUNDED;
+        return typeof bounds === 'function' ? bounds() : bounds;
+      },
     );
   }
 
@@ -189,7 +194,7 @@ export class StreamConnection {
   #write(
     socket: net.Socket,
     args: readonly (string | Buffer)[],
-    bounds: ReplyBounds,
+    bounds: ReplyBounds | (() => ReplyBounds),
   ): Promise<ParsedReply> {
     return new Promise<ParsedReply>((resolve, reject) => {
       this.#pending.push({ bounds, resolve, reject });

@@ -54,6 +54,8 @@ export interface BucketPage {
   readonly fields: number;
   /** The page was over its bound (a peer's query connection, issue 19): refused unread. */
   readonly tooLarge?: boolean;
+  /** The page did not fit what the round's budget had left: not read, to be read on its own. */
+  readonly deferred?: boolean;
 }
 
 /**
@@ -343,31 +345,40 @@ export class MerkleReader {
 
   /**
    * One page (`HSCAN <bucket> <cursor> COUNT <count>`) of each bucket, pipelined in one round trip.
-   * A hash table answers about `count` fields a page; a small hash (listpack) answers whole.
+   * A hash table answers about `count` fields a page; a small hash (listpack) answers whole. With
+   * `budgetBytes`, the pages share that budget on a peer's query connection: one that does not
+   * fit what is left comes back `deferred` (read it again on its own), one over its own bound
+   * `tooLarge`.
    */
   async scanBuckets(
     pages: readonly { readonly bucket: string; readonly cursor: string }[],
     count: number,
+    budgetBytes?: number,
   ): Promise<BucketPage[]> {
     for (const { bucket } of pages) checkBucket(bucket);
+    const options =
+      budgetBytes === undefined
+        ? AS_STRINGS
+        : { ...AS_STRINGS, replyBudget: { remaining: budgetBytes } };
     const replies = await Promise.all(
       pages.map(({ bucket, cursor }) =>
         this.client
           .sendCommand<unknown>(
             ['HSCAN', this.#keysOfBucket(bucket).bucket(bucket), cursor, 'COUNT', String(count)],
-            AS_STRINGS,
+            options,
           )
           .catch((error: unknown) => {
-            if (error instanceof PeerReplyTooLargeError) return TOO_LARGE;
+            if (error instanceof PeerReplyTooLargeError)
+              return error.overBudget ? DEFERRED : TOO_LARGE;
             throw error;
           }),
       ),
     );
-    return replies.map((reply, i) =>
-      reply === TOO_LARGE
-        ? { cursor: '0', leaves: [], refused: [], fields: 0, tooLarge: true }
-        : parseBucketPage(pages[i]!.bucket, reply),
-    );
+    return replies.map((reply, i) => {
+      if (reply === TOO_LARGE) return { ...NO_PAGE, tooLarge: true };
+      if (reply === DEFERRED) return { ...NO_PAGE, deferred: true };
+      return parseBucketPage(pages[i]!.bucket, reply);
+    });
   }
 
   /** The records of `keys` aligned with `keys` (undefined where absent), in one pipeline. */
@@ -383,6 +394,10 @@ export class MerkleReader {
 
 /** A page refused for its size, in place of its reply. */
 const TOO_LARGE = Symbol('too large');
+/** A page that did not fit its round's budget, in place of its reply. */
+const DEFERRED = Symbol('deferred');
+/** The page of a bucket not read. */
+const NO_PAGE: BucketPage = { cursor: '0', leaves: [], refused: [], fields: 0 };
 
 /**
  * A reply expected to be a count (`HLEN`, `STRLEN`): a positive safe integer, else 0. Anything but
