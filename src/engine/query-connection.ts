@@ -212,14 +212,16 @@ export class QueryConnection extends StreamConnection implements CommandSender {
     const budget = options?.replyBudget;
     let bound = limits.maxReplyBytes;
     // With a shared budget, the bound is what is left of it when the reply starts (the replies
-    // before it in the pipeline spent the rest), plus the slack a reply's chunk accounting needs.
+    // before it in the pipeline spent the rest), as the parser charges it: a value is charged the
+    // socket chunk it is a view of, up to twice its size (see replyOf). What is spent is what the
+    // reply keeps once converted, which is what the caller holds.
     const replyBounds =
       budget === undefined
         ? limits
         : (): ReplyBounds => {
             bound = Math.min(
               limits.maxReplyBytes,
-              Math.max(0, budget.remaining) + REPLY_SLACK_BYTES,
+              2 * Math.max(0, budget.remaining) + REPLY_SLACK_BYTES,
             );
             return { ...limits, maxReplyBytes: bound, maxElementBytes: bound };
           };

@@ -156,7 +156,9 @@ export class StreamConnection {
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         reject(new Error(`${String(args[0])} did not return within ${timeoutMs} ms`));
-        if (this.#socket === socket) socket.destroy();
+        if (this.#socket !== socket) return;
+        socket.destroy();
+        this.#lost(socket); // at once: nothing more is sent on it
       }, timeoutMs);
     });
     return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
