@@ -167,6 +167,47 @@ function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 
 const MiB = 1024 * 1024;
 
+/**
+ * Writes node B's config into `dir`: it replicates node A (`peerUrl`) into `localUrl` by the hot
+ * path (its blocking reads short), the cold path only when asked; `hotPath` and `store` lines are
+ * added to those sections. Returns its path.
+ */
+function writeNodeBConfig(
+  dir: string,
+  peerUrl: string,
+  localUrl: string,
+  port: number,
+  extra: { hotPath?: readonly string[]; store?: readonly string[] } = {},
+): string {
+  const file = join(dir, 'node-b.yaml');
+  const store = extra.store ?? [];
+  writeFileSync(
+    file,
+    [
+      'replication:',
+      '  local_node_id: "node-b"',
+      '  settings:',
+      '    hot_path:',
+      '      block_timeout: "200ms"',
+      ...(extra.hotPath ?? []).map((line) => `      ${line}`),
+      '    cold_path:',
+      '      enabled: false',
+      '  peers:',
+      '    - node_id: "node-a"',
+      `      redis_url: "${peerUrl}"`,
+      '  cursor:',
+      `    sqlite_path: "${join(dir, 'cursors.db')}"`,
+      'local:',
+      `  redis_url: "${localUrl}"`,
+      ...(store.length > 0 ? ['store:', ...store.map((line) => `  ${line}`)] : []),
+      'http:',
+      `  port: ${port}`,
+      '',
+    ].join('\n'),
+  );
+  return file;
+}
+
 describe('a hostile peer: hot path memory (a daemon, RSS from /proc)', { timeout: 300_000 }, () => {
   const maxItemBytes = 1 * MiB;
   const maxBatchBytes = 4 * MiB;
@@ -187,32 +228,10 @@ describe('a hostile peer: hot path memory (a daemon, RSS from /proc)', { timeout
     await Promise.all([peerRaw.connect(), localRaw.connect()]);
     writer = await SyncStore.connect({ redisUrl: peer.url, nodeId: 'node-a' });
     const port = await freePort();
-    const file = join(dir, 'node-b.yaml');
-    writeFileSync(
-      file,
-      [
-        'replication:',
-        '  local_node_id: "node-b"',
-        '  settings:',
-        '    hot_path:',
-        '      block_timeout: "200ms"',
-        `      max_batch_bytes: ${maxBatchBytes}`,
-        '    cold_path:',
-        '      enabled: false',
-        '  peers:',
-        '    - node_id: "node-a"',
-        `      redis_url: "${peer.url}"`,
-        '  cursor:',
-        `    sqlite_path: "${join(dir, 'cursors.db')}"`,
-        'local:',
-        `  redis_url: "${local.url}"`,
-        'store:',
-        `  max_item_bytes: ${maxItemBytes}`,
-        'http:',
-        `  port: ${port}`,
-        '',
-      ].join('\n'),
-    );
+    const file = writeNodeBConfig(dir, peer.url, local.url, port, {
+      hotPath: [`max_batch_bytes: ${maxBatchBytes}`],
+      store: [`max_item_bytes: ${maxItemBytes}`],
+    });
     // As an operator starts it: from dist/ (npm run build first).
     daemon = spawn(
       process.execPath,
@@ -481,29 +500,7 @@ async function startColdPathDaemon(): Promise<ColdPathDaemon> {
   const localRaw: Raw = createClient({ url: local.url });
   await Promise.all([peerRaw.connect(), localRaw.connect()]);
   const port = await freePort();
-  const file = join(dir, 'node-b.yaml');
-  writeFileSync(
-    file,
-    [
-      'replication:',
-      '  local_node_id: "node-b"',
-      '  settings:',
-      '    hot_path:',
-      '      block_timeout: "200ms"',
-      '    cold_path:',
-      '      enabled: false',
-      '  peers:',
-      '    - node_id: "node-a"',
-      `      redis_url: "${peer.url}"`,
-      '  cursor:',
-      `    sqlite_path: "${join(dir, 'cursors.db')}"`,
-      'local:',
-      `  redis_url: "${local.url}"`,
-      'http:',
-      `  port: ${port}`,
-      '',
-    ].join('\n'),
-  );
+  const file = writeNodeBConfig(dir, peer.url, local.url, port);
   const daemon = startDaemon(['-c', file]);
   await daemon.waitForLog((l) => l['msg'] === 'running', 'node-b running');
   // Only the cold path brings the peer's records: the hot path would bring the honest ones first.
