@@ -154,7 +154,7 @@ export function queryBounds(args: readonly RedisArgument[]): QueryBounds {
 
 /** Options of {@link QueryConnection}. */
 export interface QueryConnectionOptions extends StreamConnectionOptions {
-  /** A reply that has not come by then fails, and the socket is replaced. @default 15_000 */
+  /** A reply that has not come by then fails (the socket stays: see StreamConnection.send). @default 15_000 */
   readonly commandTimeoutMs?: number;
   /**
    * The peer sent something over its bound: `values` values skipped (or, with `values` 0, a

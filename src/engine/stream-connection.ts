@@ -137,9 +137,11 @@ export class StreamConnection {
    * Sends `args` and parses its reply within `bounds` (a function is asked when the reply's first
    * byte arrives, for bounds that depend on the replies before it); rejects at once when not ready, with the
    * error reply's text for an error reply, and when the connection is lost or destroyed first.
-   * With `timeoutMs`, a reply that has not come by then rejects, and the socket is dropped and
-   * reconnected (what is pending on it rejects too): replies come in order, so a late one would
-   * hold up every command after it, and a socket that went silent never errors by itself.
+   * With `timeoutMs`, a reply that has not come by then rejects; the socket stays (as node-redis
+   * did), and the reply, when it comes, is read and dropped in its turn, so the replies after it
+   * stay in step. A server busy for longer (a long script) then answers the next command at once,
+   * instead of a replaced socket reconnecting with backoff; a dead socket is found by TCP
+   * keepalive, or replaced by the caller (PeerLink.resetReader).
    */
   send(
     args: readonly (string | Buffer)[],
@@ -156,9 +158,6 @@ export class StreamConnection {
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         reject(new Error(`${String(args[0])} did not return within ${timeoutMs} ms`));
-        if (this.#socket !== socket) return;
-        socket.destroy();
-        this.#lost(socket); // at once: nothing more is sent on it
       }, timeoutMs);
     });
     return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
