@@ -31,6 +31,26 @@ export class PeerUnavailableError extends ReplicationError {
   }
 }
 
+/**
+ * A peer's reply was over its bound (issue 19): refused, and nothing of it kept. With
+ * `overBudget`, the bound was what a pipeline's shared budget had left: the command may succeed
+ * sent on its own. Otherwise the same data in the peer's Redis will be refused again.
+ */
+export class PeerReplyTooLargeError extends ReplicationError {
+  constructor(
+    readonly command: string,
+    readonly boundBytes: number,
+    readonly overBudget = false,
+  ) {
+    super(
+      'PEER_REPLY_TOO_LARGE',
+      overBudget
+        ? `the peer's ${command.toUpperCase()} reply is over what its pipeline had left (${boundBytes} bytes)`
+        : `the peer's ${command.toUpperCase()} reply is over its ${boundBytes}-byte bound`,
+    );
+  }
+}
+
 /** The SQLite cursor store failed to read or persist a cursor. */
 export class CursorStoreError extends ReplicationError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -75,7 +75,8 @@ export interface ParseOptions {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-const MAX_KEY_BYTES = 64 * 1024;
+/** Longest key a record may have, in bytes (the hot path refuses a longer one as `bad_key`). */
+export const MAX_KEY_BYTES = 64 * 1024;
 const MAX_META_BYTES = 64 * 1024;
 
 /** sha256 hex of `data` (one-shot: no Hash object per call). */

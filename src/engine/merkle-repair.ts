@@ -11,8 +11,11 @@ import { DEPTH, isBucketPath } from '../store/merkle-hash.js';
 import { MerkleReader, type BucketPage, type RejectedRecord } from '../store/merkle-reader.js';
 import type { PartitionLayout } from '../store/partitions.js';
 import { AS_STRINGS, asString, type CommandSender } from '../store/redis-io.js';
+import { PeerReplyTooLargeError } from '../errors.js';
 import type { PeerLink } from './peer-link.js';
 
+/** A dirty-mark sample too large to read: as many marks as a burst. */
+const BURST = Symbol('burst');
 /** How many tree paths or keys go into one pipelined request. */
 const CHUNK = 512;
 /** Pipelined requests in flight at once per repair (bounded parallelism). */
@@ -40,6 +43,11 @@ export const MAX_BUCKET_FIELDS = 100_000;
 const PAGE_FIELDS = 1000;
 /** Fields (by `HLEN`) of the first pages one pipelined round trip asks for at most. */
 const ROUND_FIELDS = 16_384;
+/**
+ * Bytes the first pages of one round may hold together, on a peer's query connection: a page
+ * that does not fit what the pages before it left is read again on its own, after the rest.
+ */
+export const ROUND_BYTES = 16 * 1024 * 1024;
 /** Dead letters one repair writes at most (the counts stay exact): a garbage bucket is one line. */
 const MAX_LETTERS = 256;
 /** Oversized buckets a report names at most (all are counted). */
@@ -58,6 +66,8 @@ export interface OversizedBucket {
 interface BucketScan {
   readonly bucket: string;
   readonly mine: Map<string, RecordVersion>;
+  /** Its fields by `HLEN`, before it was read. */
+  readonly size: number;
   cursor: string;
   /** Keys of the peer's pages so far, once the bucket takes more than one page. */
   seen: Set<string> | undefined;
@@ -352,6 +362,10 @@ export async function runRepair(
       scan.seen.add(key);
       return true;
     };
+    if (page.tooLarge === true) {
+      refuseBucket(scan.bucket, scan.size); // a page over its bound (issue 19): its keys unread
+      return false;
+    }
     for (const r of page.refused) if (fresh(r.key)) reject('bad_leaf', r.key, r.reason);
     for (const leaf of page.leaves) if (fresh(leaf.key)) compare(scan, leaf);
     if (page.cursor !== '0' && scan.seen === undefined) {
@@ -383,10 +397,11 @@ export async function runRepair(
       const scan: BucketScan = {
         bucket,
         mine: new Map((local[j] ?? []).map((v) => [v.key, v])),
+        size: sizes[j] ?? 0,
         cursor: '0',
         seen: undefined,
       };
-      const size = sizes[j] ?? 0;
+      const size = scan.size;
       if (size > MAX_BUCKET_FIELDS) refuseBucket(bucket, size);
       else if (size === 0) takePage(scan, { cursor: '0', leaves: [], refused: [], fields: 0 });
       else scans.push({ scan, size });
@@ -397,10 +412,13 @@ export async function runRepair(
         r.scanBuckets(
           round.map((s) => ({ bucket: s.bucket, cursor: '0' })),
           PAGE_FIELDS,
+          ROUND_BYTES,
         ),
       );
       round.forEach((scan, j) => {
-        if (takePage(scan, pages[j]!)) longer.push(scan);
+        const page = pages[j]!;
+        // Left for later by the round's budget: its first page is read on its own, with the rest.
+        if (page.deferred === true || takePage(scan, page)) longer.push(scan);
       });
     }
   });
@@ -488,11 +506,17 @@ async function readRootAndDirty(
   reader: MerkleReader,
   client: CommandSender,
 ): Promise<[string, string[], number | undefined, number, boolean]> {
+  // A sample over its bound (marks of keys near the 64 KiB key bound) is read as a burst.
   const sample = (key: string): Promise<unknown> =>
-    client.sendCommand<unknown>(
-      ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
-      AS_STRINGS,
-    );
+    client
+      .sendCommand<unknown>(
+        ['HRANDFIELD', key, String(MAX_PEER_DIRTY + 1), 'WITHVALUES'],
+        AS_STRINGS,
+      )
+      .catch((error: unknown) => {
+        if (error instanceof PeerReplyTooLargeError) return BURST;
+        throw error;
+      });
   const reads = reader.dirtyKeys().map(sample);
   // On one connection the pipeline keeps that order; across a cluster's shards only a wait does.
   if (reader.layout !== undefined) await Promise.all(reads);
@@ -502,7 +526,7 @@ async function readRootAndDirty(
     peerTimeMs(client),
     peerHorizonMs(client, reader.keys.gcHorizon),
   ]);
-  const buckets = dirtyBuckets(...marks);
+  const buckets = marks.includes(BURST) ? undefined : dirtyBuckets(...marks);
   return buckets === undefined
     ? [root, [], time, horizon, false]
     : [root, buckets, time, horizon, true];

@@ -1,8 +1,8 @@
 /**
  * One peer's connections (SPEC §4): a blocking connection for XREAD and a query connection for
  * everything else, each reconnecting forever in the background; a circuit breaker; idle pings.
- * The reader is a {@link StreamConnection} (its replies parsed within bounds, issue 19), the query
- * connection a node-redis client.
+ * Both parse their replies within bounds (issue 19): the reader is a {@link StreamConnection}, the
+ * query connection a {@link QueryConnection} (bounds per command, a deadline per command).
  */
 import type { ResolvedPeer, ResolvedPeerHealth, ResolvedSlo } from '../config/types.js';
 import { PeerUnavailableError } from '../errors.js';
@@ -10,14 +10,10 @@ import type { CircuitStateName } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { CommandSender } from '../store/redis-io.js';
 import { Backoff, sleep } from './backoff.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
-import {
-  createRedisConnection,
-  destroyQuietly,
-  closeQuietly,
-  type RedisConnection,
-} from './redis-connection.js';
+import { QueryConnection, type QueryCommand } from './query-connection.js';
 import { StreamConnection } from './stream-connection.js';
 
 /** How often {@link PeerLink.waitReady} re-checks readiness between connection events. */
@@ -56,14 +52,21 @@ export class PeerLink {
   lastSuccessAt = 0;
   lastError: string | undefined;
   #reader: StreamConnection;
-  #query: RedisConnection;
+  #query: QueryConnection;
   #up = false;
   #closed = false;
   readonly #abort = new AbortController();
   readonly #log: Logger;
   /** Slow operations: logged when they start, rate-limited while they last, and when they end. */
   readonly #slowOps: RepeatingWarning;
+  /** Replies over their bounds: logged when first seen, then at most once a minute. */
+  readonly #oversized: RepeatingWarning;
   #pingTimer: NodeJS.Timeout | undefined;
+  /** What each connection reports (one per role: each remembers the last error it logged). */
+  readonly #events = {
+    reader: this.#connectionEvents('reader'),
+    query: this.#connectionEvents('query'),
+  };
   /** Wakes the callers of {@link waitReady} (on any connection event, and on close). */
   #readyWaiters: (() => void)[] = [];
 
@@ -79,6 +82,11 @@ export class PeerLink {
     this.#slowOps = new RepeatingWarning(logger, 'peer operation exceeded its SLO', {
       recovered: 'peer operations are within their SLO',
     });
+    this.#oversized = new RepeatingWarning(
+      logger,
+      'peer sent values over their bounds: skipped unread',
+      { intervalMs: 60_000 },
+    );
     this.breaker = new CircuitBreaker({
       failureThreshold: peer.circuitFailureThreshold,
       resetTimeoutMs: peer.circuitResetTimeoutMs,
@@ -101,7 +109,7 @@ export class PeerLink {
   }
 
   /** The connection for queries (XINFO, Merkle reads, records, pings). */
-  get query(): RedisConnection {
+  get query(): QueryConnection {
     return this.#query;
   }
 
@@ -139,7 +147,7 @@ export class PeerLink {
    * Runs one peer operation through the circuit breaker, timing it, feeding the breaker, and
    * turning failures into {@link PeerUnavailableError}.
    */
-  run<T>(operation: string, fn: (client: RedisConnection) => Promise<T>): Promise<T> {
+  run<T>(operation: string, fn: (client: CommandSender) => Promise<T>): Promise<T> {
     return this.#run(operation, () => fn(this.#query));
   }
 
@@ -198,25 +206,33 @@ export class PeerLink {
   }
 
   /** Closes both connections (pending blocking reads reject at once). Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     this.#closed = true;
     this.#abort.abort();
     if (this.#pingTimer !== undefined) clearTimeout(this.#pingTimer);
     this.#reader.destroy();
-    await closeQuietly(this.#query, 500);
+    this.#query.destroy();
     this.#setUp(false, 'closed');
     this.#wakeReadyWaiters();
+    return Promise.resolve();
   }
 
-  #create(): RedisConnection {
-    return createRedisConnection({
+  #create(): QueryConnection {
+    return new QueryConnection({
       url: this.peer.redisUrl,
       tls: this.peer.tls,
       name: 'replication-engine-query',
       commandTimeoutMs: 15_000,
-      ...this.#connectionEvents('query'),
+      onOversized: (command, values) => this.#reportOversized(command, values),
+      ...this.#events.query,
     });
+  }
+
+  /** The peer sent a reply over its bounds (`values` skipped, or 0: the reply refused whole). */
+  #reportOversized(command: QueryCommand, values: number): void {
+    this.metrics.peerOversizedRepliesTotal.inc({ peer_id: this.id, command });
+    this.#oversized.fail({ command, ...(values > 0 ? { values } : { refused: true }) });
   }
 
   /** The reader: no command timeout (blocking reads have their own deadline, RedisPeerStream). */
@@ -225,7 +241,7 @@ export class PeerLink {
       url: this.peer.redisUrl,
       tls: this.peer.tls,
       name: 'replication-engine-reader',
-      ...this.#connectionEvents('reader'),
+      ...this.#events.reader,
     });
   }
 
@@ -265,14 +281,13 @@ export class PeerLink {
         await client.connect();
         // Closed (or this reader replaced) while connecting: the connection must not outlive it.
         const current = role === 'reader' ? this.#reader : this.#query;
-        if (this.#closed || client !== current) {
-          if (client instanceof StreamConnection) client.destroy();
-          else destroyQuietly(client);
-        }
+        if (this.#closed || client !== current) client.destroy();
         return;
       } catch (error) {
         this.metrics.peerConnectionsTotal.inc({ peer_id: this.id, status: 'failure' });
-        this.lastError = describeError(error);
+        // Logged like a lost connection's error (each distinct one once): a first connection
+        // that fails reports only here.
+        this.#events[role].onError(error instanceof Error ? error : new Error(String(error)));
         this.#refresh('connect failed');
         await sleep(backoff.next(), this.#abort.signal);
       }

@@ -44,7 +44,8 @@ export interface StreamConnectionOptions {
 const READ_BUFFER_BYTES = 64 * 1024;
 
 interface Pending {
-  readonly bounds: ReplyBounds;
+  /** The reply's bounds, or what gives them when its first byte arrives. */
+  readonly bounds: ReplyBounds | (() => ReplyBounds);
   readonly resolve: (reply: ParsedReply) => void;
   readonly reject: (error: Error) => void;
 }
@@ -77,10 +78,10 @@ function parseTarget(url: string): Target {
 }
 
 /** RESP2 encoding of a command. */
-function encode(args: readonly string[]): Buffer {
+function encode(args: readonly (string | Buffer)[]): Buffer {
   const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
   for (const arg of args) {
-    const bytes = Buffer.from(arg);
+    const bytes = typeof arg === 'string' ? Buffer.from(arg) : arg;
     parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n'));
   }
   return Buffer.concat(parts);
@@ -133,14 +134,33 @@ export class StreamConnection {
   }
 
   /**
-   * Sends `args` and parses its reply within `bounds`; rejects at once when not ready, with the
+   * Sends `args` and parses its reply within `bounds` (a function is asked when the reply's first
+   * byte arrives, for bounds that depend on the replies before it); rejects at once when not ready, with the
    * error reply's text for an error reply, and when the connection is lost or destroyed first.
+   * With `timeoutMs`, a reply that has not come by then rejects; the socket stays (as node-redis
+   * did), and the reply, when it comes, is read and dropped in its turn, so the replies after it
+   * stay in step. A server busy for longer (a long script) then answers the next command at once,
+   * instead of a replaced socket reconnecting with backoff; a dead socket is found by TCP
+   * keepalive, or replaced by the caller (PeerLink.resetReader).
    */
-  send(args: readonly string[], bounds: ReplyBounds = UNBOUNDED): Promise<ParsedReply> {
-    if (!this.#ready || this.#socket === undefined) {
+  send(
+    args: readonly (string | Buffer)[],
+    bounds: ReplyBounds | (() => ReplyBounds) = UNBOUNDED,
+    timeoutMs?: number,
+  ): Promise<ParsedReply> {
+    const socket = this.#socket;
+    if (!this.#ready || socket === undefined) {
       return Promise.reject(new Error('the connection is not ready'));
     }
-    return this.#write(this.#socket, args, bounds);
+    const reply = this.#write(socket, args, bounds);
+    if (timeoutMs === undefined) return reply;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`${String(args[0])} did not return within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
   }
 
   /** Closes at once: pending commands reject, nothing reconnects. Idempotent, never throws. */
@@ -158,7 +178,10 @@ export class StreamConnection {
   #newParser(): BoundedRespParser {
     return new BoundedRespParser(
       (reply) => this.#reply(reply),
-      () => this.#pending[0]?.bounds ?? UNBOUNDED,
+      () => {
+        const bounds = this.#pending[0]?.bounds ?? UNBOUNDED;
+        return typeof bounds === 'function' ? bounds() : bounds;
+      },
     );
   }
 
@@ -169,7 +192,11 @@ export class StreamConnection {
     else pending.resolve(reply);
   }
 
-  #write(socket: net.Socket, args: readonly string[], bounds: ReplyBounds): Promise<ParsedReply> {
+  #write(
+    socket: net.Socket,
+    args: readonly (string | Buffer)[],
+    bounds: ReplyBounds | (() => ReplyBounds),
+  ): Promise<ParsedReply> {
     return new Promise<ParsedReply>((resolve, reject) => {
       this.#pending.push({ bounds, resolve, reject });
       socket.write(encode(args));

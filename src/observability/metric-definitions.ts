@@ -53,6 +53,29 @@ export function metricHelp(def: MetricDefinition): string {
   return values.length === 0 ? def.help : `${def.help} (${values.join('; ')})`;
 }
 
+/**
+ * The commands of a peer's query connection, as `replication_peer_oversized_replies_total` labels
+ * them (engine/query-connection.ts chooses each one's bounds; `other` for any not listed).
+ */
+export const QUERY_COMMANDS = [
+  'get',
+  'getrange',
+  'hget',
+  'hmget',
+  'hgetall',
+  'hlen',
+  'hrandfield',
+  'hscan',
+  'info',
+  'ping',
+  'strlen',
+  'time',
+  'xinfo',
+  'xlen',
+  'xrange',
+  'other',
+] as const;
+
 /** Latency of Redis calls and local work, 0.5 ms to 10 s (an XREAD may block for seconds). */
 export const LATENCY_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -494,6 +517,15 @@ export const METRIC_DEFINITIONS = [
     origin: 'ours',
   },
   // Peers
+  {
+    name: 'replication_peer_oversized_replies_total',
+    type: 'counter',
+    labels: ['peer_id', 'command'],
+    help: "Replies on a peer's query connection holding a value over its bound (skipped unread: a node hash over 64 bytes, a field name over 64 KiB) or over their own bound (refused)",
+    labelValues: { command: [...QUERY_COMMANDS] },
+    section: 'Peers',
+    origin: 'ours',
+  },
   {
     name: 'replication_peer_connected',
     type: 'gauge',

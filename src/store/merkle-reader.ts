@@ -6,7 +6,7 @@
  */
 import { isBoundedInt, MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
 import { DEFAULT_MAX_ITEM_BYTES } from '../codec/zstd.js';
-import { StoreError } from '../errors.js';
+import { PeerReplyTooLargeError, StoreError } from '../errors.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
 import type { MerkleNode } from './local-store.js';
 import {
@@ -52,6 +52,23 @@ export interface BucketPage {
   readonly refused: RefusedLeaf[];
   /** Fields the page held (leaves + refused). */
   readonly fields: number;
+  /** The page was over its bound (a peer's query connection, issue 19): refused unread. */
+  readonly tooLarge?: boolean;
+  /** The page did not fit what the round's budget had left: not read, to be read on its own. */
+  readonly deferred?: boolean;
+}
+
+/**
+ * A node hash that matches none: what a hash reads as when the reply holds something other than
+ * a string (a value over its bound, skipped unread by a peer's query connection): the node is
+ * then divergent, and what is below it is compared, rather than passed over as equal or absent.
+ */
+const UNREADABLE_HASH = 'unreadable';
+
+/** A node hash reply: zeros when absent, {@link UNREADABLE_HASH} when not a string. */
+function hashOf(value: unknown): string {
+  if (value === null || value === undefined) return ZERO_HASH;
+  return asString(value) ?? UNREADABLE_HASH;
 }
 
 /**
@@ -92,7 +109,11 @@ export class MerkleReader {
     const key = storeKeys(prefix).layout;
     let text: string | undefined;
     try {
-      text = asString(await client.sendCommand(['GET', key], AS_STRINGS));
+      const reply = await client.sendCommand(['GET', key], AS_STRINGS);
+      text = asString(reply);
+      if (text === undefined && reply !== null && reply !== undefined) {
+        throw new StoreError(`the layout record ${key} is unreadable (over its bound)`);
+      }
     } catch (error) {
       // A peer ACL from before partitioned stores does not grant the key; it grants no
       // partition's keys either, so the store it guards is read in the single-instance layout.
@@ -169,7 +190,7 @@ export class MerkleReader {
   /** The root hash as last computed by the store's owner; 64 zeros for an empty store. */
   async root(): Promise<string> {
     const value = await this.client.sendCommand(['HGET', this.keys.nodes, 'root'], AS_STRINGS);
-    return asString(value) ?? ZERO_HASH;
+    return hashOf(value);
   }
 
   /**
@@ -191,8 +212,8 @@ export class MerkleReader {
     const values = await this.#nodeFields(fields, (field) => field);
     const byField = new Map<string, string>();
     fields.forEach((field, i) => {
-      const hash = asString(values[i]);
-      if (hash !== undefined && hash !== ZERO_HASH) byField.set(field, hash);
+      const hash = hashOf(values[i]);
+      if (hash !== ZERO_HASH) byField.set(field, hash);
     });
     return paths.map((path) =>
       isBucketPath(path)
@@ -211,7 +232,7 @@ export class MerkleReader {
     const values = await this.#nodeFields(paths.map(nodeField), (field) =>
       field === nodeField('') ? '' : field,
     );
-    return paths.map((_, i) => asString(values[i]) ?? ZERO_HASH);
+    return paths.map((_, i) => hashOf(values[i]));
   }
 
   /**
@@ -324,22 +345,40 @@ export class MerkleReader {
 
   /**
    * One page (`HSCAN <bucket> <cursor> COUNT <count>`) of each bucket, pipelined in one round trip.
-   * A hash table answers about `count` fields a page; a small hash (listpack) answers whole.
+   * A hash table answers about `count` fields a page; a small hash (listpack) answers whole. With
+   * `budgetBytes`, the pages share that budget on a peer's query connection: one that does not
+   * fit what is left comes back `deferred` (read it again on its own), one over its own bound
+   * `tooLarge`.
    */
   async scanBuckets(
     pages: readonly { readonly bucket: string; readonly cursor: string }[],
     count: number,
+    budgetBytes?: number,
   ): Promise<BucketPage[]> {
     for (const { bucket } of pages) checkBucket(bucket);
+    const options =
+      budgetBytes === undefined
+        ? AS_STRINGS
+        : { ...AS_STRINGS, replyBudget: { remaining: budgetBytes } };
     const replies = await Promise.all(
       pages.map(({ bucket, cursor }) =>
-        this.client.sendCommand<unknown>(
-          ['HSCAN', this.#keysOfBucket(bucket).bucket(bucket), cursor, 'COUNT', String(count)],
-          AS_STRINGS,
-        ),
+        this.client
+          .sendCommand<unknown>(
+            ['HSCAN', this.#keysOfBucket(bucket).bucket(bucket), cursor, 'COUNT', String(count)],
+            options,
+          )
+          .catch((error: unknown) => {
+            if (error instanceof PeerReplyTooLargeError)
+              return error.overBudget ? DEFERRED : TOO_LARGE;
+            throw error;
+          }),
       ),
     );
-    return replies.map((reply, i) => parseBucketPage(pages[i]!.bucket, reply));
+    return replies.map((reply, i) => {
+      if (reply === TOO_LARGE) return { ...NO_PAGE, tooLarge: true };
+      if (reply === DEFERRED) return { ...NO_PAGE, deferred: true };
+      return parseBucketPage(pages[i]!.bucket, reply);
+    });
   }
 
   /** The records of `keys` aligned with `keys` (undefined where absent), in one pipeline. */
@@ -352,6 +391,13 @@ export class MerkleReader {
     return replies.map((value, i) => parseRecordValue(keys[i]!, value, this.maxItemBytes));
   }
 }
+
+/** A page refused for its size, in place of its reply. */
+const TOO_LARGE = Symbol('too large');
+/** A page that did not fit its round's budget, in place of its reply. */
+const DEFERRED = Symbol('deferred');
+/** The page of a bucket not read. */
+const NO_PAGE: BucketPage = { cursor: '0', leaves: [], refused: [], fields: 0 };
 
 /**
  * A reply expected to be a count (`HLEN`, `STRLEN`): a positive safe integer, else 0. Anything but
@@ -414,7 +460,14 @@ export function parseBucketPage(bucket: string, reply: unknown): BucketPage {
   const raw = asString(reply[0]);
   const cursor = raw !== undefined && /^\d{1,20}$/.test(raw) ? raw : '0';
   let fields = 0;
-  for (const [key, tuple] of bucketPairs(reply[1])) {
+  // A field or value that is no string (over its bound, skipped unread): refused, never compared.
+  const pairs = bucketPairs(reply[1]);
+  const unreadable = Array.isArray(reply[1]) ? Math.floor(reply[1].length / 2) - pairs.length : 0;
+  for (let i = 0; i < unreadable; i++) {
+    fields += 1;
+    refused.push({ key: `(unreadable field ${i + 1})`, reason: 'field or value over its bound' });
+  }
+  for (const [key, tuple] of pairs) {
     fields += 1;
     const leaf = parseVersionTuple(key, tuple);
     if (leaf === undefined) refused.push({ key, reason: 'malformed leaf' });

@@ -5,12 +5,26 @@
 import { RedisClient, RESP_TYPES } from '@redis/client';
 import type { RedisArgument, RedisClientOptions, TypeMapping } from '@redis/client';
 
+/**
+ * Bytes the replies to a pipeline of commands may hold together, shared by the commands it is
+ * given to and spent as their replies arrive. Only a peer's query connection
+ * (engine/query-connection.ts) honours it: there a reply that does not fit what is left is refused
+ * (`PeerReplyTooLargeError` with `overBudget`), to be sent again on its own. Other senders ignore
+ * it (this node's own Redis is trusted).
+ */
+export interface ReplyBudget {
+  remaining: number;
+}
+
+/** Per-command options a {@link CommandSender} takes. */
+export interface SendOptions {
+  readonly typeMapping?: TypeMapping;
+  readonly replyBudget?: ReplyBudget;
+}
+
 /** A client that can send a raw command; `@redis/client`'s `RedisClientType` satisfies it. */
 export interface CommandSender {
-  sendCommand<T = unknown>(
-    args: readonly RedisArgument[],
-    options?: { typeMapping?: TypeMapping },
-  ): Promise<T>;
+  sendCommand<T = unknown>(args: readonly RedisArgument[], options?: SendOptions): Promise<T>;
 }
 
 /** Per-command options that make bulk strings come back as Buffers (binary-safe content). */

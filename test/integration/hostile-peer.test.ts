@@ -167,6 +167,47 @@ function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 
 const MiB = 1024 * 1024;
 
+/**
+ * Writes node B's config into `dir`: it replicates node A (`peerUrl`) into `localUrl` by the hot
+ * path (its blocking reads short), the cold path only when asked; `hotPath` and `store` lines are
+ * added to those sections. Returns its path.
+ */
+function writeNodeBConfig(
+  dir: string,
+  peerUrl: string,
+  localUrl: string,
+  port: number,
+  extra: { hotPath?: readonly string[]; store?: readonly string[] } = {},
+): string {
+  const file = join(dir, 'node-b.yaml');
+  const store = extra.store ?? [];
+  writeFileSync(
+    file,
+    [
+      'replication:',
+      '  local_node_id: "node-b"',
+      '  settings:',
+      '    hot_path:',
+      '      block_timeout: "200ms"',
+      ...(extra.hotPath ?? []).map((line) => `      ${line}`),
+      '    cold_path:',
+      '      enabled: false',
+      '  peers:',
+      '    - node_id: "node-a"',
+      `      redis_url: "${peerUrl}"`,
+      '  cursor:',
+      `    sqlite_path: "${join(dir, 'cursors.db')}"`,
+      'local:',
+      `  redis_url: "${localUrl}"`,
+      ...(store.length > 0 ? ['store:', ...store.map((line) => `  ${line}`)] : []),
+      'http:',
+      `  port: ${port}`,
+      '',
+    ].join('\n'),
+  );
+  return file;
+}
+
 describe('a hostile peer: hot path memory (a daemon, RSS from /proc)', { timeout: 300_000 }, () => {
   const maxItemBytes = 1 * MiB;
   const maxBatchBytes = 4 * MiB;
@@ -187,32 +228,10 @@ describe('a hostile peer: hot path memory (a daemon, RSS from /proc)', { timeout
     await Promise.all([peerRaw.connect(), localRaw.connect()]);
     writer = await SyncStore.connect({ redisUrl: peer.url, nodeId: 'node-a' });
     const port = await freePort();
-    const file = join(dir, 'node-b.yaml');
-    writeFileSync(
-      file,
-      [
-        'replication:',
-        '  local_node_id: "node-b"',
-        '  settings:',
-        '    hot_path:',
-        '      block_timeout: "200ms"',
-        `      max_batch_bytes: ${maxBatchBytes}`,
-        '    cold_path:',
-        '      enabled: false',
-        '  peers:',
-        '    - node_id: "node-a"',
-        `      redis_url: "${peer.url}"`,
-        '  cursor:',
-        `    sqlite_path: "${join(dir, 'cursors.db')}"`,
-        'local:',
-        `  redis_url: "${local.url}"`,
-        'store:',
-        `  max_item_bytes: ${maxItemBytes}`,
-        'http:',
-        `  port: ${port}`,
-        '',
-      ].join('\n'),
-    );
+    const file = writeNodeBConfig(dir, peer.url, local.url, port, {
+      hotPath: [`max_batch_bytes: ${maxBatchBytes}`],
+      store: [`max_item_bytes: ${maxItemBytes}`],
+    });
     // As an operator starts it: from dist/ (npm run build first).
     daemon = spawn(
       process.execPath,
@@ -449,73 +468,82 @@ async function fillHash(
   ]);
 }
 
+/** The admin API's answer to a repair: its report in snake_case (docs/CLI.md). */
+interface RepairAnswer {
+  readonly rejected: Partial<Record<RepairRejection, number>>;
+  readonly oversized_buckets: { bucket: string; fields: number }[];
+  readonly applied: number;
+  readonly peer_round_trips: number;
+  readonly acknowledged: boolean;
+}
+
+/**
+ * Node B as a daemon replicating node A's Redis by the cold path alone (cold_path.enabled false,
+ * the peer paused: repairs run when asked, through the admin API), both Redis written by hand.
+ */
+interface ColdPathDaemon {
+  readonly peer: RedisServer;
+  readonly peerRaw: Raw;
+  readonly localRaw: Raw;
+  readonly peerStore: SyncStore;
+  readonly localStore: SyncStore;
+  readonly daemon: Daemon;
+  readonly port: number;
+  readonly repair: () => Promise<RepairAnswer>;
+  readonly stop: () => Promise<void>;
+}
+
+async function startColdPathDaemon(): Promise<ColdPathDaemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'hostile-cold-'));
+  const [peer, local] = await Promise.all([startRedis(), startRedis()]);
+  const peerRaw: Raw = createClient({ url: peer.url });
+  const localRaw: Raw = createClient({ url: local.url });
+  await Promise.all([peerRaw.connect(), localRaw.connect()]);
+  const port = await freePort();
+  const file = writeNodeBConfig(dir, peer.url, local.url, port);
+  const daemon = startDaemon(['-c', file]);
+  await daemon.waitForLog((l) => l['msg'] === 'running', 'node-b running');
+  // Only the cold path brings the peer's records: the hot path would bring the honest ones first.
+  const paused = await fetch(`http://127.0.0.1:${port}/peers/node-a/pause`, { method: 'POST' });
+  assert.equal(paused.status, 200);
+  return {
+    peer,
+    peerRaw,
+    localRaw,
+    peerStore: new SyncStore(peerRaw, { nodeId: 'node-a' }),
+    localStore: new SyncStore(localRaw, { nodeId: 'node-b' }),
+    daemon,
+    port,
+    repair: async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/peers/node-a/repair`, { method: 'POST' });
+      assert.equal(res.status, 200, await res.clone().text());
+      return (await res.json()) as RepairAnswer;
+    },
+    stop: async () => {
+      if (daemon.child.exitCode === null) daemon.child.kill('SIGKILL');
+      await daemon.exited;
+      await Promise.allSettled([peerRaw.close(), localRaw.close()]);
+      await Promise.allSettled([peer.stop(), local.stop()]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('a hostile peer: huge Merkle buckets (a daemon)', { timeout: 240_000 }, () => {
-  let dir: string;
-  let peer: RedisServer;
-  let local: RedisServer;
   let peerRaw: Raw;
   let localRaw: Raw;
   let peerStore: SyncStore;
   let localStore: SyncStore;
   let daemon: Daemon;
   let port: number;
-  /** The admin API's answer: the repair's report in snake_case (docs/CLI.md). */
-  interface RepairAnswer {
-    readonly rejected: Partial<Record<RepairRejection, number>>;
-    readonly oversized_buckets: { bucket: string; fields: number }[];
-    readonly applied: number;
-    readonly peer_round_trips: number;
-    readonly acknowledged: boolean;
-  }
-  const repair = async (): Promise<RepairAnswer> => {
-    const res = await fetch(`http://127.0.0.1:${port}/peers/node-a/repair`, { method: 'POST' });
-    assert.equal(res.status, 200, await res.clone().text());
-    return (await res.json()) as RepairAnswer;
-  };
+  let node: ColdPathDaemon | undefined;
+  const repair = (): Promise<RepairAnswer> => node!.repair();
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'hostile-bucket-'));
-    [peer, local] = await Promise.all([startRedis(), startRedis()]);
-    peerRaw = createClient({ url: peer.url });
-    localRaw = createClient({ url: local.url });
-    await Promise.all([peerRaw.connect(), localRaw.connect()]);
-    peerStore = new SyncStore(peerRaw, { nodeId: 'node-a' });
-    localStore = new SyncStore(localRaw, { nodeId: 'node-b' });
-    port = await freePort();
-    const file = join(dir, 'node-b.yaml');
-    writeFileSync(
-      file,
-      [
-        'replication:',
-        '  local_node_id: "node-b"',
-        '  settings:',
-        '    hot_path:',
-        '      block_timeout: "200ms"',
-        '    cold_path:',
-        '      enabled: false',
-        '  peers:',
-        '    - node_id: "node-a"',
-        `      redis_url: "${peer.url}"`,
-        '  cursor:',
-        `    sqlite_path: "${join(dir, 'cursors.db')}"`,
-        'local:',
-        `  redis_url: "${local.url}"`,
-        'http:',
-        `  port: ${port}`,
-        '',
-      ].join('\n'),
-    );
-    daemon = startDaemon(['-c', file]);
-    await daemon.waitForLog((l) => l['msg'] === 'running', 'node-b running');
-    // Only the cold path brings the peer's records: the hot path would bring the honest ones first.
-    const paused = await fetch(`http://127.0.0.1:${port}/peers/node-a/pause`, { method: 'POST' });
-    assert.equal(paused.status, 200);
+    node = await startColdPathDaemon();
+    ({ peerRaw, localRaw, peerStore, localStore, daemon, port } = node);
   });
   after(async () => {
-    if (daemon?.child.exitCode === null) daemon.child.kill('SIGKILL');
-    await daemon?.exited;
-    await Promise.allSettled([peerRaw?.close(), localRaw?.close()]);
-    await Promise.allSettled([peer?.stop(), local?.stop()]);
-    rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
   });
 
   it('reports a bucket of 1M fields unread, repairs the other buckets, and stays within its memory bound', async (t) => {
@@ -589,6 +617,169 @@ describe('a hostile peer: huge Merkle buckets (a daemon)', { timeout: 240_000 },
     assert.ok(letters <= 2 * 256 + 10, `${letters} dead letters`);
   });
 });
+
+describe(
+  'a hostile peer: oversized strings on the query connection (a daemon)',
+  { timeout: 300_000 },
+  () => {
+    /** What each hostile value weighs: node-redis received such a reply whole (and more). */
+    const HUGE = 50 * MiB;
+    /**
+     * What one read of the query connection may add to the daemon's peak RSS, whatever the peer
+     * stores (docs/RELIABILITY.md, "Trust model"): a 16 MiB reply bound, and the repair's own work.
+     */
+    const BUDGET = 32 * MiB;
+    let node: ColdPathDaemon | undefined;
+    before(async () => {
+      node = await startColdPathDaemon();
+    });
+    after(async () => {
+      await node?.stop();
+    });
+    const oversized = (command: string): Promise<number> =>
+      fetchMetric(node!.port, 'replication_peer_oversized_replies_total', {
+        peer_id: 'node-a',
+        command,
+      });
+    /** Runs `fn`, then checks the daemon's peak RSS grew by at most {@link BUDGET} over its RSS before. */
+    const withinBudget = async (
+      t: { diagnostic(message: string): void },
+      what: string,
+      fn: () => Promise<void>,
+    ): Promise<void> => {
+      const pid = node!.daemon.child.pid!;
+      const before = memoryOf(pid);
+      await fn();
+      const after = memoryOf(pid);
+      const grew = after.peak - before.rss;
+      t.diagnostic(`${what}: daemon RSS ${mib(before.rss)} before, peak ${mib(after.peak)} after`);
+      assert.ok(
+        grew <= BUDGET,
+        `${what}: daemon peak RSS grew by ${mib(grew)} (${mib(before.rss)} → ${mib(after.peak)}; peak before ${mib(before.peak)}), over ${mib(BUDGET)}`,
+      );
+    };
+    const haveLocally = async (keys: readonly string[]): Promise<void> => {
+      for (const key of keys) {
+        assert.equal((await node!.localStore.get(key))?.content.toString(), `value of ${key}`, key);
+      }
+    };
+
+    it('reads the lag of a stream whose first entry is 50 MB without receiving the entry', async (t) => {
+      const { peerRaw, peerStore, port } = node!;
+      const xinfos = (): Promise<number> =>
+        fetchMetric(port, 'replication_peer_operation_duration_seconds_count', {
+          peer_id: 'node-a',
+          operation: 'xinfo',
+        });
+      await withinBudget(t, 'XINFO of a 50 MB first entry', async () => {
+        const data = Buffer.alloc(HUGE, 1);
+        const first = ['op', 'PUT', 'key', 'stream.huge', 'hash', sha256Hex(data), 'data', data];
+        await peerRaw.sendCommand(['XADD', 'cdc', '*', ...first]);
+        await peerStore.put('stream.after', 'value of stream.after');
+        // The paused tailer reads XINFO every 2 s: its lag counts both entries, read after each.
+        await eventually(
+          async () =>
+            (await fetchMetric(port, 'replication_lag_events', { peer_id: 'node-a' })) === 2,
+          'lag of 2 entries measured',
+          30_000,
+        );
+        const seen = await xinfos();
+        await eventually(
+          async () => (await xinfos()) >= seen + 3,
+          'three more XINFO reads',
+          30_000,
+        );
+      });
+      // The entries XINFO shows are the stream's own: never counted as the peer misbehaving.
+      assert.equal(await oversized('xinfo'), 0);
+    });
+
+    it('refuses a bucket field name of 50 MB as a leaf, and repairs the rest of its bucket', async (t) => {
+      const { peerRaw, peerStore, repair } = node!;
+      const bucket = bucketOf('field.anchor');
+      const honest = keysInBucket(bucket, 'field.honest.', 3);
+      for (const key of honest) await peerStore.put(key, `value of ${key}`);
+      await peerStore.merkleRoot();
+      const tuple = `${Date.now()}|1|0|${'ab'.repeat(32)}|node-a`;
+      await peerRaw.sendCommand([
+        'HSET',
+        `merkle:bucket:${bucket}`,
+        Buffer.alloc(HUGE, 0x66),
+        tuple,
+      ]);
+      await peerRaw.sendCommand(['HSET', 'merkle:dirty', 'field.anchor', bucket]);
+      let report: RepairAnswer | undefined;
+      await withinBudget(t, 'HSCAN of a 50 MB field name', async () => {
+        report = await repair();
+      });
+      assert.equal(report!.rejected.bad_leaf, 1);
+      await haveLocally(honest);
+      assert.ok((await oversized('hscan')) >= 1, 'counted as the peer misbehaving');
+    });
+
+    it('reads a node hash of 50 MB as divergent, and repairs what is below it', async (t) => {
+      const { peerRaw, peerStore, repair } = node!;
+      const honest = Array.from({ length: 20 }, (_, i) => `hash.honest.${i}`);
+      for (const key of honest) await peerStore.put(key, `value of ${key}`);
+      await peerStore.merkleRoot();
+      // The root and the node above the first key's bucket: 50 MB each instead of 64 hex digits.
+      const path = bucketOf(honest[0]!).slice(0, 1);
+      await peerRaw.sendCommand(['HSET', 'merkle:nodes', 'root', Buffer.alloc(HUGE, 0x61)]);
+      await peerRaw.sendCommand(['HSET', 'merkle:nodes', path, Buffer.alloc(HUGE, 0x62)]);
+      await withinBudget(t, 'HGET and HMGET of 50 MB node hashes', async () => {
+        await repair();
+      });
+      await haveLocally(honest);
+      assert.ok((await oversized('hget')) >= 1, 'the root counted as the peer misbehaving');
+      assert.ok((await oversized('hmget')) >= 1, 'the node counted as the peer misbehaving');
+    });
+
+    it('skips a dirty mark and a dirty key name of 50 MB, and repairs the keys marked dirty', async (t) => {
+      const { peerRaw, peerStore, repair } = node!;
+      const honest = Array.from({ length: 20 }, (_, i) => `dirty.honest.${i}`);
+      // Written after the peer last hashed its tree: only their dirty marks name their buckets.
+      for (const key of honest) await peerStore.put(key, `value of ${key}`);
+      await peerRaw.sendCommand(['HSET', 'merkle:dirty', 'dirty.huge', Buffer.alloc(HUGE, 0x30)]);
+      await peerRaw.sendCommand(['HSET', 'merkle:dirty', Buffer.alloc(HUGE, 0x64), '0000']);
+      await withinBudget(t, 'HRANDFIELD of 50 MB marks', async () => {
+        await repair();
+      });
+      await haveLocally(honest);
+      assert.ok((await oversized('hrandfield')) >= 1, 'counted as the peer misbehaving');
+    });
+
+    it('reads a round of pages of 60 KiB field names within the round budget, every field once (last: it leaves garbage)', async (t) => {
+      const { peerRaw, repair } = node!;
+      // 20 divergent buckets of 100 fields each named by 60 KiB (within the key bound, so kept):
+      // 6 MB a page, 120 MB for the round, which pipelines them all (2,000 fields by HLEN).
+      const buckets = Array.from({ length: 20 }, (_, i) => bucketOf(`round.anchor.${i}`));
+      const tuple = `${Date.now()}|1|0|${'ef'.repeat(32)}|node-a`;
+      for (const [i, bucket] of buckets.entries()) {
+        await peerRaw.sendCommand([
+          'EVAL',
+          "local long = string.rep('r', 60000) for i = 1, 100 do redis.call('HSET', KEYS[1], long .. i, ARGV[1]) end",
+          '1',
+          `merkle:bucket:${bucket}`,
+          tuple,
+        ]);
+        await peerRaw.sendCommand(['HSET', 'merkle:dirty', `round.anchor.${i}`, bucket]);
+      }
+      const pid = node!.daemon.child.pid!;
+      const before = memoryOf(pid);
+      const report = await repair();
+      // Not asserted: what a round keeps is bounded, but the strings of pages already taken are
+      // garbage the collector frees when it runs (docs/RELIABILITY.md, "A peer can still").
+      t.diagnostic(
+        `a round of 120 MB of pages: daemon RSS ${mib(before.rss)} before, peak ${mib(memoryOf(pid).peak)} after, ${report.peer_round_trips} round trips`,
+      );
+      // The round's first pages did not all fit its budget: those left over were read on their own.
+      assert.ok(report.peer_round_trips >= 10, `${report.peer_round_trips} round trips`);
+      // Not one of them belongs to its bucket: each is read, once, and refused.
+      assert.equal(report.rejected.bad_leaf, 2000);
+      assert.equal(report.rejected.oversized_bucket, undefined);
+    });
+  },
+);
 
 function mib(bytes: number): string {
   return `${Math.round(bytes / 1024 / 1024)} MiB`;
