@@ -360,15 +360,14 @@ describe('a hostile peer: cold path and local writes', () => {
   });
 
   it('never applies a body that does not hash to its header, and counts it', async () => {
-    // The hot path would bring the honest entry first: only the tree and the records are read.
-    b.engine.pause(a.id);
-    await a.store.put('body.honest', 'honest');
-    await a.store.put('body.corrupt', 'the original content');
+    // Records, leaves and dirty marks on the peer with no CDC entry (an apply, not a put): the
+    // hot path cannot bring the honest content first, as it could while a pause took effect.
+    const now = Date.now();
+    await a.store.apply([put('body.honest', 'honest', now), put('body.corrupt', 'original', now)]);
     const item = await peerRaw.sendCommand<string>(['GET', 'item:body.corrupt']);
     const header = item.slice(0, item.indexOf('\n') + 1);
     await peerRaw.sendCommand(['SET', 'item:body.corrupt', `${header}tampered content`]);
     const report = await b.engine.repair(a.id);
-    b.engine.resume(a.id);
     assert.equal(report.rejected.hash_mismatch, 1);
     assert.equal((await b.store.get('body.honest'))?.content.toString(), 'honest');
     assert.equal(await b.store.getRecord('body.corrupt'), undefined);
