@@ -106,6 +106,7 @@ function peerIdentity(peer: ResolvedPeer): string {
   return JSON.stringify([
     peer.redisUrl,
     peer.redisPrefix,
+    peer.cluster ?? null,
     peer.circuitFailureThreshold,
     peer.circuitResetTimeoutMs,
     peer.tls?.ca?.toString('base64') ?? null,

@@ -2,7 +2,9 @@
  * One peer's connections (SPEC §4): a blocking connection for XREAD and a query connection for
  * everything else, each reconnecting forever in the background; a circuit breaker; idle pings.
  * The reader is a {@link StreamConnection} (its replies parsed within bounds, issue 19), the query
- * connection a node-redis client.
+ * connection a node-redis client. A peer whose server reports `cluster_enabled:1` (or whose config
+ * says `cluster: true`) is queried through a {@link PeerCluster} instead, and has no reader here:
+ * its partition streams are read shard by shard (partition-streams.ts).
  */
 import type { ResolvedPeer, ResolvedPeerHealth, ResolvedSlo } from '../config/types.js';
 import { PeerUnavailableError } from '../errors.js';
@@ -10,8 +12,11 @@ import type { CircuitStateName } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { Metrics } from '../observability/metrics.js';
+import { reportsCluster } from '../redis/connect.js';
+import type { CommandSender } from '../store/redis-io.js';
 import { Backoff, sleep } from './backoff.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
+import { PeerCluster } from './peer-cluster.js';
 import {
   createRedisConnection,
   destroyQuietly,
@@ -35,7 +40,7 @@ export interface PeerLinkSettings {
   readonly slo: () => ResolvedSlo;
 }
 
-type Role = 'reader' | 'query';
+type Role = 'reader' | 'query' | 'cluster';
 
 /** A circuit state as metrics and health spell it (`half_open`, like every other label value). */
 export function circuitLabel(state: CircuitState): CircuitStateName {
@@ -57,6 +62,8 @@ export class PeerLink {
   lastError: string | undefined;
   #reader: StreamConnection;
   #query: RedisConnection;
+  /** The query connection of a cluster peer, once it is known to be one. */
+  #cluster: PeerCluster | undefined;
   #up = false;
   #closed = false;
   readonly #abort = new AbortController();
@@ -105,15 +112,33 @@ export class PeerLink {
     return this.#query;
   }
 
-  /** True when both connections are ready. */
+  /**
+   * True when the peer is a Redis Cluster, false when a single instance, undefined until known
+   * (the config's `cluster`, else what the server reports on the first connection).
+   */
+  get cluster(): boolean | undefined {
+    return this.#cluster !== undefined ? true : this.peer.cluster;
+  }
+
+  /** The cluster peer's query connection (routed by key), once the peer is known to be one. */
+  get clusterSender(): CommandSender | undefined {
+    return this.#cluster?.sender;
+  }
+
+  /** True when both connections are ready (a cluster peer's: its cluster client). */
   get connected(): boolean {
+    if (this.#cluster !== undefined) return this.#cluster.isReady;
     return this.#reader.isReady && this.#query.isReady;
   }
 
   /** Starts connecting both connections in the background, forever, and the idle pinger. */
   start(): void {
-    void this.#connectLoop('reader');
-    void this.#connectLoop('query');
+    if (this.peer.cluster === true) {
+      this.#becomeCluster();
+    } else {
+      void this.#connectLoop('reader');
+      void this.#connectLoop('query');
+    }
     this.#schedulePing();
   }
 
@@ -139,8 +164,8 @@ export class PeerLink {
    * Runs one peer operation through the circuit breaker, timing it, feeding the breaker, and
    * turning failures into {@link PeerUnavailableError}.
    */
-  run<T>(operation: string, fn: (client: RedisConnection) => Promise<T>): Promise<T> {
-    return this.#run(operation, () => fn(this.#query));
+  run<T>(operation: string, fn: (client: CommandSender) => Promise<T>): Promise<T> {
+    return this.#run(operation, () => fn(this.#cluster?.sender ?? this.#query));
   }
 
   /** {@link run} on the reader connection (stream reads). */
@@ -190,7 +215,7 @@ export class PeerLink {
    * never errors by itself).
    */
   resetReader(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#cluster !== undefined) return;
     const old = this.#reader;
     this.#reader = this.#createReader();
     old.destroy();
@@ -204,7 +229,7 @@ export class PeerLink {
     this.#abort.abort();
     if (this.#pingTimer !== undefined) clearTimeout(this.#pingTimer);
     this.#reader.destroy();
-    await closeQuietly(this.#query, 500);
+    await Promise.all([closeQuietly(this.#query, 500), this.#cluster?.close()]);
     this.#setUp(false, 'closed');
     this.#wakeReadyWaiters();
   }
@@ -259,15 +284,19 @@ export class PeerLink {
   async #connectLoop(role: Role): Promise<void> {
     const backoff = new Backoff({ baseMs: 100, maxMs: 5000 });
     while (!this.#closed) {
-      const client = role === 'reader' ? this.#reader : this.#query;
-      if (client.isOpen) return; // connecting or connected; the client reconnects on its own
+      const client = this.#connection(role);
+      if (client === undefined || client.isOpen) return; // the client reconnects on its own
       try {
         await client.connect();
         // Closed (or this reader replaced) while connecting: the connection must not outlive it.
-        const current = role === 'reader' ? this.#reader : this.#query;
-        if (this.#closed || client !== current) {
+        if (this.#closed || client !== this.#connection(role)) {
           if (client instanceof StreamConnection) client.destroy();
+          else if (client instanceof PeerCluster) void client.close();
           else destroyQuietly(client);
+        } else if (role === 'cluster') {
+          this.#refresh('ready'); // the slots are known only now, after the shards' own events
+        } else if (role === 'query' && this.peer.cluster === undefined) {
+          if (await reportsCluster(this.#query).catch(() => false)) this.#becomeCluster();
         }
         return;
       } catch (error) {
@@ -277,6 +306,23 @@ export class PeerLink {
         await sleep(backoff.next(), this.#abort.signal);
       }
     }
+  }
+
+  #connection(role: Role): StreamConnection | RedisConnection | PeerCluster | undefined {
+    if (role === 'cluster') return this.#cluster;
+    // A cluster peer has neither: its streams are read shard by shard.
+    if (this.#cluster !== undefined) return undefined;
+    return role === 'reader' ? this.#reader : this.#query;
+  }
+
+  /** The peer is a cluster: its single-instance connections go, a cluster client connects. */
+  #becomeCluster(): void {
+    if (this.#closed || this.#cluster !== undefined) return;
+    this.#cluster = new PeerCluster(this.peer, this.#connectionEvents('cluster'));
+    this.#reader.destroy();
+    void closeQuietly(this.#query, 500);
+    this.#log.info('the peer is a Redis Cluster');
+    void this.#connectLoop('cluster');
   }
 
   #refresh(reason: string): void {
@@ -316,7 +362,7 @@ export class PeerLink {
 
   async #pingIfIdle(): Promise<void> {
     const health = this.settings.peerHealth();
-    if (!health.enabled || this.#closed || !this.#query.isReady) return;
+    if (!health.enabled || this.#closed || !this.connected) return;
     if (Date.now() - this.lastSuccessAt < health.idleThresholdMs) return;
     const started = performance.now();
     try {
