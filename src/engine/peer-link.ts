@@ -64,6 +64,8 @@ export class PeerLink {
   #query: RedisConnection;
   /** The query connection of a cluster peer, once it is known to be one. */
   #cluster: PeerCluster | undefined;
+  /** Settles once the peer is known to be a cluster (true) or a single instance (false). */
+  readonly #kind: { promise: Promise<boolean>; resolve: (cluster: boolean) => void };
   #up = false;
   #closed = false;
   readonly #abort = new AbortController();
@@ -100,6 +102,15 @@ export class PeerLink {
     this.metrics.peerConnected.set({ peer_id: this.id }, 0);
     this.#reader = this.#createReader();
     this.#query = this.#create();
+    let resolve: (cluster: boolean) => void = () => undefined;
+    const promise = new Promise<boolean>((r) => (resolve = r));
+    this.#kind = { promise, resolve };
+    if (peer.cluster !== undefined) resolve(peer.cluster);
+  }
+
+  /** Resolves once the peer is known to be a Redis Cluster (true) or a single instance (false). */
+  get kind(): Promise<boolean> {
+    return this.#kind.promise;
   }
 
   /** The connection for blocking stream reads. */
@@ -296,7 +307,9 @@ export class PeerLink {
         } else if (role === 'cluster') {
           this.#refresh('ready'); // the slots are known only now, after the shards' own events
         } else if (role === 'query' && this.peer.cluster === undefined) {
-          if (await reportsCluster(this.#query).catch(() => false)) this.#becomeCluster();
+          const cluster = await reportsCluster(this.#query).catch(() => false);
+          if (cluster) this.#becomeCluster();
+          this.#kind.resolve(cluster);
         }
         return;
       } catch (error) {
@@ -319,6 +332,7 @@ export class PeerLink {
   #becomeCluster(): void {
     if (this.#closed || this.#cluster !== undefined) return;
     this.#cluster = new PeerCluster(this.peer, this.#connectionEvents('cluster'));
+    this.#kind.resolve(true);
     this.#reader.destroy();
     void closeQuietly(this.#query, 500);
     this.#log.info('the peer is a Redis Cluster');

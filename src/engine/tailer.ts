@@ -17,11 +17,17 @@ import { AimdBatchSizer } from './aimd.js';
 import type { ApplyRateLimit } from './apply-rate-limit.js';
 import { ApplyPipeline } from './apply-pipeline.js';
 import { Backoff, sleep } from './backoff.js';
-import { applyBatch, countCommitted, type BatchStats } from './batch-apply.js';
-import { decodeBatch, type HeldBackRecord, type RawEntry } from './batch.js';
+import {
+  applyBatch,
+  countCommitted,
+  type BatchApplyContext,
+  type BatchStats,
+} from './batch-apply.js';
+import { decodeBatch, type DecodedBatch, type HeldBackRecord, type RawEntry } from './batch.js';
 import type { CursorStore } from './cursor-store.js';
 import { describeError } from './peer-link.js';
 import type { PeerStream } from './peer-stream.js';
+import { LagReport } from './lag-report.js';
 import { StreamLag } from './stream-lag.js';
 import { StreamReader } from './stream-reader.js';
 import type { GapVerdict } from './stream-gap.js';
@@ -70,6 +76,54 @@ export interface TailerContext {
   readonly clock?: TailerClock;
 }
 
+/** What applying a batch needs besides the context: the caller's log, stop signal and clock. */
+export interface ApplyHooks {
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly now: () => number;
+  readonly onBackpressure: (waiting: boolean) => void;
+}
+
+/** How a peer's batches are applied (`applyBatch`'s context), for any tailer of `peerId`. */
+export function applyContext(
+  peerId: string,
+  ctx: TailerContext,
+  hooks: ApplyHooks,
+): BatchApplyContext {
+  return {
+    peerId,
+    store: ctx.store,
+    metrics: ctx.metrics,
+    ...hooks,
+    onConflicts: (conflicts) => ctx.onConflicts(peerId, conflicts),
+    onHeldBack: (records) => ctx.onHeldBack?.(peerId, records),
+    onPurged: (count) => ctx.onPurged?.(peerId, count),
+  };
+}
+
+/** Decodes entries read from `peerId` (timed: `event_processing_duration_seconds`). */
+export function decodeEntries(
+  entries: readonly RawEntry[],
+  peerId: string,
+  ctx: TailerContext,
+  now: number,
+): DecodedBatch {
+  const started = performance.now();
+  const skew = ctx.maxClockSkewMs;
+  const batch = decodeBatch(
+    entries,
+    peerId,
+    ctx.localNodeId,
+    { maxItemBytes: ctx.maxItemBytes, lazyContent: ctx.store.keepsFrames === true },
+    skew === undefined ? undefined : { now, maxClockSkewMs: skew },
+  );
+  ctx.metrics.eventProcessingDurationSeconds.observe(
+    { peer_id: peerId },
+    (performance.now() - started) / 1000,
+  );
+  return batch;
+}
+
 /** Where the loop is. */
 export type TailerState =
   /** Constructed; {@link Tailer.start} not called. */
@@ -116,10 +170,53 @@ export interface TailerStatus {
   readonly lastCommitAt: number | null;
   /** Cursor commits that failed in a row (0 after a commit succeeds). */
   readonly commitFailures: number;
+  /** A cluster peer's partition streams, aggregated (absent for a single-instance peer). */
+  readonly partitions?: PartitionsStatus;
+}
+
+/** A cluster peer's partition streams at a glance (docs/CLUSTER.md, "Lag, gaps, health"). */
+export interface PartitionsStatus {
+  /** Partition streams tailed. */
+  readonly count: number;
+  /** Partitions with entries not applied yet. */
+  readonly behind: number;
+  /** Partitions where a gap was found in the last {@link GAP_SHOWN_MS}. */
+  readonly withGap: number;
+  /** Partitions whose last read or apply failed. */
+  readonly failing: number;
+  /** The unhealthy partitions (behind past the lag SLO, failing, or with a gap), worst first, at most 16. */
+  readonly unhealthy: readonly PartitionStatus[];
+}
+
+/** One partition stream of a cluster peer, as health lists it. */
+export interface PartitionStatus {
+  /** Its subtree path (`'3'`, `'3f'`). */
+  readonly partition: string;
+  readonly cursor: string;
+  readonly lagMs: number;
+  readonly lagEvents: number;
+  readonly lastError: string | undefined;
+  /** When a gap was last found in it (the tailer's clock, ms); null if none recently. */
+  readonly gapAt: number | null;
+}
+
+/** How long a partition whose stream had a gap is shown as such. */
+export const GAP_SHOWN_MS = 10 * 60_000;
+
+/** What the engine drives a peer's hot path through: a {@link Tailer}, or a cluster peer's. */
+export interface PeerTailer {
+  readonly paused: boolean;
+  start(): void;
+  stop(): Promise<void>;
+  peerUp(): void;
+  pause(): void;
+  resume(): void;
+  resync(): Promise<void>;
+  status(): TailerStatus;
 }
 
 /** Tails one peer's stream. */
-export class Tailer {
+export class Tailer implements PeerTailer {
   readonly #peerId: string;
   readonly #ctx: TailerContext;
   readonly #clock: TailerClock;
@@ -152,11 +249,10 @@ export class Tailer {
   #lastCommitAt: number | null = null;
   #commitFailures = 0;
   #infoDue = 0;
-  #lastLagWarnAt = 0;
   /** Repeating warnings: logged when they start, every 30 s while they last, when they end. */
   readonly #applyFailing: RepeatingWarning;
   readonly #readFailing: RepeatingWarning;
-  readonly #lagOverSlo: RepeatingWarning;
+  readonly #lagReport: LagReport;
   readonly #flushOverSlo: RepeatingWarning;
 
   constructor(peerId: string, stream: PeerStream, ctx: TailerContext) {
@@ -175,10 +271,7 @@ export class Tailer {
       recovered: 'the peer stream reads again',
       now,
     });
-    this.#lagOverSlo = new RepeatingWarning(this.#log, 'replication lag exceeds its SLO', {
-      recovered: 'replication lag is within its SLO',
-      now,
-    });
+    this.#lagReport = new LagReport(peerId, ctx.metrics, ctx.slo, this.#log, now);
     this.#flushOverSlo = new RepeatingWarning(this.#log, 'batch flush exceeded its SLO', {
       recovered: 'batch flushes are within their SLO',
       now,
@@ -202,18 +295,15 @@ export class Tailer {
     this.#pipeline = new ApplyPipeline<BatchStats>({
       committed: row?.streamId ?? STREAM_START,
       apply: (batch) =>
-        applyBatch(batch, {
-          peerId,
-          store: ctx.store,
-          metrics: ctx.metrics,
-          log: this.#log,
-          signal: this.#stop.signal,
-          onBackpressure: (waiting) => (this.#backpressured = waiting),
-          onConflicts: (conflicts) => ctx.onConflicts(peerId, conflicts),
-          now: () => this.#clock.now(),
-          onHeldBack: (records) => ctx.onHeldBack?.(peerId, records),
-          onPurged: (count) => ctx.onPurged?.(peerId, count),
-        }),
+        applyBatch(
+          batch,
+          applyContext(peerId, ctx, {
+            log: this.#log,
+            signal: this.#stop.signal,
+            now: () => this.#clock.now(),
+            onBackpressure: (waiting) => (this.#backpressured = waiting),
+          }),
+        ),
       commit: (cursor) => this.#commitCursor(cursor),
       onCommitted: (batch, stats, flushMs) => {
         this.#backoff.reset();
@@ -419,21 +509,8 @@ export class Tailer {
     await this.#pipeline.submit({ after: cursor, firstId: entries[0]!.id, batch });
   }
 
-  #decode(entries: readonly RawEntry[]): ReturnType<typeof decodeBatch> {
-    const started = performance.now();
-    const skew = this.#ctx.maxClockSkewMs;
-    const batch = decodeBatch(
-      entries,
-      this.#peerId,
-      this.#ctx.localNodeId,
-      { maxItemBytes: this.#ctx.maxItemBytes, lazyContent: this.#ctx.store.keepsFrames === true },
-      skew === undefined ? undefined : { now: this.#clock.now(), maxClockSkewMs: skew },
-    );
-    this.#ctx.metrics.eventProcessingDurationSeconds.observe(
-      { peer_id: this.#peerId },
-      (performance.now() - started) / 1000,
-    );
-    return batch;
+  #decode(entries: readonly RawEntry[]): DecodedBatch {
+    return decodeEntries(entries, this.#peerId, this.#ctx, this.#clock.now());
   }
 
   /** Waits until the peer can be read; false when a request or stop came first. */
@@ -546,21 +623,7 @@ export class Tailer {
   }
 
   #publishLag(): void {
-    const m = this.#ctx.metrics;
-    const peer = { peer_id: this.#peerId };
-    const lagMs = this.#lag.ms(this.#clock.now());
-    m.lagMs.set(peer, lagMs);
-    m.lagEvents.set(peer, this.#lag.events);
-    const maxLag = this.#ctx.slo().maxReplicationLagMs;
-    m.lagSloViolation.set(peer, lagMs > maxLag ? 1 : 0);
-    const now = this.#clock.now();
-    if (lagMs <= maxLag) {
-      this.#lagOverSlo.ok({ lag_ms: lagMs });
-    } else if (now - this.#lastLagWarnAt > 10_000) {
-      this.#lastLagWarnAt = now;
-      m.sloViolationsTotal.inc({ peer_id: this.#peerId, slo_type: 'replication_lag' });
-      this.#lagOverSlo.fail({ lag_ms: lagMs, slo_ms: maxLag });
-    }
+    this.#lagReport.publish(this.#lag.ms(this.#clock.now()), this.#lag.events);
   }
 
   #checkFlushSlo(flushMs: number, events: number): void {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startRedisCluster, type RedisCluster } from '../../src/cli/redis-cluster.js';
 import { resolveConfig } from '../../src/config/index.js';
+import { CursorStore } from '../../src/engine/cursor-store.js';
 import { startNode, type RunningNode } from '../../src/node/node.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { PartitionedStore } from '../../src/store/partitioned-store.js';
@@ -132,8 +133,28 @@ describe('replicating from a Redis Cluster peer', () => {
       'the same Merkle root on both nodes',
       60_000,
     );
+    if (path === 'hot') {
+      const peer = b.engine.health().peers[0]!;
+      assert.equal(peer.partitions?.count, from === 'cluster' ? 16 : undefined);
+      assert.equal(peer.lag_events, 0, 'nothing waits once every write is held');
+    }
     await b.stop();
     await a.stop();
+    if (path === 'hot') {
+      // One cursor per partition stream of a cluster peer, one for a single instance's `cdc`.
+      const cursors = CursorStore.open(join(dir, `cursors-b${n}:node-b.db`));
+      const streams = cursors.all().map((row) => row.stream);
+      cursors.close();
+      if (from === 'cluster') {
+        assert.equal(streams.length, 16);
+        assert.ok(
+          streams.every((stream) => /^a\d+:\{[0-9a-f]\.\d+\}:cdc$/.test(stream)),
+          streams[0],
+        );
+      } else {
+        assert.deepEqual(streams, ['']);
+      }
+    }
   }
 
   for (const [from, to] of [
@@ -143,6 +164,9 @@ describe('replicating from a Redis Cluster peer', () => {
   ] as const) {
     it(`repairs a ${from} peer into a ${to} node by the cold path alone`, async () => {
       await replicates(from, to, 'cold', 400);
+    });
+    it(`tails a ${from} peer into a ${to} node by the hot path alone`, async () => {
+      await replicates(from, to, 'hot', 600);
     });
   }
 });
