@@ -18,6 +18,7 @@ import { RepeatingWarning } from '../observability/repeating-warning.js';
 import { ApplyPipeline } from './apply-pipeline.js';
 import { Backoff, sleep } from './backoff.js';
 import { applyBatch, countCommitted, type BatchStats } from './batch-apply.js';
+import type { DecodedBatch } from './batch.js';
 import { LagReport } from './lag-report.js';
 import type { PartitionSource } from './partition-streams.js';
 import { describeError } from './peer-link.js';
@@ -44,6 +45,12 @@ const IDLE_BASE_MS = 50;
 const MAX_IDLE_MS = 1000;
 /** Unhealthy partitions listed in health, at most. */
 const LISTED = 16;
+/**
+ * Rounds' worth of `max_batch_bytes` one shard's batches may hold, read and not yet applied,
+ * before its next round waits for applies: with the round being read, what a cluster peer makes
+ * this node hold stays within (4 + 1) × `max_batch_bytes` (and one entry) per shard.
+ */
+const HELD_ROUNDS = 4;
 
 const REAL_CLOCK: TailerClock = { now: () => Date.now(), sleep };
 
@@ -92,6 +99,11 @@ export class ClusterTailer implements PeerTailer {
   readonly #shardBackoff = new Map<ShardAddress, { failed: Backoff; idle: Backoff }>();
   readonly #stop = new AbortController();
   #wake = new AbortController();
+  /** Per shard: bytes of the batches read from it and not yet applied, and who waits for less. */
+  readonly #held = new Map<ShardAddress, { bytes: number; waiters: (() => void)[] }>();
+  readonly #heldBy = new WeakMap<DecodedBatch, { shard: ShardAddress; bytes: number }>();
+  /** Where each shard's next round starts in its list of partitions (turns, so none starves). */
+  readonly #turn = new Map<ShardAddress, number>();
   #state: TailerState = { kind: 'created' };
   #loop: Promise<void> | undefined;
   #pauseRequested = false;
@@ -364,7 +376,7 @@ export class ClusterTailer implements PeerTailer {
               now: () => this.#clock.now(),
               onBackpressure: (waiting) => (this.#backpressured = waiting),
             }),
-          ),
+          ).finally(() => this.#release(batch)),
         commit: (cursor) => this.#commit(partition, cursor),
         onCommitted: (batch, stats, flushMs) => {
           partition.backoff.reset();
@@ -397,9 +409,13 @@ export class ClusterTailer implements PeerTailer {
     const backoff = this.#backoffOf(shard);
     const hot = this.#ctx.hotPath();
     while (!epoch.signal.aborted && !this.#requested) {
+      await this.#room(shard, epoch.signal);
+      if (epoch.signal.aborted || this.#requested) return;
       const now = this.#clock.now();
       const reads: { partition: Partition; cursor: string }[] = [];
-      for (const partition of parts) {
+      const turn = this.#turn.get(shard) ?? 0;
+      this.#turn.set(shard, (turn + 1) % parts.length);
+      for (const partition of [...parts.slice(turn), ...parts.slice(0, turn)]) {
         if (partition.retryAt > now) continue;
         const { cursor, rewound } = await partition.pipeline.nextPosition();
         if (rewound) {
@@ -455,20 +471,26 @@ export class ClusterTailer implements PeerTailer {
         }
         partition.readError = undefined;
         const { entries, cut } = reply;
-        partition.lag.observeRead(cursor, partition.pipeline.committed, entries);
         if (entries.length === 0) {
-          partition.caughtUp = true;
+          // Cut with nothing kept: the round's budget was spent before it; read it next round.
+          if (!cut) partition.lag.observeRead(cursor, partition.pipeline.committed, entries);
+          partition.caughtUp = !cut;
           continue;
         }
+        partition.lag.observeRead(cursor, partition.pipeline.committed, entries);
         found += entries.length;
         partition.caughtUp = entries.length < count && !cut;
         partition.lastEventAt = this.#clock.now();
         this.#ctx.metrics.cdcEventsReadTotal.inc({ peer_id: this.#peerId }, entries.length);
         this.#ctx.metrics.streamEventsReadTotal.inc({ peer_id: this.#peerId }, entries.length);
         const batch = decodeEntries(entries, this.#peerId, this.#ctx, this.#clock.now());
+        this.#hold(shard, batch, reply.bytes);
         await this.#rateLimit(entries.length);
+        const accepted =
+          !this.#stopping &&
+          (await partition.pipeline.submit({ after: cursor, firstId: entries[0]!.id, batch }));
+        if (!accepted) this.#release(batch);
         if (this.#stopping) return;
-        await partition.pipeline.submit({ after: cursor, firstId: entries[0]!.id, batch });
       }
       this.#enter({ kind: reads.every((r) => r.partition.caughtUp) ? 'live' : 'catching-up' });
       this.#publishLag();
@@ -483,6 +505,44 @@ export class ClusterTailer implements PeerTailer {
       } else {
         await this.#clock.sleep(backoff.idle.next(), epoch.signal);
       }
+    }
+  }
+
+  #heldOf(shard: ShardAddress): { bytes: number; waiters: (() => void)[] } {
+    let held = this.#held.get(shard);
+    if (held === undefined) {
+      held = { bytes: 0, waiters: [] };
+      this.#held.set(shard, held);
+    }
+    return held;
+  }
+
+  #hold(shard: ShardAddress, batch: DecodedBatch, bytes: number): void {
+    this.#heldBy.set(batch, { shard, bytes });
+    this.#heldOf(shard).bytes += bytes;
+  }
+
+  /** A batch was applied (or will not be): its bytes no longer count against its shard. */
+  #release(batch: DecodedBatch): void {
+    const held = this.#heldBy.get(batch);
+    if (held === undefined) return;
+    this.#heldBy.delete(batch);
+    const shard = this.#heldOf(held.shard);
+    shard.bytes -= held.bytes;
+    const waiters = shard.waiters;
+    shard.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Waits while the shard's batches not yet applied hold {@link HELD_ROUNDS} rounds' worth. */
+  async #room(shard: ShardAddress, signal: AbortSignal): Promise<void> {
+    const held = this.#heldOf(shard);
+    const limit = HELD_ROUNDS * this.#ctx.hotPath().maxBatchBytes;
+    while (held.bytes >= limit && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        held.waiters.push(resolve);
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
     }
   }
 

@@ -44,8 +44,13 @@ export interface PartitionRead {
 
 /** What one partition's read in a round brought. */
 export type PartitionReply =
-  /** Entries after the cursor (`cut`: the read met its byte share; more wait). */
-  | { readonly kind: 'entries'; readonly entries: RawEntry[]; readonly cut: boolean }
+  /** Entries after the cursor (`cut`: the read met its byte share; more wait), `bytes` held. */
+  | {
+      readonly kind: 'entries';
+      readonly entries: RawEntry[];
+      readonly cut: boolean;
+      readonly bytes: number;
+    }
   /** The partition's slot is served by another master now: re-read the shard map. */
   | { readonly kind: 'moved' }
   /** The read failed for this partition alone; nothing of it was read. */
@@ -60,8 +65,10 @@ export interface PartitionSource {
   /** The shard map now (`CLUSTER SLOTS`). */
   shards(): Promise<ShardMap>;
   /**
-   * One round on one shard: up to `count` entries after each read's cursor, in one pipeline,
-   * the round holding at most `max_batch_bytes` (each read its share, at least one entry).
+   * One round on one shard: up to `count` entries after each read's cursor, in one pipeline.
+   * The reads share `max_batch_bytes`: each keeps up to its share, and once the round's budget
+   * is spent the later reads keep nothing (they are `cut`: read again next round), so a round
+   * holds at most `max_batch_bytes` and one entry.
    * Rejects when the shard cannot be read at all.
    */
   read(
@@ -131,7 +138,10 @@ export class RedisPartitionSource implements PartitionSource {
   ): Promise<PartitionReply[]> {
     const bounds = this.bounds();
     const share = Math.max(MIN_SHARE_BYTES, Math.floor(bounds.maxBatchBytes / reads.length));
-    const parse = replyBounds({ maxItemBytes: bounds.maxItemBytes, maxBatchBytes: share }, 1);
+    const parse: ReplyBounds = {
+      ...replyBounds({ maxItemBytes: bounds.maxItemBytes, maxBatchBytes: share }, 1),
+      budget: { remaining: bounds.maxBatchBytes },
+    };
     const xrange = (r: PartitionRead): string[] => [
       'XRANGE',
       r.key,
@@ -154,6 +164,7 @@ export class RedisPartitionSource implements PartitionSource {
                 kind: 'entries',
                 entries: entriesOf(reply.value, 1, bounds.maxItemBytes),
                 cut: reply.cut,
+                bytes: reply.keptBytes,
               };
             }
             const ask = /^ASK \d+ (\S+)/.exec(reply.message);
@@ -211,6 +222,7 @@ export class RedisPartitionSource implements PartitionSource {
         kind: 'entries',
         entries: entriesOf(reply.value, 1, this.bounds().maxItemBytes),
         cut: reply.cut,
+        bytes: reply.keptBytes,
       };
     } catch (error) {
       // Asked again, or moved meanwhile: the next round reads it where the map then says.

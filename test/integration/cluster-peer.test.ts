@@ -56,13 +56,14 @@ describe('replicating from a Redis Cluster peer', () => {
     prefix: string,
     peers: { node_id: string; redis_url: string; redis_prefix: string }[],
     path: Path,
+    hotPath: Record<string, unknown> = {},
   ): Promise<RunningNode> {
     const running = await startNode(
       resolveConfig({
         replication: {
           local_node_id: id,
           settings: {
-            hot_path: { enabled: path === 'hot', block_timeout: '1s' },
+            hot_path: { enabled: path === 'hot', block_timeout: '1s', ...hotPath },
             cold_path: path === 'cold' ? { interval_sec: 1 } : { enabled: false },
             peer_health: { ping_interval_sec: 1, idle_threshold_sec: 2 },
           },
@@ -156,6 +157,30 @@ describe('replicating from a Redis Cluster peer', () => {
       }
     }
   }
+
+  it('tails a cluster peer’s large documents within max_batch_bytes: a round holds about one, none starves', async () => {
+    const n = ++runs;
+    const a = await node('node-a', 'cluster', 'a', `a${n}:`, [], 'cold');
+    const b = await node(
+      'node-b',
+      'single',
+      'b',
+      `b${n}:`,
+      [{ node_id: 'node-a', redis_url: clusters.a.url, redis_prefix: `a${n}:` }],
+      'hot',
+      { max_batch_bytes: '64KiB' },
+    );
+    // 200 KB each, over the 16 partitions: every read passes the 64 KiB a round may hold.
+    const versions = new Map<string, number>();
+    for (let i = 0; i < 80; i++) {
+      const key = `big${n}.doc-${i}`;
+      const { record } = await a.store.put(key, { i, pad: 'x'.repeat(200_000) });
+      versions.set(key, record.version);
+    }
+    await eventually(() => holds(b, versions), 'node B holds every large document', 90_000);
+    await b.stop();
+    await a.stop();
+  });
 
   for (const [from, to] of [
     ['cluster', 'single'],
