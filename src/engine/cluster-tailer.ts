@@ -12,7 +12,6 @@
  * single-stream {@link Tailer}'s.
  */
 import { STREAM_START, compareStreamIds } from '../codec/stream-id.js';
-import { IllegalStateError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import { ApplyPipeline } from './apply-pipeline.js';
@@ -24,6 +23,7 @@ import type { PartitionSource } from './partition-streams.js';
 import { describeError } from './peer-link.js';
 import type { ShardAddress, ShardMap } from './shard-map.js';
 import { detectGap, type StreamInfo } from './stream-gap.js';
+import { TailerLoop } from './tailer-loop.js';
 import { StreamLag } from './stream-lag.js';
 import {
   GAP_SHOWN_MS,
@@ -73,19 +73,6 @@ interface Partition {
   gapAt: number | null;
 }
 
-type StateKind = TailerState['kind'];
-const RUNNING: readonly StateKind[] = ['waiting', 'catching-up', 'live', 'paused', 'backing-off'];
-const TRANSITIONS: Readonly<Record<StateKind, readonly StateKind[]>> = {
-  created: [...RUNNING, 'stopping'],
-  waiting: [...RUNNING, 'stopping'],
-  'catching-up': [...RUNNING, 'stopping'],
-  live: [...RUNNING, 'stopping'],
-  paused: [...RUNNING, 'stopping'],
-  'backing-off': [...RUNNING, 'stopping'],
-  stopping: ['stopped'],
-  stopped: [],
-};
-
 /** Tails every partition stream of one cluster peer. */
 export class ClusterTailer implements PeerTailer {
   readonly #peerId: string;
@@ -97,17 +84,13 @@ export class ClusterTailer implements PeerTailer {
   readonly #backoff = new Backoff({ baseMs: 100, maxMs: 5000 });
   /** Per shard: after a failed round, and between rounds that find nothing. */
   readonly #shardBackoff = new Map<ShardAddress, { failed: Backoff; idle: Backoff }>();
-  readonly #stop = new AbortController();
-  #wake = new AbortController();
+  /** The state machine and the requests (pause, resync, stop) the loop takes up. */
+  readonly #loop: TailerLoop;
   /** Per shard: bytes of the batches read from it and not yet applied, and who waits for less. */
   readonly #held = new Map<ShardAddress, { bytes: number; waiters: (() => void)[] }>();
   readonly #heldBy = new WeakMap<DecodedBatch, { shard: ShardAddress; bytes: number }>();
   /** Where each shard's next round starts in its list of partitions (turns, so none starves). */
   readonly #turn = new Map<ShardAddress, number>();
-  #state: TailerState = { kind: 'created' };
-  #loop: Promise<void> | undefined;
-  #pauseRequested = false;
-  #resyncs: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   #partitions: Partition[] | undefined;
   #map: ShardMap | undefined;
   /** A read was answered MOVED (or a shard failed): the map is re-read before the next rounds. */
@@ -123,6 +106,13 @@ export class ClusterTailer implements PeerTailer {
     this.#ctx = ctx;
     this.#clock = ctx.clock ?? REAL_CLOCK;
     this.#log = ctx.logger;
+    this.#loop = new TailerLoop({
+      step: () => this.#epoch(),
+      whilePaused: () => this.#whilePaused(),
+      backOff: (error) => this.#backOff(error),
+      resetToStart: () => this.#resetToStart(),
+      settle: () => this.#settleAll(),
+    });
     const now = (): number => this.#clock.now();
     this.#lagReport = new LagReport(peerId, ctx.metrics, ctx.slo, this.#log, now);
     this.#applyFailing = new RepeatingWarning(
@@ -137,60 +127,39 @@ export class ClusterTailer implements PeerTailer {
   }
 
   get state(): TailerState {
-    return this.#state;
+    return this.#loop.state;
   }
 
   get paused(): boolean {
-    return this.#pauseRequested;
+    return this.#loop.paused;
   }
 
   start(): void {
-    if (this.#state.kind !== 'created') return;
-    this.#enter({ kind: 'waiting' });
-    this.#loop = this.#run();
+    this.#loop.start();
   }
 
   async stop(): Promise<void> {
-    if (this.#state.kind === 'created') {
-      this.#enter({ kind: 'stopping' });
-      this.#enter({ kind: 'stopped' });
-    }
-    this.#stop.abort();
-    this.#wake.abort();
-    this.#rejectResyncs(new IllegalStateError('the tailer stopped before the resync'));
-    await this.#loop;
+    await this.#loop.stop();
     this.#source.close();
   }
 
   peerUp(): void {
     this.#readError = undefined;
-    if (this.#state.kind !== 'backing-off') return;
+    if (this.#loop.state.kind !== 'backing-off') return;
     this.#backoff.reset();
-    this.#wake.abort();
+    this.#loop.wakeUp();
   }
 
   pause(): void {
-    this.#pauseRequested = true;
-    this.#wake.abort();
+    this.#loop.pause();
   }
 
   resume(): void {
-    this.#pauseRequested = false;
-    this.#wake.abort();
+    this.#loop.resume();
   }
 
-  async resync(): Promise<void> {
-    if (this.#state.kind === 'stopping' || this.#state.kind === 'stopped') {
-      throw new IllegalStateError(`cannot resync a tailer that is ${this.#state.kind}`);
-    }
-    if (this.#loop === undefined) {
-      await this.#resetToStart();
-      return;
-    }
-    await new Promise<void>((resolve, reject) => {
-      this.#resyncs.push({ resolve, reject });
-      this.#wake.abort();
-    });
+  resync(): Promise<void> {
+    return this.#loop.resync();
   }
 
   status(): TailerStatus {
@@ -230,12 +199,12 @@ export class ClusterTailer implements PeerTailer {
       );
     const firstError = failing[0];
     return {
-      state: this.#state.kind,
+      state: this.#loop.state.kind,
       cursor: oldest ?? STREAM_START,
       lagMs: worst?.lagMs ?? 0,
       lagEvents: parts.reduce((n, p) => n + p.lag.events, 0),
       catchingUp: parts.length === 0 || parts.some((p) => !p.caughtUp),
-      paused: this.#pauseRequested,
+      paused: this.#loop.paused,
       backpressured: this.#backpressured,
       lastEventAt: max(parts.map((p) => p.lastEventAt)),
       lastError:
@@ -257,37 +226,15 @@ export class ClusterTailer implements PeerTailer {
   }
 
   #enter(next: TailerState): void {
-    const from = this.#state.kind;
-    if (!TRANSITIONS[from].includes(next.kind)) {
-      throw new IllegalStateError(`illegal tailer transition ${from} → ${next.kind}`);
-    }
-    this.#state = next;
+    this.#loop.enter(next);
   }
 
   get #stopping(): boolean {
-    return this.#stop.signal.aborted;
+    return this.#loop.stopping;
   }
 
   get #requested(): boolean {
-    return this.#resyncs.length > 0 || this.#pauseRequested || this.#stopping;
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#stopping) {
-      if (this.#wake.signal.aborted) this.#wake = new AbortController();
-      try {
-        if (this.#resyncs.length > 0) await this.#takeResyncs();
-        else if (this.#pauseRequested) await this.#whilePaused();
-        else await this.#epoch();
-      } catch (error) {
-        if (this.#stopping) break;
-        await this.#backOff(error);
-      }
-    }
-    this.#enter({ kind: 'stopping' });
-    this.#rejectResyncs(new IllegalStateError('the tailer stopped before the resync'));
-    await this.#settleAll();
-    this.#enter({ kind: 'stopped' });
+    return this.#loop.requested;
   }
 
   /**
@@ -295,9 +242,9 @@ export class ClusterTailer implements PeerTailer {
    * (or stop) comes: then every shard finishes its round and the loop takes it up.
    */
   async #epoch(): Promise<void> {
-    const kind = this.#state.kind;
+    const kind = this.#loop.state.kind;
     if (kind === 'paused' || kind === 'backing-off') this.#enter({ kind: 'waiting' });
-    if (!(await this.#source.ready(this.#wake.signal)) || this.#requested) return;
+    if (!(await this.#source.ready(this.#loop.waitSignal)) || this.#requested) return;
     const partitions = await this.#load();
     if (this.#map === undefined || this.#mapStale) {
       this.#mapStale = false;
@@ -308,7 +255,7 @@ export class ClusterTailer implements PeerTailer {
     if (this.#requested) return;
     const epoch = new AbortController();
     const end = (): void => epoch.abort();
-    this.#wake.signal.addEventListener('abort', end, { once: true });
+    this.#loop.waitSignal.addEventListener('abort', end, { once: true });
     const timer = setTimeout(end, INFO_INTERVAL_MS);
     try {
       const shards = map.group(partitions.map((p) => p.key));
@@ -327,7 +274,7 @@ export class ClusterTailer implements PeerTailer {
       );
     } finally {
       clearTimeout(timer);
-      this.#wake.signal.removeEventListener('abort', end);
+      this.#loop.waitSignal.removeEventListener('abort', end);
     }
   }
 
@@ -372,7 +319,7 @@ export class ClusterTailer implements PeerTailer {
             batch,
             applyContext(this.#peerId, ctx, {
               log: this.#log,
-              signal: this.#stop.signal,
+              signal: this.#loop.stopSignal,
               now: () => this.#clock.now(),
               onBackpressure: (waiting) => (this.#backpressured = waiting),
             }),
@@ -645,11 +592,11 @@ export class ClusterTailer implements PeerTailer {
     for (const p of this.#partitions ?? []) p.caughtUp = false;
     this.#enter({ kind: 'backing-off', error: this.#readError });
     this.#publishLag();
-    await this.#clock.sleep(this.#backoff.next(), this.#wake.signal);
+    await this.#clock.sleep(this.#backoff.next(), this.#loop.waitSignal);
   }
 
   async #whilePaused(): Promise<void> {
-    if (this.#state.kind !== 'paused') {
+    if (this.#loop.state.kind !== 'paused') {
       await this.#settleAll();
       this.#enter({ kind: 'paused' });
       for (const p of this.#partitions ?? []) p.caughtUp = false;
@@ -661,18 +608,7 @@ export class ClusterTailer implements PeerTailer {
     } catch (error) {
       this.#readError = describeError(error);
     }
-    await this.#clock.sleep(INFO_INTERVAL_MS, this.#wake.signal);
-  }
-
-  async #takeResyncs(): Promise<void> {
-    const resyncs = this.#resyncs;
-    this.#resyncs = [];
-    try {
-      await this.#resetToStart();
-      for (const r of resyncs) r.resolve();
-    } catch (error) {
-      for (const r of resyncs) r.reject(error);
-    }
+    await this.#clock.sleep(INFO_INTERVAL_MS, this.#loop.waitSignal);
   }
 
   /** Every partition's cursor back to the start of its stream (every one, else none known yet). */
@@ -695,12 +631,6 @@ export class ClusterTailer implements PeerTailer {
     await Promise.all((this.#partitions ?? []).map((p) => p.pipeline.settle()));
   }
 
-  #rejectResyncs(error: Error): void {
-    const resyncs = this.#resyncs;
-    this.#resyncs = [];
-    for (const r of resyncs) r.reject(error);
-  }
-
   #publishLag(): void {
     const now = this.#clock.now();
     const parts = this.#partitions ?? [];
@@ -718,7 +648,7 @@ export class ClusterTailer implements PeerTailer {
 
   async #rateLimit(n: number): Promise<void> {
     const wait = this.#ctx.rateLimit.reserve(n);
-    if (wait > 0) await this.#clock.sleep(wait, this.#stop.signal);
+    if (wait > 0) await this.#clock.sleep(wait, this.#loop.stopSignal);
   }
 
   #commit(partition: Partition, streamId: string): void {

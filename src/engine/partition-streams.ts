@@ -11,11 +11,10 @@ import type { ResolvedPeer } from '../config/types.js';
 import { MerkleReader } from '../store/merkle-reader.js';
 import { partitionPrefix } from '../store/partitions.js';
 import { AS_STRINGS } from '../store/redis-io.js';
-import { sleep } from './backoff.js';
 import type { RawEntry } from './batch.js';
 import { RespError, type ReplyBounds } from './bounded-resp.js';
 import { describeError, type PeerLink } from './peer-link.js';
-import { entriesOf, replyBounds, type ReadBounds } from './peer-stream.js';
+import { entriesOf, readable, replyBounds, type ReadBounds } from './peer-stream.js';
 import { ShardMap, urlAt, type ShardAddress } from './shard-map.js';
 import { StreamConnection } from './stream-connection.js';
 import { parseStreamInfo, type StreamInfo } from './stream-gap.js';
@@ -97,19 +96,8 @@ export class RedisPartitionSource implements PartitionSource {
     private readonly bounds: () => ReadBounds,
   ) {}
 
-  async ready(signal: AbortSignal): Promise<boolean> {
-    while (!signal.aborted) {
-      if (!this.link.connected) {
-        if (!(await this.link.waitReady(signal))) return false;
-        continue;
-      }
-      if (this.link.breaker.state === 'open') {
-        await sleep(Math.max(50, this.link.breaker.msUntilHalfOpen()), signal);
-        continue;
-      }
-      return true;
-    }
-    return false;
+  ready(signal: AbortSignal): Promise<boolean> {
+    return readable(this.link, signal);
   }
 
   async streams(): Promise<readonly string[] | undefined> {

@@ -10,7 +10,7 @@
 import type { ResolvedPeer } from '../config/types.js';
 import { createClusterConnection, type ClusterConnection } from '../redis/connect.js';
 import type { ClusterSender } from '../redis/cluster-sender.js';
-import { reconnectDelay } from './redis-connection.js';
+import { closeQuietly, reconnectDelay } from './redis-connection.js';
 
 /** What a cluster query connection reports. */
 export interface PeerClusterEvents {
@@ -59,26 +59,7 @@ export class PeerCluster {
   }
 
   /** Closes every shard connection, at once after `timeoutMs`; never throws. */
-  async close(timeoutMs = 500): Promise<void> {
-    const client = this.#connection.client;
-    if (!client.isOpen) return;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        client.close(),
-        new Promise((resolve) => {
-          timer = setTimeout(resolve, timeoutMs);
-        }),
-      ]);
-    } catch {
-      // fall through to destroy
-    } finally {
-      if (timer !== undefined) clearTimeout(timer);
-      try {
-        client.destroy();
-      } catch {
-        // already closed
-      }
-    }
+  close(timeoutMs = 500): Promise<void> {
+    return closeQuietly(this.#connection.client, timeoutMs);
   }
 }

@@ -272,8 +272,11 @@ export class PeerLink {
     onEnd: () => void;
   } {
     let lastLogged = '';
+    // A cluster peer's seed connections, let go once it is known to be one, report nothing.
+    const retired = (): boolean => role !== 'cluster' && this.#cluster !== undefined;
     return {
       onError: (error) => {
+        if (retired()) return;
         const text = describeError(error);
         // Reconnect attempts repeat the same error: log each distinct one once.
         if (text !== lastLogged) {
@@ -288,7 +291,9 @@ export class PeerLink {
         this.metrics.peerConnectionsTotal.inc({ peer_id: this.id, status: 'success' });
         this.#refresh('ready');
       },
-      onEnd: () => this.#refresh('connection closed'),
+      onEnd: () => {
+        if (!retired()) this.#refresh('connection closed');
+      },
     };
   }
 

@@ -7,7 +7,6 @@
  */
 import { STREAM_START } from '../codec/stream-id.js';
 import type { ResolvedHotPath, ResolvedSlo } from '../config/types.js';
-import { IllegalStateError } from '../errors.js';
 import type { StoredRecord } from '../model/record.js';
 import type { Logger } from '../observability/logger.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
@@ -30,6 +29,7 @@ import type { PeerStream } from './peer-stream.js';
 import { LagReport } from './lag-report.js';
 import { StreamLag } from './stream-lag.js';
 import { StreamReader } from './stream-reader.js';
+import { TailerLoop, type TailerState } from './tailer-loop.js';
 import type { GapVerdict } from './stream-gap.js';
 
 export { APPLIES_IN_FLIGHT } from './apply-pipeline.js';
@@ -124,36 +124,9 @@ export function decodeEntries(
   return batch;
 }
 
-/** Where the loop is. */
-export type TailerState =
-  /** Constructed; {@link Tailer.start} not called. */
-  | { readonly kind: 'created' }
-  /** Waiting for the peer to be readable (connecting, circuit open). */
-  | { readonly kind: 'waiting' }
-  /** Reading a backlog (XRANGE, read ahead). */
-  | { readonly kind: 'catching-up' }
-  /** Caught up: blocking reads. */
-  | { readonly kind: 'live' }
-  /** Paused by an operator: nothing read, lag still measured. */
-  | { readonly kind: 'paused' }
-  /** After a failure: reading again from the committed cursor once the delay is over. */
-  | { readonly kind: 'backing-off'; readonly error: string }
-  /** Stop requested: the batches in flight land. */
-  | { readonly kind: 'stopping' }
-  | { readonly kind: 'stopped' };
+export type { TailerState } from './tailer-loop.js';
 
 type StateKind = TailerState['kind'];
-const RUNNING: readonly StateKind[] = ['waiting', 'catching-up', 'live', 'paused', 'backing-off'];
-const TRANSITIONS: Readonly<Record<StateKind, readonly StateKind[]>> = {
-  created: [...RUNNING, 'stopping'],
-  waiting: [...RUNNING, 'stopping'],
-  'catching-up': [...RUNNING, 'stopping'],
-  live: [...RUNNING, 'stopping'],
-  paused: [...RUNNING, 'stopping'],
-  'backing-off': [...RUNNING, 'stopping'],
-  stopping: ['stopped'],
-  stopped: [],
-};
 
 /** A snapshot of a tailer, for health. */
 export interface TailerStatus {
@@ -227,17 +200,10 @@ export class Tailer implements PeerTailer {
   readonly #lag = new StreamLag();
   readonly #sizer: AimdBatchSizer;
   readonly #backoff = new Backoff({ baseMs: 100, maxMs: 5000 });
-  /** Aborted by stop: ends every wait and read. */
-  readonly #stop = new AbortController();
-  /** Aborted to wake the loop from a wait when a request arrives (or stop); then renewed. */
-  #wake = new AbortController();
+  /** The state machine and the requests (pause, resync, stop) the loop takes up. */
+  readonly #loop: TailerLoop;
   /** Batches that were read full (AIMD grows only on those). */
   readonly #fullBatches = new WeakSet<object>();
-  #state: TailerState = { kind: 'created' };
-  #loop: Promise<void> | undefined;
-  /** Requests: the operator's wish (pause), resyncs waiting for the loop. */
-  #pauseRequested = false;
-  #resyncs: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   /** The last read came back short: the stream is read to its head. */
   #caughtUp = false;
   #backpressured = false;
@@ -261,6 +227,13 @@ export class Tailer implements PeerTailer {
     this.#ctx = ctx;
     this.#clock = ctx.clock ?? REAL_CLOCK;
     this.#log = ctx.logger;
+    this.#loop = new TailerLoop({
+      step: () => this.#step(),
+      whilePaused: () => this.#whilePaused(),
+      backOff: (error) => this.#backOff(error),
+      resetToStart: () => this.#resetToStart(),
+      settle: () => this.#pipeline.settle(),
+    });
     const now = (): number => this.#clock.now();
     this.#applyFailing = new RepeatingWarning(
       this.#log,
@@ -290,7 +263,7 @@ export class Tailer implements PeerTailer {
       ctx.metrics,
       this.#log,
       row?.entriesAdded ?? null,
-      this.#stop.signal,
+      this.#loop.stopSignal,
     );
     this.#pipeline = new ApplyPipeline<BatchStats>({
       committed: row?.streamId ?? STREAM_START,
@@ -299,7 +272,7 @@ export class Tailer implements PeerTailer {
           batch,
           applyContext(peerId, ctx, {
             log: this.#log,
-            signal: this.#stop.signal,
+            signal: this.#loop.stopSignal,
             now: () => this.#clock.now(),
             onBackpressure: (waiting) => (this.#backpressured = waiting),
           }),
@@ -331,31 +304,22 @@ export class Tailer implements PeerTailer {
 
   /** Where the loop is. */
   get state(): TailerState {
-    return this.#state;
+    return this.#loop.state;
   }
 
   /** True while an operator has the peer paused. */
   get paused(): boolean {
-    return this.#pauseRequested;
+    return this.#loop.paused;
   }
 
   /** Starts the loop in the background. */
   start(): void {
-    if (this.#state.kind !== 'created') return;
-    this.#enter({ kind: 'waiting' });
-    this.#loop = this.#run();
+    this.#loop.start();
   }
 
   /** Stops after the batches in flight are applied and committed. Safe to call twice. */
-  async stop(): Promise<void> {
-    if (this.#state.kind === 'created') {
-      this.#enter({ kind: 'stopping' });
-      this.#enter({ kind: 'stopped' });
-    }
-    this.#stop.abort();
-    this.#wake.abort();
-    this.#rejectResyncs(new IllegalStateError('the tailer stopped before the resync'));
-    await this.#loop;
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /**
@@ -364,20 +328,18 @@ export class Tailer implements PeerTailer {
    */
   peerUp(): void {
     this.#readError = undefined;
-    if (this.#state.kind !== 'backing-off') return;
+    if (this.#loop.state.kind !== 'backing-off') return;
     this.#backoff.reset();
-    this.#wakeUp();
+    this.#loop.wakeUp();
   }
 
   /** Stops reading at the next safe point (the batches in flight still land). */
   pause(): void {
-    this.#pauseRequested = true;
-    this.#wakeUp();
+    this.#loop.pause();
   }
 
   resume(): void {
-    this.#pauseRequested = false;
-    this.#wakeUp();
+    this.#loop.resume();
   }
 
   /**
@@ -385,30 +347,18 @@ export class Tailer implements PeerTailer {
    * replays harmless). The caller requests a repair alongside.
    * @throws {IllegalStateError} when the tailer stopped first; what committing the cursor throws.
    */
-  async resync(): Promise<void> {
-    if (this.#state.kind === 'stopping' || this.#state.kind === 'stopped') {
-      throw new IllegalStateError(`cannot resync a tailer that is ${this.#state.kind}`);
-    }
-    if (this.#loop === undefined) {
-      // Not tailing (hot path off): nothing is in flight, so reset at once.
-      await this.#resetToStart();
-      return;
-    }
-    await new Promise<void>((resolve, reject) => {
-      this.#resyncs.push({ resolve, reject });
-      this.#wakeUp();
-    });
+  resync(): Promise<void> {
+    return this.#loop.resync();
   }
 
   status(): TailerStatus {
-    const kind = this.#state.kind;
     return {
-      state: kind,
+      state: this.#loop.state.kind,
       cursor: this.#pipeline.committed,
       lagMs: this.#lag.ms(this.#clock.now()),
       lagEvents: this.#lag.events,
       catchingUp: !this.#caughtUp,
-      paused: this.#pauseRequested,
+      paused: this.#loop.paused,
       backpressured: this.#backpressured,
       lastEventAt: this.#lastEventAt,
       lastError: this.#applyError ?? this.#readError,
@@ -418,48 +368,21 @@ export class Tailer implements PeerTailer {
   }
 
   #enter(next: TailerState): void {
-    const from = this.#state.kind;
-    if (!TRANSITIONS[from].includes(next.kind)) {
-      throw new IllegalStateError(`illegal tailer transition ${from} → ${next.kind}`);
-    }
-    this.#state = next;
-  }
-
-  #wakeUp(): void {
-    this.#wake.abort();
+    this.#loop.enter(next);
   }
 
   /** The signal of every wait in this turn of the loop: aborted by a request or by stop. */
   #waitSignal(): AbortSignal {
-    return this.#wake.signal;
+    return this.#loop.waitSignal;
   }
 
   get #stopping(): boolean {
-    return this.#stop.signal.aborted;
+    return this.#loop.stopping;
   }
 
   /** True when a request waits for the loop (it then drops what it read meanwhile). */
   get #requested(): boolean {
-    return this.#resyncs.length > 0 || this.#pauseRequested || this.#stopping;
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#stopping) {
-      // A safe point: requests are taken here; one made later wakes this turn's waits.
-      if (this.#wake.signal.aborted) this.#wake = new AbortController();
-      try {
-        if (this.#resyncs.length > 0) await this.#takeResyncs();
-        else if (this.#pauseRequested) await this.#whilePaused();
-        else await this.#step();
-      } catch (error) {
-        if (this.#stopping) break;
-        await this.#backOff(error);
-      }
-    }
-    this.#enter({ kind: 'stopping' });
-    this.#rejectResyncs(new IllegalStateError('the tailer stopped before the resync'));
-    await this.#pipeline.settle();
-    this.#enter({ kind: 'stopped' });
+    return this.#loop.requested;
   }
 
   /** One turn of the loop: a read and, if it brought entries, one batch into the pipeline. */
@@ -515,7 +438,7 @@ export class Tailer implements PeerTailer {
 
   /** Waits until the peer can be read; false when a request or stop came first. */
   async #awaitPeer(): Promise<boolean> {
-    const kind = this.#state.kind;
+    const kind = this.#loop.state.kind;
     if (kind === 'paused' || kind === 'backing-off') this.#enter({ kind: 'waiting' });
     const ready = await this.#stream.ready(this.#waitSignal());
     return ready && !this.#requested;
@@ -544,7 +467,7 @@ export class Tailer implements PeerTailer {
 
   /** Paused: the batches in flight land, then only the lag is measured, every couple of seconds. */
   async #whilePaused(): Promise<void> {
-    if (this.#state.kind !== 'paused') {
+    if (this.#loop.state.kind !== 'paused') {
       this.#reader.dropReadAhead();
       await this.#pipeline.settle();
       this.#enter({ kind: 'paused' });
@@ -571,30 +494,12 @@ export class Tailer implements PeerTailer {
     }
   }
 
-  async #takeResyncs(): Promise<void> {
-    const resyncs = this.#resyncs;
-    this.#resyncs = [];
-    try {
-      this.#reader.dropReadAhead();
-      await this.#resetToStart();
-      for (const r of resyncs) r.resolve();
-    } catch (error) {
-      for (const r of resyncs) r.reject(error);
-    }
-  }
-
   async #resetToStart(): Promise<void> {
     await this.#pipeline.reset(STREAM_START);
     this.#reader.forget();
     this.#lag.reset();
     this.#caughtUp = false;
     this.#infoDue = 0;
-  }
-
-  #rejectResyncs(error: Error): void {
-    const resyncs = this.#resyncs;
-    this.#resyncs = [];
-    for (const r of resyncs) r.reject(error);
   }
 
   /** Re-reads XINFO on (re)start, after a failure and every couple of seconds: gaps, lag. */
@@ -647,7 +552,7 @@ export class Tailer implements PeerTailer {
 
   async #rateLimit(n: number): Promise<void> {
     const wait = this.#ctx.rateLimit.reserve(n);
-    if (wait > 0) await this.#clock.sleep(wait, this.#stop.signal);
+    if (wait > 0) await this.#clock.sleep(wait, this.#loop.stopSignal);
   }
 
   #commitCursor(streamId: string): void {
