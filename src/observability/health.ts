@@ -279,6 +279,22 @@ export function formatHealth(h: EngineHealth): string {
       ]),
     ];
     lines.push(...table(rows).map((l) => `  ${l}`));
+    for (const p of h.peers) {
+      const parts = p.partitions;
+      if (parts === undefined) continue;
+      lines.push(
+        `  ${p.node_id}: a Redis Cluster, ${parts.count} partition streams: ${parts.behind} behind, ` +
+          `${parts.with_gap} with a gap, ${parts.failing} failing`,
+      );
+      for (const u of parts.unhealthy ?? []) {
+        const why = [
+          `lag ${formatDuration(u.lag_ms)} / ${u.lag_events} ev`,
+          u.gap_at_ms === null ? '' : `gap ${ago(u.gap_at_ms, now)}`,
+          u.last_error ?? '',
+        ].filter((x) => x !== '');
+        lines.push(`    partition ${u.partition} (cursor ${u.cursor}): ${why.join('; ')}`);
+      }
+    }
   }
   const t = h.tombstones;
   if (t !== undefined && t.held_for.length > 0) {

@@ -15,6 +15,7 @@ import { startRedisCluster, type RedisCluster } from '../../src/cli/redis-cluste
 import { resolveConfig } from '../../src/config/index.js';
 import { CursorStore } from '../../src/engine/cursor-store.js';
 import { startNode, type RunningNode } from '../../src/node/node.js';
+import { formatHealth } from '../../src/observability/health.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { PartitionedStore } from '../../src/store/partitioned-store.js';
 import { eventually, startRedis, type RedisServer } from '../helpers/redis-server.js';
@@ -137,6 +138,12 @@ describe('replicating from a Redis Cluster peer', () => {
     if (path === 'hot') {
       const peer = b.engine.health().peers[0]!;
       assert.equal(peer.partitions?.count, from === 'cluster' ? 16 : undefined);
+      if (from === 'cluster') {
+        assert.match(
+          formatHealth(b.engine.health()),
+          /node-a: a Redis Cluster, 16 partition streams: 0 behind, 0 with a gap, 0 failing/,
+        );
+      }
       assert.equal(peer.lag_events, 0, 'nothing waits once every write is held');
     }
     await b.stop();
