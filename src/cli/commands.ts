@@ -159,13 +159,19 @@ export const COMMANDS: readonly CommandSpec[] = [
       'brought back with its data, and finally the three stores side by side: the same key counts',
       'and the same Merkle root. While it runs, a live dashboard shows the three nodes side by',
       'side (lag, circuits, applies, repairs) at the loopback URL printed at the start. Ctrl-C',
-      'stops it at any point; the end or Ctrl-C leaves no process and no file behind.',
+      'stops it at any point; the end or Ctrl-C leaves no process and no file behind. With',
+      "--cluster, paris's store is a 3-master Redis Cluster started on free ports (needs",
+      'redis-cli too), tailed and repaired from by the other two as a cluster peer.',
     ].join('\n'),
     options: {
       quick: { type: 'boolean', description: 'Fewer writes and no pauses: runs in seconds.' },
       stay: {
         type: 'boolean',
         description: 'At the end, keep the mesh and its dashboard running until Ctrl-C (exit 0).',
+      },
+      cluster: {
+        type: 'boolean',
+        description: 'Run paris on a 3-master Redis Cluster; the others tail its 16 streams.',
       },
       help: HELP,
     },

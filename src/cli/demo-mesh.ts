@@ -1,6 +1,9 @@
 /**
  * The demo's mesh: three redis-servers and three nodes replicating each other, in one temp dir,
- * and the reads the narration shows (document counts, Merkle roots, replication counts).
+ * and the reads the narration shows (document counts, Merkle roots, replication counts). With
+ * `cluster`, one node ({@link CLUSTER_NODE}) keeps its store on a 3-master Redis Cluster instead
+ * (`redis-server --cluster-enabled yes` on free ports, joined by `redis-cli --cluster create`),
+ * which the other two tail and repair from as a cluster peer.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +15,8 @@ import type { RunningNode } from '../node/node.js';
 import { startDashboardServer } from '../observability/dashboard-server.js';
 import type { DashboardServer } from '../observability/dashboard-server.js';
 import type { Logger } from '../observability/logger.js';
+import { PartitionedStore } from '../store/partitioned-store.js';
+import { startRedisCluster, type RedisCluster } from './redis-cluster.js';
 import { killAllRedis, startRedisProcess } from './redis-process.js';
 import type { RedisProcess } from './redis-process.js';
 
@@ -31,6 +36,15 @@ export interface NodeSnapshot {
 }
 
 export const DEMO_NODE_IDS = ['london', 'paris', 'tokyo'] as const;
+
+/** The node on a Redis Cluster with `demo --cluster` (not tokyo: its Redis is killed and revived). */
+export const CLUSTER_NODE = 'paris';
+
+/** Options of {@link DemoMesh}. */
+export interface DemoMeshOptions {
+  /** {@link CLUSTER_NODE}'s store on a 3-master Redis Cluster. @default false */
+  readonly cluster?: boolean;
+}
 
 function demoConfig(
   id: string,
@@ -62,21 +76,36 @@ function demoConfig(
 /** The demo's processes and files; {@link DemoMesh.close} removes them all. */
 export class DemoMesh {
   readonly root: string;
+  /** Each node's Redis (for the cluster node: the cluster's first server, its seed). */
   readonly redis: RedisProcess[] = [];
   readonly nodes: DemoNode[] = [];
+  /** {@link CLUSTER_NODE}'s Redis Cluster, with `cluster`. */
+  cluster: RedisCluster | undefined;
+  readonly #options: DemoMeshOptions;
   #dashboard: DashboardServer | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor() {
+  constructor(options: DemoMeshOptions = {}) {
+    this.#options = options;
     this.root = mkdtempSync(join(tmpdir(), 'replication-engine-demo-'));
   }
 
-  /** Starts one redis-server per node. */
+  /** True with `cluster`: {@link CLUSTER_NODE} runs on a Redis Cluster. */
+  get withCluster(): boolean {
+    return this.#options.cluster === true;
+  }
+
+  /** Starts one redis-server per node (a Redis Cluster for {@link CLUSTER_NODE} with `cluster`). */
   async startRedis(): Promise<void> {
     for (const id of DEMO_NODE_IDS) {
       const dir = join(this.root, id);
       mkdirSync(dir);
-      this.redis.push(await startRedisProcess(dir));
+      if (this.#options.cluster === true && id === CLUSTER_NODE) {
+        this.cluster = await startRedisCluster(dir);
+        this.redis.push(this.cluster.servers[0]!);
+      } else {
+        this.redis.push(await startRedisProcess(dir));
+      }
     }
   }
 
@@ -132,6 +161,7 @@ export class DemoMesh {
       await this.#dashboard?.close();
       await Promise.allSettled(this.nodes.map((n) => n.node.stop(3000)));
       await Promise.allSettled(this.redis.map((r) => r.kill()));
+      await this.cluster?.kill().catch(() => undefined);
       killAllRedis();
       rmSync(this.root, { recursive: true, force: true });
     })();
@@ -150,6 +180,13 @@ function text(value: unknown): string {
 }
 
 async function snapshotOf({ id, node }: DemoNode): Promise<NodeSnapshot> {
+  const root = await node.store.merkleRoot();
+  if (node.store instanceof PartitionedStore) {
+    // Keys spread over the shards: counted partition by partition, not by one SCAN.
+    const documents = await node.store.count();
+    const all = await node.store.count({ includeDeleted: true });
+    return { id, documents, tombstones: all - documents, root };
+  }
   const keys = node.store.keys;
   let items = 0;
   let cursor = '0';
@@ -167,7 +204,6 @@ async function snapshotOf({ id, node }: DemoNode): Promise<NodeSnapshot> {
     items += found.length;
   } while (cursor !== '0');
   const tombstones = Number(await node.redis.sendCommand(['ZCARD', keys.tombstones]));
-  const root = await node.store.merkleRoot();
   return { id, documents: items - tombstones, tombstones, root };
 }
 

@@ -8,7 +8,7 @@ import { createLogger } from '../observability/logger.js';
 import type { Io, ParsedArgs } from './args.js';
 import { flag, positionals, write } from './args.js';
 import { EXIT } from './commands.js';
-import { DemoMesh, appliedByPeer } from './demo-mesh.js';
+import { CLUSTER_NODE, DEMO_NODE_IDS, DemoMesh, appliedByPeer } from './demo-mesh.js';
 import type { NodeSnapshot } from './demo-mesh.js';
 
 class Interrupted extends Error {}
@@ -25,11 +25,11 @@ interface Pace {
 const QUICK: Pace = { perNode: 10, pauseMs: 0, waitMs: 30_000 };
 const NORMAL: Pace = { perNode: 100, pauseMs: 1500, waitMs: 60_000 };
 
-/** `demo [--quick] [--stay]`. */
+/** `demo [--quick] [--stay] [--cluster]`. */
 export async function demoCommand(args: ParsedArgs, io: Io): Promise<number> {
   positionals(args, []);
   const pace = flag(args, 'quick') ? QUICK : NORMAL;
-  const mesh = new DemoMesh();
+  const mesh = new DemoMesh({ cluster: flag(args, 'cluster') });
   const onExit = (): void => mesh.closeNow();
   process.once('exit', onExit);
   let interrupts = 0;
@@ -116,10 +116,26 @@ async function script(mesh: DemoMesh, pace: Pace, say: Say, stopped: () => boole
     'replication-engine demo: three nodes, each with its own Redis, replicating each other.',
   );
   await say();
-  await say(`▸ Starting three redis-servers (append-only files) in ${mesh.root}`);
+  await say(
+    mesh.withCluster
+      ? `▸ Starting two redis-servers and, for ${CLUSTER_NODE}, a Redis Cluster of 3 masters (append-only files) in ${mesh.root}`
+      : `▸ Starting three redis-servers (append-only files) in ${mesh.root}`,
+  );
   await mesh.startRedis();
-  for (const r of mesh.redis) {
-    await say(`  ${r.dir.slice(mesh.root.length + 1).padEnd(7)} ${r.url}  pid ${r.pid}`);
+  for (const [i, r] of mesh.redis.entries()) {
+    const id = DEMO_NODE_IDS[i]!;
+    if (id === CLUSTER_NODE && mesh.cluster !== undefined) {
+      const servers = mesh.cluster.servers;
+      await say(
+        `  ${id.padEnd(7)} Redis Cluster: ${servers.map((s) => `127.0.0.1:${s.port}`).join(' ')}  ` +
+          servers.map((s) => `pid ${s.pid}`).join(' '),
+      );
+      await say(
+        `          its store in 16 partitions over the 3 masters; london and tokyo tail its 16 streams`,
+      );
+    } else {
+      await say(`  ${r.dir.slice(mesh.root.length + 1).padEnd(7)} ${r.url}  pid ${r.pid}`);
+    }
   }
   await say("▸ Starting three nodes; each tails the other two's CDC streams (hot path) and");
   await say('  compares Merkle trees with them every 3 s (cold path)');

@@ -293,6 +293,7 @@ function resolvePeers(
       redisUrl: peer.redis_url,
       displayUrl: target?.displayUrl ?? '',
       redisPrefix: peer.redis_prefix,
+      ...(peer.cluster !== undefined && { cluster: peer.cluster }),
       priority: peer.priority,
       circuitFailureThreshold: peer.circuit_failure_threshold,
       circuitResetTimeoutMs: peer.circuit_reset_timeout_sec,

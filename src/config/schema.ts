@@ -131,6 +131,12 @@ const peerSchema = section(
       "The peer's Redis: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.",
     ),
     redis_prefix: str('', "Key prefix of the peer's store."),
+    cluster: option(
+      z.boolean().optional(),
+      'boolean',
+      'detected',
+      "Use the peer's `redis_url` as a Redis Cluster (`true`) or a single instance (`false`); by default what the server reports (`cluster_enabled`). A cluster peer's partition streams are tailed shard by shard (docs/CLUSTER.md).",
+    ),
     priority: int(0, 'Sync order: lower syncs first.', {}),
     circuit_failure_threshold: int(5, 'Consecutive failures before the circuit opens.', {
       min: 1,

@@ -26,6 +26,8 @@ export interface ResolvedPeer {
   readonly displayUrl: string;
   /** Key prefix of the peer's store. @default '' */
   readonly redisPrefix: string;
+  /** A Redis Cluster (true), a single instance (false), or what the server reports (absent). */
+  readonly cluster?: boolean;
   /** Lower syncs first. @default 0 */
   readonly priority: number;
   /** @default 5 */

@@ -69,6 +69,12 @@ export interface ReplyBounds {
    * array (XRANGE's entries), 3 for XREAD's (`[[stream, [entry…]]]`); 0 for no budget.
    */
   readonly entryDepth: number;
+  /**
+   * A budget several replies share (one round of reads on a connection): each reply's kept bytes
+   * are taken from it when the reply ends, a reply stops keeping elements once it is spent, and
+   * a reply that starts with it spent keeps none (not even the one it otherwise would).
+   */
+  readonly budget?: { remaining: number };
 }
 
 /** A whole reply and what its bounds did to it. */
@@ -232,7 +238,8 @@ export class BoundedRespParser {
     this.#inReply = true;
     this.#bounds = this.#boundsFor();
     this.#kept = 0;
-    this.#cut = false;
+    const budget = this.#bounds.budget;
+    this.#cut = budget !== undefined && budget.remaining <= 0;
     this.#skippedElements = 0;
     this.#chargedChunk = undefined;
   }
@@ -480,7 +487,9 @@ export class BoundedRespParser {
       const atEntries = this.#stack.length === this.#bounds.entryDepth;
       if (value !== undefined && top.items !== null && !(atEntries && this.#cut)) {
         top.items.push(value);
-        if (atEntries && this.#kept >= this.#bounds.maxReplyBytes) this.#cut = true;
+        const bounds = this.#bounds;
+        const limit = Math.min(bounds.maxReplyBytes, bounds.budget?.remaining ?? Infinity);
+        if (atEntries && this.#kept >= limit) this.#cut = true;
       }
       top.remaining -= 1;
       if (top.remaining > 0) return;
@@ -504,6 +513,7 @@ export class BoundedRespParser {
     };
     this.#inReply = false;
     this.#chargedChunk = undefined;
+    if (this.#bounds.budget !== undefined) this.#bounds.budget.remaining -= this.#kept;
     this.#onReply(reply);
   }
 }

@@ -3,10 +3,18 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CursorStoreError } from '../errors.js';
 
-/** One peer's persisted stream cursor. */
+/**
+ * The stream name of a single-instance peer's one cursor: its row from before streams were part
+ * of the key (schema 1) keeps it, so existing cursor files stay valid.
+ */
+export const PEER_STREAM = '';
+
+/** One persisted stream cursor: a peer's (single instance), or one partition stream's of a peer. */
 export interface CursorRow {
   /** The peer's node id. */
   readonly peerId: string;
+  /** The stream it is a position in: {@link PEER_STREAM}, or a cluster peer's partition stream key. */
+  readonly stream: string;
   /** The last stream id applied from that peer. */
   readonly streamId: string;
   /** Opaque identity of the peer's stream (epoch), null when unknown. */
@@ -28,13 +36,15 @@ export interface CursorStoreOptions {
 /** One cursor to upsert; omitted `streamEpoch` / `entriesAdded` keep their stored value (null for a new row), null clears them. */
 export interface CursorUpdate {
   readonly peerId: string;
+  /** @default PEER_STREAM */
+  readonly stream?: string;
   readonly streamId: string;
   readonly streamEpoch?: string | null;
   readonly entriesAdded?: number | null;
 }
 
 /** The schema version this code writes; {@link CursorStore.open} migrates older files up to it. */
-export const CURSOR_SCHEMA_VERSION = 1;
+export const CURSOR_SCHEMA_VERSION = 2;
 
 const STREAM_ID = /^\d+(-\d+)?$/;
 
@@ -47,10 +57,26 @@ const MIGRATIONS: readonly string[] = [
      entries_added INTEGER,
      updated_at INTEGER NOT NULL
    )`,
+  // One cursor per (peer, stream): a cluster peer has one per partition stream. A peer's existing
+  // row becomes its PEER_STREAM row.
+  `CREATE TABLE cursors_v2 (
+     peer_id TEXT NOT NULL,
+     stream TEXT NOT NULL DEFAULT '',
+     stream_id TEXT NOT NULL,
+     stream_epoch TEXT,
+     entries_added INTEGER,
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (peer_id, stream)
+   );
+   INSERT INTO cursors_v2 (peer_id, stream, stream_id, stream_epoch, entries_added, updated_at)
+     SELECT peer_id, '', stream_id, stream_epoch, entries_added, updated_at FROM cursors;
+   DROP TABLE cursors;
+   ALTER TABLE cursors_v2 RENAME TO cursors`,
 ];
 
 interface RawRow {
   peer_id: string;
+  stream: string;
   stream_id: string;
   stream_epoch: string | null;
   entries_added: number | null;
@@ -59,6 +85,7 @@ interface RawRow {
 
 interface UpsertParams {
   peer_id: string;
+  stream: string;
   stream_id: string;
   stream_epoch: string | null;
   entries_added: number | null;
@@ -68,15 +95,15 @@ interface UpsertParams {
 }
 
 /**
- * Per-peer stream cursors in a SQLite file, one row per peer, each write its own transaction, so a
- * cursor survives kill -9 at any instant. Every error it throws is a {@link CursorStoreError}.
+ * Stream cursors in a SQLite file, one row per (peer, stream), each write its own transaction, so
+ * a cursor survives kill -9 at any instant. Every error it throws is a {@link CursorStoreError}.
  */
 export class CursorStore {
   /** The SQLite file this store reads and writes. */
   readonly path: string;
   readonly #db: Database.Database;
   readonly #now: () => number;
-  readonly #get: Database.Statement<[string], RawRow>;
+  readonly #get: Database.Statement<[string, string], RawRow>;
   readonly #all: Database.Statement<[], RawRow>;
   readonly #upsert: Database.Statement<[UpsertParams]>;
   readonly #delete: Database.Statement<[string]>;
@@ -87,16 +114,15 @@ export class CursorStore {
     this.path = path;
     this.#db = db;
     this.#now = now;
-    this.#get = db.prepare<[string], RawRow>(
-      'SELECT peer_id, stream_id, stream_epoch, entries_added, updated_at FROM cursors WHERE peer_id = ?',
+    const columns = 'peer_id, stream, stream_id, stream_epoch, entries_added, updated_at';
+    this.#get = db.prepare<[string, string], RawRow>(
+      `SELECT ${columns} FROM cursors WHERE peer_id = ? AND stream = ?`,
     );
-    this.#all = db.prepare<[], RawRow>(
-      'SELECT peer_id, stream_id, stream_epoch, entries_added, updated_at FROM cursors ORDER BY peer_id',
-    );
+    this.#all = db.prepare<[], RawRow>(`SELECT ${columns} FROM cursors ORDER BY peer_id, stream`);
     this.#upsert = db.prepare<[UpsertParams]>(
-      `INSERT INTO cursors (peer_id, stream_id, stream_epoch, entries_added, updated_at)
-       VALUES (@peer_id, @stream_id, @stream_epoch, @entries_added, @updated_at)
-       ON CONFLICT (peer_id) DO UPDATE SET
+      `INSERT INTO cursors (${columns})
+       VALUES (@peer_id, @stream, @stream_id, @stream_epoch, @entries_added, @updated_at)
+       ON CONFLICT (peer_id, stream) DO UPDATE SET
          stream_id = excluded.stream_id,
          stream_epoch = CASE WHEN @set_epoch THEN excluded.stream_epoch ELSE stream_epoch END,
          entries_added = CASE WHEN @set_entries THEN excluded.entries_added ELSE entries_added END,
@@ -139,15 +165,15 @@ export class CursorStore {
     }
   }
 
-  /** The cursor stored for `peerId`, or undefined when there is none. */
-  get(peerId: string): CursorRow | undefined {
+  /** The cursor stored for `peerId`'s `stream`, or undefined when there is none. */
+  get(peerId: string, stream: string = PEER_STREAM): CursorRow | undefined {
     return this.#run('read the cursor', () => {
-      const row = this.#get.get(peerId);
+      const row = this.#get.get(peerId, stream);
       return row === undefined ? undefined : fromRaw(row);
     });
   }
 
-  /** Every stored cursor, ordered by peer id. */
+  /** Every stored cursor, ordered by peer id and stream. */
   all(): CursorRow[] {
     return this.#run('read cursors', () => this.#all.all().map(fromRaw));
   }
@@ -159,7 +185,7 @@ export class CursorStore {
   commit(
     peerId: string,
     streamId: string,
-    extra: { streamEpoch?: string | null; entriesAdded?: number | null } = {},
+    extra: { stream?: string; streamEpoch?: string | null; entriesAdded?: number | null } = {},
   ): void {
     this.#run('commit the cursor', () => {
       this.#upsert.run(toParams({ ...extra, peerId, streamId }, this.#now()));
@@ -175,7 +201,7 @@ export class CursorStore {
     this.#run('commit cursors', () => this.#upsertMany(rows));
   }
 
-  /** Removes the cursor for `peerId`, if any. */
+  /** Removes every cursor of `peerId` (each of its streams), if any. */
   delete(peerId: string): void {
     this.#run('delete the cursor', () => {
       this.#delete.run(peerId);
@@ -250,6 +276,10 @@ function migrate(db: Database.Database): void {
 
 function toParams(row: CursorUpdate, updatedAt: number): UpsertParams {
   const { peerId, streamId, streamEpoch, entriesAdded } = row;
+  const stream = row.stream ?? PEER_STREAM;
+  if (typeof stream !== 'string') {
+    throw new CursorStoreError(`invalid stream for peer ${peerId}: expected a string`);
+  }
   if (typeof peerId !== 'string' || peerId.length === 0) {
     throw new CursorStoreError(
       `invalid peer id ${JSON.stringify(peerId)}: expected a non-empty string`,
@@ -276,6 +306,7 @@ function toParams(row: CursorUpdate, updatedAt: number): UpsertParams {
   }
   return {
     peer_id: peerId,
+    stream,
     stream_id: streamId,
     stream_epoch: streamEpoch ?? null,
     entries_added: entriesAdded ?? null,
@@ -288,6 +319,7 @@ function toParams(row: CursorUpdate, updatedAt: number): UpsertParams {
 function fromRaw(row: RawRow): CursorRow {
   return {
     peerId: row.peer_id,
+    stream: row.stream,
     streamId: row.stream_id,
     streamEpoch: row.stream_epoch,
     entriesAdded: row.entries_added,

@@ -21,7 +21,10 @@ import type { GapKind } from './stream-gap.js';
 import { ApplyRateLimit } from './apply-rate-limit.js';
 import { RedisPeerStream } from './peer-stream.js';
 import { StoreIdentityWatch } from './store-identity.js';
-import { Tailer } from './tailer.js';
+import { ClusterTailer } from './cluster-tailer.js';
+import { RedisPartitionSource } from './partition-streams.js';
+import { DeferredTailer } from './peer-tailer.js';
+import { Tailer, type PeerTailer, type TailerContext } from './tailer.js';
 import { TombstoneGc } from './tombstone-gc.js';
 
 /** Lifecycle states: Created → Connecting → Running → ShuttingDown → Stopped (or Failed). */
@@ -81,7 +84,7 @@ export interface EngineDependencies {
 interface PeerRuntime {
   readonly config: ResolvedPeer;
   readonly link: PeerLink;
-  readonly tailer: Tailer;
+  readonly tailer: PeerTailer;
   /** When it was added (start or reload): the reference for "no commit for …" before the first. */
   readonly addedAt: number;
 }
@@ -106,6 +109,7 @@ function peerIdentity(peer: ResolvedPeer): string {
   return JSON.stringify([
     peer.redisUrl,
     peer.redisPrefix,
+    peer.cluster ?? null,
     peer.circuitFailureThreshold,
     peer.circuitResetTimeoutMs,
     peer.tls?.ca?.toString('base64') ?? null,
@@ -605,11 +609,11 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
     // store.* needs a restart (the tailer decodes with the value it started with); the hot path's
     // settings are live.
     const maxItemBytes = this.#config.store.maxItemBytes;
-    const stream = new RedisPeerStream(link, `${peer.redisPrefix}cdc`, () => ({
+    const bounds = () => ({
       maxItemBytes,
       maxBatchBytes: this.#config.replication.hotPath.maxBatchBytes,
-    }));
-    const tailer = new Tailer(peer.nodeId, stream, {
+    });
+    const ctx: TailerContext = {
       localNodeId: this.nodeId,
       hotPath: () => this.#config.replication.hotPath,
       slo: () => this.#config.replication.slo,
@@ -647,7 +651,19 @@ export class ReplicationEngine extends EventEmitter<EngineEvents> {
           });
         }
       },
-    });
+    };
+    // A single instance has one stream (`cdc`); a cluster peer P partition streams.
+    const tailer = new DeferredTailer(
+      peer.nodeId,
+      {
+        kind: link.kind,
+        single: () =>
+          new Tailer(peer.nodeId, new RedisPeerStream(link, `${peer.redisPrefix}cdc`, bounds), ctx),
+        cluster: () =>
+          new ClusterTailer(peer.nodeId, new RedisPartitionSource(link, peer, bounds), ctx),
+      },
+      cursors,
+    );
     this.#peers.set(peer.nodeId, { config: peer, link, tailer, addedAt: Date.now() });
     link.start();
     if (this.#config.replication.hotPath.enabled) tailer.start();

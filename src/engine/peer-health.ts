@@ -6,10 +6,10 @@
  */
 import type { ResolvedPeer } from '../config/types.js';
 import { formatDuration } from '../observability/health.js';
-import type { PeerHealth, RepairSummary } from '../observability/health.js';
+import type { PartitionsHealth, PeerHealth, RepairSummary } from '../observability/health.js';
 import type { CircuitState } from './circuit-breaker.js';
 import { circuitLabel } from './peer-link.js';
-import type { TailerStatus } from './tailer.js';
+import type { PartitionsStatus, TailerStatus } from './tailer.js';
 
 /** What {@link peerHealth} reads of a peer's link. */
 export interface LinkView {
@@ -102,5 +102,26 @@ export function peerHealth(input: PeerHealthInput, ctx: PeerHealthContext): Peer
     healthy: problems.length === 0,
     problems,
     last_repair: input.lastRepair,
+    ...(status.partitions !== undefined && { partitions: partitionsHealth(status.partitions) }),
+  };
+}
+
+/** A cluster peer's partitions in health; the unhealthy ones listed only when there are some. */
+function partitionsHealth(p: PartitionsStatus): PartitionsHealth {
+  return {
+    count: p.count,
+    behind: p.behind,
+    with_gap: p.withGap,
+    failing: p.failing,
+    ...(p.unhealthy.length > 0 && {
+      unhealthy: p.unhealthy.map((u) => ({
+        partition: u.partition,
+        cursor: u.cursor,
+        lag_ms: u.lagMs,
+        lag_events: u.lagEvents,
+        last_error: u.lastError ?? null,
+        gap_at_ms: u.gapAt,
+      })),
+    }),
   };
 }

@@ -2,7 +2,10 @@
  * One peer's connections (SPEC §4): a blocking connection for XREAD and a query connection for
  * everything else, each reconnecting forever in the background; a circuit breaker; idle pings.
  * Both parse their replies within bounds (issue 19): the reader is a {@link StreamConnection}, the
- * query connection a {@link QueryConnection} (bounds per command, a deadline per command).
+ * query connection a {@link QueryConnection} (bounds per command, a deadline per command). A peer
+ * whose server reports `cluster_enabled:1` (or whose config says `cluster: true`) is queried
+ * through a {@link PeerCluster} instead, and has no reader here: its partition streams are read
+ * shard by shard (partition-streams.ts).
  */
 import type { ResolvedPeer, ResolvedPeerHealth, ResolvedSlo } from '../config/types.js';
 import { PeerUnavailableError } from '../errors.js';
@@ -10,9 +13,11 @@ import type { CircuitStateName } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { Metrics } from '../observability/metrics.js';
+import { reportsCluster } from '../redis/connect.js';
 import type { CommandSender } from '../store/redis-io.js';
 import { Backoff, sleep } from './backoff.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
+import { PeerCluster } from './peer-cluster.js';
 import { QueryConnection, type QueryCommand } from './query-connection.js';
 import { StreamConnection } from './stream-connection.js';
 
@@ -31,7 +36,7 @@ export interface PeerLinkSettings {
   readonly slo: () => ResolvedSlo;
 }
 
-type Role = 'reader' | 'query';
+type Role = 'reader' | 'query' | 'cluster';
 
 /** A circuit state as metrics and health spell it (`half_open`, like every other label value). */
 export function circuitLabel(state: CircuitState): CircuitStateName {
@@ -53,6 +58,10 @@ export class PeerLink {
   lastError: string | undefined;
   #reader: StreamConnection;
   #query: QueryConnection;
+  /** The query connection of a cluster peer, once it is known to be one. */
+  #cluster: PeerCluster | undefined;
+  /** Settles once the peer is known to be a cluster (true) or a single instance (false). */
+  readonly #kind: { promise: Promise<boolean>; resolve: (cluster: boolean) => void };
   #up = false;
   #closed = false;
   readonly #abort = new AbortController();
@@ -66,6 +75,7 @@ export class PeerLink {
   readonly #events = {
     reader: this.#connectionEvents('reader'),
     query: this.#connectionEvents('query'),
+    cluster: this.#connectionEvents('cluster'),
   };
   /** Wakes the callers of {@link waitReady} (on any connection event, and on close). */
   #readyWaiters: (() => void)[] = [];
@@ -101,6 +111,15 @@ export class PeerLink {
     this.metrics.peerConnected.set({ peer_id: this.id }, 0);
     this.#reader = this.#createReader();
     this.#query = this.#create();
+    let resolve: (cluster: boolean) => void = () => undefined;
+    const promise = new Promise<boolean>((r) => (resolve = r));
+    this.#kind = { promise, resolve };
+    if (peer.cluster !== undefined) resolve(peer.cluster);
+  }
+
+  /** Resolves once the peer is known to be a Redis Cluster (true) or a single instance (false). */
+  get kind(): Promise<boolean> {
+    return this.#kind.promise;
   }
 
   /** The connection for blocking stream reads. */
@@ -113,15 +132,33 @@ export class PeerLink {
     return this.#query;
   }
 
-  /** True when both connections are ready. */
+  /**
+   * True when the peer is a Redis Cluster, false when a single instance, undefined until known
+   * (the config's `cluster`, else what the server reports on the first connection).
+   */
+  get cluster(): boolean | undefined {
+    return this.#cluster !== undefined ? true : this.peer.cluster;
+  }
+
+  /** The cluster peer's query connection (routed by key), once the peer is known to be one. */
+  get clusterSender(): CommandSender | undefined {
+    return this.#cluster?.sender;
+  }
+
+  /** True when both connections are ready (a cluster peer's: its cluster client). */
   get connected(): boolean {
+    if (this.#cluster !== undefined) return this.#cluster.isReady;
     return this.#reader.isReady && this.#query.isReady;
   }
 
   /** Starts connecting both connections in the background, forever, and the idle pinger. */
   start(): void {
-    void this.#connectLoop('reader');
-    void this.#connectLoop('query');
+    if (this.peer.cluster === true) {
+      this.#becomeCluster();
+    } else {
+      void this.#connectLoop('reader');
+      void this.#connectLoop('query');
+    }
     this.#schedulePing();
   }
 
@@ -148,7 +185,7 @@ export class PeerLink {
    * turning failures into {@link PeerUnavailableError}.
    */
   run<T>(operation: string, fn: (client: CommandSender) => Promise<T>): Promise<T> {
-    return this.#run(operation, () => fn(this.#query));
+    return this.#run(operation, () => fn(this.#cluster?.sender ?? this.#query));
   }
 
   /** {@link run} on the reader connection (stream reads). */
@@ -198,24 +235,24 @@ export class PeerLink {
    * never errors by itself).
    */
   resetReader(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#cluster !== undefined) return;
     const old = this.#reader;
     this.#reader = this.#createReader();
     old.destroy();
     void this.#connectLoop('reader');
   }
 
-  /** Closes both connections (pending blocking reads reject at once). Idempotent. */
-  close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
+  /** Closes every connection (pending blocking reads reject at once). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
     this.#abort.abort();
     if (this.#pingTimer !== undefined) clearTimeout(this.#pingTimer);
     this.#reader.destroy();
     this.#query.destroy();
+    await this.#cluster?.close();
     this.#setUp(false, 'closed');
     this.#wakeReadyWaiters();
-    return Promise.resolve();
   }
 
   #create(): QueryConnection {
@@ -252,8 +289,11 @@ export class PeerLink {
     onEnd: () => void;
   } {
     let lastLogged = '';
+    // A cluster peer's seed connections, let go once it is known to be one, report nothing.
+    const retired = (): boolean => role !== 'cluster' && this.#cluster !== undefined;
     return {
       onError: (error) => {
+        if (retired()) return;
         const text = describeError(error);
         // Reconnect attempts repeat the same error: log each distinct one once.
         if (text !== lastLogged) {
@@ -268,20 +308,30 @@ export class PeerLink {
         this.metrics.peerConnectionsTotal.inc({ peer_id: this.id, status: 'success' });
         this.#refresh('ready');
       },
-      onEnd: () => this.#refresh('connection closed'),
+      onEnd: () => {
+        if (!retired()) this.#refresh('connection closed');
+      },
     };
   }
 
   async #connectLoop(role: Role): Promise<void> {
     const backoff = new Backoff({ baseMs: 100, maxMs: 5000 });
     while (!this.#closed) {
-      const client = role === 'reader' ? this.#reader : this.#query;
-      if (client.isOpen) return; // connecting or connected; the client reconnects on its own
+      const client = this.#connection(role);
+      if (client === undefined || client.isOpen) return; // the client reconnects on its own
       try {
         await client.connect();
         // Closed (or this reader replaced) while connecting: the connection must not outlive it.
-        const current = role === 'reader' ? this.#reader : this.#query;
-        if (this.#closed || client !== current) client.destroy();
+        if (this.#closed || client !== this.#connection(role)) {
+          if (client instanceof PeerCluster) void client.close();
+          else client.destroy();
+        } else if (role === 'cluster') {
+          this.#refresh('ready'); // the slots are known only now, after the shards' own events
+        } else if (role === 'query' && this.peer.cluster === undefined) {
+          const cluster = await reportsCluster(this.#query).catch(() => false);
+          if (cluster) this.#becomeCluster();
+          this.#kind.resolve(cluster);
+        }
         return;
       } catch (error) {
         this.metrics.peerConnectionsTotal.inc({ peer_id: this.id, status: 'failure' });
@@ -292,6 +342,24 @@ export class PeerLink {
         await sleep(backoff.next(), this.#abort.signal);
       }
     }
+  }
+
+  #connection(role: Role): StreamConnection | QueryConnection | PeerCluster | undefined {
+    if (role === 'cluster') return this.#cluster;
+    // A cluster peer has neither: its streams are read shard by shard.
+    if (this.#cluster !== undefined) return undefined;
+    return role === 'reader' ? this.#reader : this.#query;
+  }
+
+  /** The peer is a cluster: its single-instance connections go, a cluster client connects. */
+  #becomeCluster(): void {
+    if (this.#closed || this.#cluster !== undefined) return;
+    this.#cluster = new PeerCluster(this.peer, this.#events.cluster);
+    this.#kind.resolve(true);
+    this.#reader.destroy();
+    this.#query.destroy();
+    this.#log.info('the peer is a Redis Cluster');
+    void this.#connectLoop('cluster');
   }
 
   #refresh(reason: string): void {
@@ -331,7 +399,7 @@ export class PeerLink {
 
   async #pingIfIdle(): Promise<void> {
     const health = this.settings.peerHealth();
-    if (!health.enabled || this.#closed || !this.#query.isReady) return;
+    if (!health.enabled || this.#closed || !this.connected) return;
     if (Date.now() - this.lastSuccessAt < health.idleThresholdMs) return;
     const started = performance.now();
     try {

@@ -41,6 +41,25 @@ export function replyBounds(bounds: ReadBounds, entryDepth: number): ReplyBounds
   };
 }
 
+/**
+ * Waits until the peer behind `link` can be read: connected, and its circuit not open (a
+ * half-open one lets the next read try); false once `signal` aborts.
+ */
+export async function readable(link: PeerLink, signal: AbortSignal): Promise<boolean> {
+  while (!signal.aborted) {
+    if (!link.connected) {
+      if (!(await link.waitReady(signal))) return false;
+      continue;
+    }
+    if (link.breaker.state === 'open') {
+      await sleep(Math.max(50, link.breaker.msUntilHalfOpen()), signal);
+      continue;
+    }
+    return true;
+  }
+  return false;
+}
+
 /** One peer's CDC stream. */
 export interface PeerStream {
   /** Waits until the stream can be read (connected, circuit closed); false once `signal` aborts. */
@@ -69,19 +88,8 @@ export class RedisPeerStream implements PeerStream {
     private readonly bounds: () => ReadBounds,
   ) {}
 
-  async ready(signal: AbortSignal): Promise<boolean> {
-    while (!signal.aborted) {
-      if (!this.link.connected) {
-        if (!(await this.link.waitReady(signal))) return false;
-        continue;
-      }
-      if (this.link.breaker.state === 'open') {
-        await sleep(Math.max(50, this.link.breaker.msUntilHalfOpen()), signal);
-        continue;
-      }
-      return true;
-    }
-    return false;
+  ready(signal: AbortSignal): Promise<boolean> {
+    return readable(this.link, signal);
   }
 
   range(cursor: string, count: number, signal: AbortSignal): Promise<EntryRead> {

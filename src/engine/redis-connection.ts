@@ -69,7 +69,7 @@ export function createRedisConnection(options: RedisConnectionOptions) {
  * Destroys a client without waiting for pending replies; never throws. Called whatever the client
  * reports as open: one destroyed while connecting may still have opened its socket since.
  */
-export function destroyQuietly(client: RedisConnection): void {
+export function destroyQuietly(client: Closable): void {
   try {
     client.destroy();
   } catch {
@@ -77,8 +77,15 @@ export function destroyQuietly(client: RedisConnection): void {
   }
 }
 
+/** What {@link closeQuietly} closes: a client, or a cluster client. */
+export interface Closable {
+  readonly isOpen: boolean;
+  close(): Promise<unknown>;
+  destroy(): void;
+}
+
 /** Closes a client gracefully (QUIT-like), falling back to destroy after `timeoutMs`. */
-export async function closeQuietly(client: RedisConnection, timeoutMs = 1000): Promise<void> {
+export async function closeQuietly(client: Closable, timeoutMs = 1000): Promise<void> {
   if (!client.isOpen) return;
   let timer: NodeJS.Timeout | undefined;
   try {

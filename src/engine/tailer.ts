@@ -7,7 +7,6 @@
  */
 import { STREAM_START } from '../codec/stream-id.js';
 import type { ResolvedHotPath, ResolvedSlo } from '../config/types.js';
-import { IllegalStateError } from '../errors.js';
 import type { StoredRecord } from '../model/record.js';
 import type { Logger } from '../observability/logger.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
@@ -17,13 +16,20 @@ import { AimdBatchSizer } from './aimd.js';
 import type { ApplyRateLimit } from './apply-rate-limit.js';
 import { ApplyPipeline } from './apply-pipeline.js';
 import { Backoff, sleep } from './backoff.js';
-import { applyBatch, countCommitted, type BatchStats } from './batch-apply.js';
-import { decodeBatch, type HeldBackRecord, type RawEntry } from './batch.js';
+import {
+  applyBatch,
+  countCommitted,
+  type BatchApplyContext,
+  type BatchStats,
+} from './batch-apply.js';
+import { decodeBatch, type DecodedBatch, type HeldBackRecord, type RawEntry } from './batch.js';
 import type { CursorStore } from './cursor-store.js';
 import { describeError } from './peer-link.js';
 import type { PeerStream } from './peer-stream.js';
+import { LagReport } from './lag-report.js';
 import { StreamLag } from './stream-lag.js';
 import { StreamReader } from './stream-reader.js';
+import { TailerLoop, type TailerState } from './tailer-loop.js';
 import type { GapVerdict } from './stream-gap.js';
 
 export { APPLIES_IN_FLIGHT } from './apply-pipeline.js';
@@ -70,36 +76,57 @@ export interface TailerContext {
   readonly clock?: TailerClock;
 }
 
-/** Where the loop is. */
-export type TailerState =
-  /** Constructed; {@link Tailer.start} not called. */
-  | { readonly kind: 'created' }
-  /** Waiting for the peer to be readable (connecting, circuit open). */
-  | { readonly kind: 'waiting' }
-  /** Reading a backlog (XRANGE, read ahead). */
-  | { readonly kind: 'catching-up' }
-  /** Caught up: blocking reads. */
-  | { readonly kind: 'live' }
-  /** Paused by an operator: nothing read, lag still measured. */
-  | { readonly kind: 'paused' }
-  /** After a failure: reading again from the committed cursor once the delay is over. */
-  | { readonly kind: 'backing-off'; readonly error: string }
-  /** Stop requested: the batches in flight land. */
-  | { readonly kind: 'stopping' }
-  | { readonly kind: 'stopped' };
+/** What applying a batch needs besides the context: the caller's log, stop signal and clock. */
+export interface ApplyHooks {
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly now: () => number;
+  readonly onBackpressure: (waiting: boolean) => void;
+}
+
+/** How a peer's batches are applied (`applyBatch`'s context), for any tailer of `peerId`. */
+export function applyContext(
+  peerId: string,
+  ctx: TailerContext,
+  hooks: ApplyHooks,
+): BatchApplyContext {
+  return {
+    peerId,
+    store: ctx.store,
+    metrics: ctx.metrics,
+    ...hooks,
+    onConflicts: (conflicts) => ctx.onConflicts(peerId, conflicts),
+    onHeldBack: (records) => ctx.onHeldBack?.(peerId, records),
+    onPurged: (count) => ctx.onPurged?.(peerId, count),
+  };
+}
+
+/** Decodes entries read from `peerId` (timed: `event_processing_duration_seconds`). */
+export function decodeEntries(
+  entries: readonly RawEntry[],
+  peerId: string,
+  ctx: TailerContext,
+  now: number,
+): DecodedBatch {
+  const started = performance.now();
+  const skew = ctx.maxClockSkewMs;
+  const batch = decodeBatch(
+    entries,
+    peerId,
+    ctx.localNodeId,
+    { maxItemBytes: ctx.maxItemBytes, lazyContent: ctx.store.keepsFrames === true },
+    skew === undefined ? undefined : { now, maxClockSkewMs: skew },
+  );
+  ctx.metrics.eventProcessingDurationSeconds.observe(
+    { peer_id: peerId },
+    (performance.now() - started) / 1000,
+  );
+  return batch;
+}
+
+export type { TailerState } from './tailer-loop.js';
 
 type StateKind = TailerState['kind'];
-const RUNNING: readonly StateKind[] = ['waiting', 'catching-up', 'live', 'paused', 'backing-off'];
-const TRANSITIONS: Readonly<Record<StateKind, readonly StateKind[]>> = {
-  created: [...RUNNING, 'stopping'],
-  waiting: [...RUNNING, 'stopping'],
-  'catching-up': [...RUNNING, 'stopping'],
-  live: [...RUNNING, 'stopping'],
-  paused: [...RUNNING, 'stopping'],
-  'backing-off': [...RUNNING, 'stopping'],
-  stopping: ['stopped'],
-  stopped: [],
-};
 
 /** A snapshot of a tailer, for health. */
 export interface TailerStatus {
@@ -116,10 +143,53 @@ export interface TailerStatus {
   readonly lastCommitAt: number | null;
   /** Cursor commits that failed in a row (0 after a commit succeeds). */
   readonly commitFailures: number;
+  /** A cluster peer's partition streams, aggregated (absent for a single-instance peer). */
+  readonly partitions?: PartitionsStatus;
+}
+
+/** A cluster peer's partition streams at a glance (docs/CLUSTER.md, "Lag, gaps, health"). */
+export interface PartitionsStatus {
+  /** Partition streams tailed. */
+  readonly count: number;
+  /** Partitions with entries not applied yet. */
+  readonly behind: number;
+  /** Partitions where a gap was found in the last {@link GAP_SHOWN_MS}. */
+  readonly withGap: number;
+  /** Partitions whose last read or apply failed. */
+  readonly failing: number;
+  /** The unhealthy partitions (behind past the lag SLO, failing, or with a gap), worst first, at most 16. */
+  readonly unhealthy: readonly PartitionStatus[];
+}
+
+/** One partition stream of a cluster peer, as health lists it. */
+export interface PartitionStatus {
+  /** Its subtree path (`'3'`, `'3f'`). */
+  readonly partition: string;
+  readonly cursor: string;
+  readonly lagMs: number;
+  readonly lagEvents: number;
+  readonly lastError: string | undefined;
+  /** When a gap was last found in it (the tailer's clock, ms); null if none recently. */
+  readonly gapAt: number | null;
+}
+
+/** How long a partition whose stream had a gap is shown as such. */
+export const GAP_SHOWN_MS = 10 * 60_000;
+
+/** What the engine drives a peer's hot path through: a {@link Tailer}, or a cluster peer's. */
+export interface PeerTailer {
+  readonly paused: boolean;
+  start(): void;
+  stop(): Promise<void>;
+  peerUp(): void;
+  pause(): void;
+  resume(): void;
+  resync(): Promise<void>;
+  status(): TailerStatus;
 }
 
 /** Tails one peer's stream. */
-export class Tailer {
+export class Tailer implements PeerTailer {
   readonly #peerId: string;
   readonly #ctx: TailerContext;
   readonly #clock: TailerClock;
@@ -130,17 +200,10 @@ export class Tailer {
   readonly #lag = new StreamLag();
   readonly #sizer: AimdBatchSizer;
   readonly #backoff = new Backoff({ baseMs: 100, maxMs: 5000 });
-  /** Aborted by stop: ends every wait and read. */
-  readonly #stop = new AbortController();
-  /** Aborted to wake the loop from a wait when a request arrives (or stop); then renewed. */
-  #wake = new AbortController();
+  /** The state machine and the requests (pause, resync, stop) the loop takes up. */
+  readonly #loop: TailerLoop;
   /** Batches that were read full (AIMD grows only on those). */
   readonly #fullBatches = new WeakSet<object>();
-  #state: TailerState = { kind: 'created' };
-  #loop: Promise<void> | undefined;
-  /** Requests: the operator's wish (pause), resyncs waiting for the loop. */
-  #pauseRequested = false;
-  #resyncs: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   /** The last read came back short: the stream is read to its head. */
   #caughtUp = false;
   #backpressured = false;
@@ -152,11 +215,10 @@ export class Tailer {
   #lastCommitAt: number | null = null;
   #commitFailures = 0;
   #infoDue = 0;
-  #lastLagWarnAt = 0;
   /** Repeating warnings: logged when they start, every 30 s while they last, when they end. */
   readonly #applyFailing: RepeatingWarning;
   readonly #readFailing: RepeatingWarning;
-  readonly #lagOverSlo: RepeatingWarning;
+  readonly #lagReport: LagReport;
   readonly #flushOverSlo: RepeatingWarning;
 
   constructor(peerId: string, stream: PeerStream, ctx: TailerContext) {
@@ -165,6 +227,13 @@ export class Tailer {
     this.#ctx = ctx;
     this.#clock = ctx.clock ?? REAL_CLOCK;
     this.#log = ctx.logger;
+    this.#loop = new TailerLoop({
+      step: () => this.#step(),
+      whilePaused: () => this.#whilePaused(),
+      backOff: (error) => this.#backOff(error),
+      resetToStart: () => this.#resetToStart(),
+      settle: () => this.#pipeline.settle(),
+    });
     const now = (): number => this.#clock.now();
     this.#applyFailing = new RepeatingWarning(
       this.#log,
@@ -175,10 +244,7 @@ export class Tailer {
       recovered: 'the peer stream reads again',
       now,
     });
-    this.#lagOverSlo = new RepeatingWarning(this.#log, 'replication lag exceeds its SLO', {
-      recovered: 'replication lag is within its SLO',
-      now,
-    });
+    this.#lagReport = new LagReport(peerId, ctx.metrics, ctx.slo, this.#log, now);
     this.#flushOverSlo = new RepeatingWarning(this.#log, 'batch flush exceeded its SLO', {
       recovered: 'batch flushes are within their SLO',
       now,
@@ -197,23 +263,20 @@ export class Tailer {
       ctx.metrics,
       this.#log,
       row?.entriesAdded ?? null,
-      this.#stop.signal,
+      this.#loop.stopSignal,
     );
     this.#pipeline = new ApplyPipeline<BatchStats>({
       committed: row?.streamId ?? STREAM_START,
       apply: (batch) =>
-        applyBatch(batch, {
-          peerId,
-          store: ctx.store,
-          metrics: ctx.metrics,
-          log: this.#log,
-          signal: this.#stop.signal,
-          onBackpressure: (waiting) => (this.#backpressured = waiting),
-          onConflicts: (conflicts) => ctx.onConflicts(peerId, conflicts),
-          now: () => this.#clock.now(),
-          onHeldBack: (records) => ctx.onHeldBack?.(peerId, records),
-          onPurged: (count) => ctx.onPurged?.(peerId, count),
-        }),
+        applyBatch(
+          batch,
+          applyContext(peerId, ctx, {
+            log: this.#log,
+            signal: this.#loop.stopSignal,
+            now: () => this.#clock.now(),
+            onBackpressure: (waiting) => (this.#backpressured = waiting),
+          }),
+        ),
       commit: (cursor) => this.#commitCursor(cursor),
       onCommitted: (batch, stats, flushMs) => {
         this.#backoff.reset();
@@ -241,31 +304,22 @@ export class Tailer {
 
   /** Where the loop is. */
   get state(): TailerState {
-    return this.#state;
+    return this.#loop.state;
   }
 
   /** True while an operator has the peer paused. */
   get paused(): boolean {
-    return this.#pauseRequested;
+    return this.#loop.paused;
   }
 
   /** Starts the loop in the background. */
   start(): void {
-    if (this.#state.kind !== 'created') return;
-    this.#enter({ kind: 'waiting' });
-    this.#loop = this.#run();
+    this.#loop.start();
   }
 
   /** Stops after the batches in flight are applied and committed. Safe to call twice. */
-  async stop(): Promise<void> {
-    if (this.#state.kind === 'created') {
-      this.#enter({ kind: 'stopping' });
-      this.#enter({ kind: 'stopped' });
-    }
-    this.#stop.abort();
-    this.#wake.abort();
-    this.#rejectResyncs(new IllegalStateError('the tailer stopped before the resync'));
-    await this.#loop;
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /**
@@ -274,20 +328,18 @@ export class Tailer {
    */
   peerUp(): void {
     this.#readError = undefined;
-    if (this.#state.kind !== 'backing-off') return;
+    if (this.#loop.state.kind !== 'backing-off') return;
     this.#backoff.reset();
-    this.#wakeUp();
+    this.#loop.wakeUp();
   }
 
   /** Stops reading at the next safe point (the batches in flight still land). */
   pause(): void {
-    this.#pauseRequested = true;
-    this.#wakeUp();
+    this.#loop.pause();
   }
 
   resume(): void {
-    this.#pauseRequested = false;
-    this.#wakeUp();
+    this.#loop.resume();
   }
 
   /**
@@ -295,30 +347,18 @@ export class Tailer {
    * replays harmless). The caller requests a repair alongside.
    * @throws {IllegalStateError} when the tailer stopped first; what committing the cursor throws.
    */
-  async resync(): Promise<void> {
-    if (this.#state.kind === 'stopping' || this.#state.kind === 'stopped') {
-      throw new IllegalStateError(`cannot resync a tailer that is ${this.#state.kind}`);
-    }
-    if (this.#loop === undefined) {
-      // Not tailing (hot path off): nothing is in flight, so reset at once.
-      await this.#resetToStart();
-      return;
-    }
-    await new Promise<void>((resolve, reject) => {
-      this.#resyncs.push({ resolve, reject });
-      this.#wakeUp();
-    });
+  resync(): Promise<void> {
+    return this.#loop.resync();
   }
 
   status(): TailerStatus {
-    const kind = this.#state.kind;
     return {
-      state: kind,
+      state: this.#loop.state.kind,
       cursor: this.#pipeline.committed,
       lagMs: this.#lag.ms(this.#clock.now()),
       lagEvents: this.#lag.events,
       catchingUp: !this.#caughtUp,
-      paused: this.#pauseRequested,
+      paused: this.#loop.paused,
       backpressured: this.#backpressured,
       lastEventAt: this.#lastEventAt,
       lastError: this.#applyError ?? this.#readError,
@@ -328,48 +368,21 @@ export class Tailer {
   }
 
   #enter(next: TailerState): void {
-    const from = this.#state.kind;
-    if (!TRANSITIONS[from].includes(next.kind)) {
-      throw new IllegalStateError(`illegal tailer transition ${from} → ${next.kind}`);
-    }
-    this.#state = next;
-  }
-
-  #wakeUp(): void {
-    this.#wake.abort();
+    this.#loop.enter(next);
   }
 
   /** The signal of every wait in this turn of the loop: aborted by a request or by stop. */
   #waitSignal(): AbortSignal {
-    return this.#wake.signal;
+    return this.#loop.waitSignal;
   }
 
   get #stopping(): boolean {
-    return this.#stop.signal.aborted;
+    return this.#loop.stopping;
   }
 
   /** True when a request waits for the loop (it then drops what it read meanwhile). */
   get #requested(): boolean {
-    return this.#resyncs.length > 0 || this.#pauseRequested || this.#stopping;
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#stopping) {
-      // A safe point: requests are taken here; one made later wakes this turn's waits.
-      if (this.#wake.signal.aborted) this.#wake = new AbortController();
-      try {
-        if (this.#resyncs.length > 0) await this.#takeResyncs();
-        else if (this.#pauseRequested) await this.#whilePaused();
-        else await this.#step();
-      } catch (error) {
-        if (this.#stopping) break;
-        await this.#backOff(error);
-      }
-    }
-    this.#enter({ kind: 'stopping' });
-    this.#rejectResyncs(new IllegalStateError('the tailer stopped before the resync'));
-    await this.#pipeline.settle();
-    this.#enter({ kind: 'stopped' });
+    return this.#loop.requested;
   }
 
   /** One turn of the loop: a read and, if it brought entries, one batch into the pipeline. */
@@ -419,26 +432,13 @@ export class Tailer {
     await this.#pipeline.submit({ after: cursor, firstId: entries[0]!.id, batch });
   }
 
-  #decode(entries: readonly RawEntry[]): ReturnType<typeof decodeBatch> {
-    const started = performance.now();
-    const skew = this.#ctx.maxClockSkewMs;
-    const batch = decodeBatch(
-      entries,
-      this.#peerId,
-      this.#ctx.localNodeId,
-      { maxItemBytes: this.#ctx.maxItemBytes, lazyContent: this.#ctx.store.keepsFrames === true },
-      skew === undefined ? undefined : { now: this.#clock.now(), maxClockSkewMs: skew },
-    );
-    this.#ctx.metrics.eventProcessingDurationSeconds.observe(
-      { peer_id: this.#peerId },
-      (performance.now() - started) / 1000,
-    );
-    return batch;
+  #decode(entries: readonly RawEntry[]): DecodedBatch {
+    return decodeEntries(entries, this.#peerId, this.#ctx, this.#clock.now());
   }
 
   /** Waits until the peer can be read; false when a request or stop came first. */
   async #awaitPeer(): Promise<boolean> {
-    const kind = this.#state.kind;
+    const kind = this.#loop.state.kind;
     if (kind === 'paused' || kind === 'backing-off') this.#enter({ kind: 'waiting' });
     const ready = await this.#stream.ready(this.#waitSignal());
     return ready && !this.#requested;
@@ -467,7 +467,7 @@ export class Tailer {
 
   /** Paused: the batches in flight land, then only the lag is measured, every couple of seconds. */
   async #whilePaused(): Promise<void> {
-    if (this.#state.kind !== 'paused') {
+    if (this.#loop.state.kind !== 'paused') {
       this.#reader.dropReadAhead();
       await this.#pipeline.settle();
       this.#enter({ kind: 'paused' });
@@ -494,30 +494,12 @@ export class Tailer {
     }
   }
 
-  async #takeResyncs(): Promise<void> {
-    const resyncs = this.#resyncs;
-    this.#resyncs = [];
-    try {
-      this.#reader.dropReadAhead();
-      await this.#resetToStart();
-      for (const r of resyncs) r.resolve();
-    } catch (error) {
-      for (const r of resyncs) r.reject(error);
-    }
-  }
-
   async #resetToStart(): Promise<void> {
     await this.#pipeline.reset(STREAM_START);
     this.#reader.forget();
     this.#lag.reset();
     this.#caughtUp = false;
     this.#infoDue = 0;
-  }
-
-  #rejectResyncs(error: Error): void {
-    const resyncs = this.#resyncs;
-    this.#resyncs = [];
-    for (const r of resyncs) r.reject(error);
   }
 
   /** Re-reads XINFO on (re)start, after a failure and every couple of seconds: gaps, lag. */
@@ -546,21 +528,7 @@ export class Tailer {
   }
 
   #publishLag(): void {
-    const m = this.#ctx.metrics;
-    const peer = { peer_id: this.#peerId };
-    const lagMs = this.#lag.ms(this.#clock.now());
-    m.lagMs.set(peer, lagMs);
-    m.lagEvents.set(peer, this.#lag.events);
-    const maxLag = this.#ctx.slo().maxReplicationLagMs;
-    m.lagSloViolation.set(peer, lagMs > maxLag ? 1 : 0);
-    const now = this.#clock.now();
-    if (lagMs <= maxLag) {
-      this.#lagOverSlo.ok({ lag_ms: lagMs });
-    } else if (now - this.#lastLagWarnAt > 10_000) {
-      this.#lastLagWarnAt = now;
-      m.sloViolationsTotal.inc({ peer_id: this.#peerId, slo_type: 'replication_lag' });
-      this.#lagOverSlo.fail({ lag_ms: lagMs, slo_ms: maxLag });
-    }
+    this.#lagReport.publish(this.#lag.ms(this.#clock.now()), this.#lag.events);
   }
 
   #checkFlushSlo(flushMs: number, events: number): void {
@@ -584,7 +552,7 @@ export class Tailer {
 
   async #rateLimit(n: number): Promise<void> {
     const wait = this.#ctx.rateLimit.reserve(n);
-    if (wait > 0) await this.#clock.sleep(wait, this.#stop.signal);
+    if (wait > 0) await this.#clock.sleep(wait, this.#loop.stopSignal);
   }
 
   #commitCursor(streamId: string): void {

@@ -28,6 +28,26 @@ export interface RepairSummary {
 }
 
 /** The health of one peer. */
+/** A cluster peer's partition streams in `/health` (docs/CLUSTER.md, "Lag, gaps, health"). */
+export interface PartitionsHealth {
+  readonly count: number;
+  /** Partitions with entries not applied yet. */
+  readonly behind: number;
+  /** Partitions whose stream had a gap in the last 10 minutes. */
+  readonly with_gap: number;
+  /** Partitions whose last read or apply failed. */
+  readonly failing: number;
+  /** Listed only when some partition is unhealthy (over the lag SLO, failing, a recent gap), worst first, at most 16. */
+  readonly unhealthy?: readonly {
+    readonly partition: string;
+    readonly cursor: string;
+    readonly lag_ms: number;
+    readonly lag_events: number;
+    readonly last_error: string | null;
+    readonly gap_at_ms: number | null;
+  }[];
+}
+
 export interface PeerHealth {
   readonly node_id: string;
   /** The peer's Redis URL with any password replaced by `***`. */
@@ -69,6 +89,11 @@ export interface PeerHealth {
    */
   readonly problems: readonly string[];
   readonly last_repair: RepairSummary | null;
+  /**
+   * A cluster peer's partition streams (absent for a single instance): `lag_ms`, `cursor` and
+   * `last_commit_at_ms` above are its worst partition's, `lag_events` the sum.
+   */
+  readonly partitions?: PartitionsHealth;
 }
 
 /** This node's own store (its Redis), as the engine's periodic check (every second) sees it. */
@@ -254,6 +279,22 @@ export function formatHealth(h: EngineHealth): string {
       ]),
     ];
     lines.push(...table(rows).map((l) => `  ${l}`));
+    for (const p of h.peers) {
+      const parts = p.partitions;
+      if (parts === undefined) continue;
+      lines.push(
+        `  ${p.node_id}: a Redis Cluster, ${parts.count} partition streams: ${parts.behind} behind, ` +
+          `${parts.with_gap} with a gap, ${parts.failing} failing`,
+      );
+      for (const u of parts.unhealthy ?? []) {
+        const why = [
+          `lag ${formatDuration(u.lag_ms)} / ${u.lag_events} ev`,
+          u.gap_at_ms === null ? '' : `gap ${ago(u.gap_at_ms, now)}`,
+          u.last_error ?? '',
+        ].filter((x) => x !== '');
+        lines.push(`    partition ${u.partition} (cursor ${u.cursor}): ${why.join('; ')}`);
+      }
+    }
   }
   const t = h.tombstones;
   if (t !== undefined && t.held_for.length > 0) {

@@ -44,6 +44,7 @@ describe('CursorStore', () => {
       store.commit('a', '1700000000000-3', { streamEpoch: 'epoch-1', entriesAdded: 42 });
       assert.deepEqual(store.get('a'), {
         peerId: 'a',
+        stream: '',
         streamId: '1700000000000-3',
         streamEpoch: 'epoch-1',
         entriesAdded: 42,
@@ -63,6 +64,7 @@ describe('CursorStore', () => {
         store.get('a'),
         {
           peerId: 'a',
+          stream: '',
           streamId: '1700000000001-0',
           streamEpoch: 'epoch-1',
           entriesAdded: 42,
@@ -184,6 +186,41 @@ describe('CursorStore', () => {
     assert.equal(pragma(wal, 'journal_mode'), 'delete');
   });
 
+  it('keeps a schema 1 file’s cursors as the peers’ single-stream rows, beside partition rows', () => {
+    const path = join(dir, 'schema-1.db');
+    const db = new Database(path);
+    db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      INSERT INTO meta VALUES ('schema_version', '1');
+      CREATE TABLE cursors (peer_id TEXT PRIMARY KEY, stream_id TEXT NOT NULL,
+        stream_epoch TEXT, entries_added INTEGER, updated_at INTEGER NOT NULL);
+      INSERT INTO cursors VALUES ('a', '17-3', NULL, 9, 1000)`);
+    db.close();
+    const store = CursorStore.open(path);
+    try {
+      assert.equal(store.get('a')?.streamId, '17-3');
+      assert.equal(store.get('a')?.entriesAdded, 9);
+      store.commit('b', '5-0', { stream: '{0.4}:cdc' });
+      store.commit('b', '6-0', { stream: '{1.2}:cdc' });
+      store.commit('b', '7-0', { stream: '{0.4}:cdc' });
+      assert.deepEqual(
+        store.all().map((r) => [r.peerId, r.stream, r.streamId]),
+        [
+          ['a', '', '17-3'],
+          ['b', '{0.4}:cdc', '7-0'],
+          ['b', '{1.2}:cdc', '6-0'],
+        ],
+      );
+      assert.equal(store.get('b'), undefined, 'a cluster peer has no single-stream row');
+      store.delete('b');
+      assert.deepEqual(
+        store.all().map((r) => r.peerId),
+        ['a'],
+      );
+    } finally {
+      store.close();
+    }
+  });
+
   it('records a schema version and refuses a newer one', () => {
     const path = freshPath();
     CursorStore.open(path).close();
@@ -194,7 +231,7 @@ describe('CursorStore', () => {
       const row = db
         .prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'")
         .get();
-      assert.equal(row?.value, '1');
+      assert.equal(row?.value, '2');
       db.prepare("UPDATE meta SET value = '99' WHERE key = 'schema_version'").run();
     } finally {
       db.close();

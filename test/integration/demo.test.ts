@@ -14,7 +14,7 @@ function announced(out: string): { pids: number[]; root: string } {
   return { pids, root };
 }
 
-describe('demo', { timeout: 120_000 }, () => {
+describe('demo', { timeout: 150_000 }, () => {
   it('--quick runs to the end: three identical nodes, no process or file left', async () => {
     const result = await runCli(['demo', '--quick'], { timeoutMs: 90_000 });
     const out = result.stdout.toString();
@@ -41,6 +41,27 @@ describe('demo', { timeout: 120_000 }, () => {
     assert.ok(
       pids.length >= 4,
       `redis pids announced (including tokyo's restart): ${pids.join(',')}`,
+    );
+    for (const pid of pids) assert.equal(isAlive(pid), false, `redis-server ${pid} is gone`);
+    assert.ok(root !== '' && !existsSync(root), `temp dir ${root} removed`);
+  });
+
+  it('--quick --cluster runs paris on a 3-master Redis Cluster and converges, no process left', async () => {
+    const result = await runCli(['demo', '--quick', '--cluster'], { timeoutMs: 110_000 });
+    const out = result.stdout.toString();
+    assert.equal(result.code, 0, `${out}\n${result.stderr}`);
+    assert.match(out, /paris +Redis Cluster: (127\.0\.0\.1:\d+ ){2}127\.0\.0\.1:\d+ /);
+    const table = out
+      .split('\n')
+      .filter((l) => /^ {2}(london|paris|tokyo) +\d+ +\d+ +[0-9a-f]{64}$/.test(l));
+    assert.equal(table.length, 3, out);
+    const cells = table.map((l) => l.trim().split(/ +/).slice(1));
+    assert.deepEqual(cells[1], cells[0], 'the cluster node holds what london holds');
+    assert.deepEqual(cells[2], cells[0]);
+    const { pids, root } = announced(out);
+    assert.ok(
+      pids.length >= 6,
+      `redis pids announced (3 of them the cluster's): ${pids.join(',')}`,
     );
     for (const pid of pids) assert.equal(isAlive(pid), false, `redis-server ${pid} is gone`);
     assert.ok(root !== '' && !existsSync(root), `temp dir ${root} removed`);

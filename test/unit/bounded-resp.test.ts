@@ -168,6 +168,34 @@ describe('BoundedRespParser', () => {
     ]);
   });
 
+  it('shares a budget between replies: once spent, a reply keeps no entry at all', () => {
+    const v = 'z'.repeat(40);
+    const xrange = arr(entry('1-0', 'f', v), entry('2-0', 'f', v));
+    const bytes = Buffer.from(xrange + xrange + xrange, 'latin1');
+    for (let at = 1; at < bytes.length; at++) {
+      const budget = { remaining: 1 };
+      const replies = parse([bytes.subarray(0, at), bytes.subarray(at)], {
+        ...XRANGE(1000, Infinity),
+        budget,
+      });
+      assert.deepEqual(
+        plain(replies),
+        [
+          { value: [['buf:1-0', ['buf:f', `buf:${v}`]]], cut: true },
+          { value: [], cut: true },
+          { value: [], cut: true },
+        ],
+        `split at byte ${at}`,
+      );
+      assert.ok(budget.remaining < 0, 'the first reply spent it');
+    }
+    const budget = { remaining: 1_000_000 };
+    const whole = parse([bytes], { ...XRANGE(1000, Infinity), budget });
+    assert.ok(whole.every((r) => !r.cut && (r.value as RespValue[]).length === 2));
+    const kept = whole.reduce((n, r) => n + r.keptBytes, 0);
+    assert.equal(budget.remaining, 1_000_000 - kept, 'each reply took what it kept');
+  });
+
   it('truncates an entry over its own bound: the rest skipped, counted in a Truncated', () => {
     const fields: string[] = [];
     for (let i = 0; i < 40; i++) fields.push(`n${i}`, 'v'.repeat(20));
