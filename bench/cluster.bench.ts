@@ -18,7 +18,7 @@ import { startNode, type RunningNode } from '../src/node/node.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createClusterConnection } from '../src/redis/connect.js';
 import { sha256Hex } from '../src/store/input.js';
-import type { LocalStore } from '../src/store/local-store.js';
+import type { LocalStore } from '../src/engine/local-store.js';
 import { PartitionedStore } from '../src/store/partitioned-store.js';
 import { newRedisClient } from '../src/store/redis-io.js';
 import { SyncStore } from '../src/store/sync-store.js';

@@ -5,7 +5,7 @@
  */
 import type { StoredRecord } from '../src/model/record.js';
 import { sha256Hex } from '../src/store/input.js';
-import type { LocalStore } from '../src/store/local-store.js';
+import type { LocalStore } from '../src/engine/local-store.js';
 import { startMesh, type Mesh, type MeshNode } from '../test/helpers/mesh.js';
 import { median, type BenchOptions, type BenchRow } from './report.js';
 

@@ -4,7 +4,7 @@
  */
 export * from './errors.js';
 export * from './model/record.js';
-export type * from './store/local-store.js';
+export type * from './engine/local-store.js';
 export { SyncStore } from './store/sync-store.js';
 export type {
   SyncStoreOptions,

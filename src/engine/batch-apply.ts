@@ -6,7 +6,7 @@
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { StoredRecord } from '../model/record.js';
-import type { ApplyResult, LocalStore } from '../store/local-store.js';
+import type { ApplyResult, LocalStore } from './local-store.js';
 import { sleep } from './backoff.js';
 import type { DecodedBatch, HeldBackRecord, QuarantinedEntry } from './batch.js';
 
@@ -154,7 +154,7 @@ async function quarantine(
       'corrupt entry quarantined',
     );
   }
-  await ctx.store.quarantine?.(ctx.peerId, entries);
+  await ctx.store.quarantine(ctx.peerId, entries);
 }
 
 /**
@@ -181,6 +181,6 @@ async function holdBack(records: readonly HeldBackRecord[], ctx: BatchApplyConte
       'record dated beyond store.max_clock_skew held back; a repair applies it once in range',
     );
   }
-  await ctx.store.quarantine?.(ctx.peerId, records);
+  await ctx.store.quarantine(ctx.peerId, records);
   ctx.onHeldBack?.(records);
 }

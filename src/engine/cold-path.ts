@@ -10,7 +10,7 @@ import type { RepairSummary } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
-import type { LocalStore } from '../store/local-store.js';
+import type { LocalStore } from './local-store.js';
 import { Backoff, sleep } from './backoff.js';
 import {
   inSyncSinceHorizon,
@@ -243,9 +243,7 @@ export class ColdPath {
           await store.merkleRoot();
           last = Date.now();
         } else if (Date.now() - last >= BUSY_REFRESH_INTERVAL_MS) {
-          await (store.refreshMerkle === undefined
-            ? store.merkleRoot()
-            : store.refreshMerkle({ budgetMs: BUSY_REFRESH_BUDGET_MS }));
+          await store.refreshMerkle({ budgetMs: BUSY_REFRESH_BUDGET_MS });
           last = Date.now();
         }
         failing.ok();

@@ -11,7 +11,7 @@ import { formatDuration } from '../observability/health.js';
 import type { EngineHealth, EngineStateName } from '../observability/health.js';
 import { createLogger, peerLogger, type Logger } from '../observability/logger.js';
 import { ENGINE_STATE_VALUE, createMetrics, type Metrics } from '../observability/metrics.js';
-import type { ApplyResult, LocalStore } from '../store/local-store.js';
+import type { ApplyResult, LocalStore } from './local-store.js';
 import { ColdPath, type RepairOptions, type RepairReport } from './cold-path.js';
 import { CursorStore } from './cursor-store.js';
 import { LocalStoreCheck } from './local-check.js';

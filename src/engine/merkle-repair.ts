@@ -6,7 +6,7 @@
  * alone, and a peer tombstone deletes only by winning. {@link ColdPath} schedules and accounts.
  */
 import { compareVersions, type RecordVersion, type StoredRecord } from '../model/record.js';
-import type { DeadLetter, GcState, LocalStore, MerkleNode } from '../store/local-store.js';
+import type { DeadLetter, GcState, LocalStore, MerkleNode } from './local-store.js';
 import { DEPTH, isBucketPath } from '../store/merkle-hash.js';
 import { MerkleReader, type BucketPage, type RejectedRecord } from '../store/merkle-reader.js';
 import type { PartitionLayout } from '../store/partitions.js';
@@ -252,7 +252,7 @@ export async function runRepair(
     fields: Parameters<typeof report>[0],
     earned: boolean,
   ): Promise<RepairReport> => {
-    if (!dryRun && letters.length > 0) await store.quarantine?.(peerId, letters);
+    if (!dryRun && letters.length > 0) await store.quarantine(peerId, letters);
     await acknowledge(earned && refusals === 0);
     return report(fields);
   };

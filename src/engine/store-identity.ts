@@ -4,7 +4,7 @@
  * restarted without its data, or replaced; the engine then rebuilds from every peer at once.
  */
 import type { Logger } from '../observability/logger.js';
-import type { TombstoneStore } from '../store/local-store.js';
+import type { TombstoneStore } from './local-store.js';
 import { sleep } from './backoff.js';
 import { describeError } from './peer-link.js';
 

@@ -11,7 +11,7 @@ import type { StoredRecord } from '../model/record.js';
 import type { Logger } from '../observability/logger.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { ApplyResult, LocalStore } from '../store/local-store.js';
+import type { ApplyResult, LocalStore } from './local-store.js';
 import { AimdBatchSizer } from './aimd.js';
 import type { ApplyRateLimit } from './apply-rate-limit.js';
 import { ApplyPipeline } from './apply-pipeline.js';
@@ -114,7 +114,7 @@ export function decodeEntries(
     entries,
     peerId,
     ctx.localNodeId,
-    { maxItemBytes: ctx.maxItemBytes, lazyContent: ctx.store.keepsFrames === true },
+    { maxItemBytes: ctx.maxItemBytes, lazyContent: ctx.store.keepsFrames },
     skew === undefined ? undefined : { now, maxClockSkewMs: skew },
   );
   ctx.metrics.eventProcessingDurationSeconds.observe(

@@ -9,7 +9,7 @@ import type { TombstoneHealth, TombstoneHolder } from '../observability/health.j
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
-import type { HeldTombstones, TombstoneStore } from '../store/local-store.js';
+import type { HeldTombstones, TombstoneStore } from './local-store.js';
 
 /** What one purge may remove. */
 export interface PurgePlan {

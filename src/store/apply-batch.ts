@@ -7,7 +7,7 @@ import { encodeData } from '../codec/zstd.js';
 import { StoreError } from '../errors.js';
 import type { StoredRecord } from '../model/record.js';
 import type { StoreKeys } from './keys.js';
-import type { ApplyOutcome, ApplyResult } from './local-store.js';
+import type { ApplyOutcome, ApplyResult } from '../engine/local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf, formatVersionTuple, parseVersionTuple } from './merkle-hash.js';
 import { encodeRecordArena, storedBody } from './record-value.js';

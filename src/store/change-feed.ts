@@ -12,7 +12,7 @@
  */
 import { StoreError } from '../errors.js';
 import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
-import type { ApplySource } from './local-store.js';
+import type { ApplySource } from '../engine/local-store.js';
 
 /** Where a change came from, as its feed entry names it. */
 export type ChangeSource =

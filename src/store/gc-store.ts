@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
 import type { RecordVersion } from '../model/record.js';
 import type { StoreKeys } from './keys.js';
-import type { GcState, HeldTombstones, TombstoneStore } from './local-store.js';
+import type { GcState, HeldTombstones, TombstoneStore } from '../engine/local-store.js';
 import { SCRIPTS } from './lua-script.js';
 import { bucketOf } from './merkle-hash.js';
 import { feedMaxlen, runWrite } from './write-call.js';

@@ -8,7 +8,7 @@ import { isBoundedInt, MAX_UPDATED_AT, MAX_VERSION } from '../codec/bounds.js';
 import { DEFAULT_MAX_ITEM_BYTES } from '../codec/zstd.js';
 import { PeerReplyTooLargeError, StoreError } from '../errors.js';
 import type { RecordVersion, StoredRecord } from '../model/record.js';
-import type { MerkleNode } from './local-store.js';
+import type { MerkleNode } from '../engine/local-store.js';
 import {
   bucketOf,
   childPaths,

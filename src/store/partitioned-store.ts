@@ -25,7 +25,7 @@ import type {
   LocalStore,
   MerkleNode,
   TombstoneStore,
-} from './local-store.js';
+} from '../engine/local-store.js';
 import { bucketOf, childPaths, interiorHash, nodeField, ZERO_HASH } from './merkle-hash.js';
 import { MerkleReader } from './merkle-reader.js';
 import { checkRecord } from './input.js';

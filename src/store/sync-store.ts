@@ -38,7 +38,7 @@ import type {
   DeadLetter,
   LocalStore,
   MerkleNode,
-} from './local-store.js';
+} from '../engine/local-store.js';
 import { applySourceName, FeedStream } from './change-feed.js';
 import { bucketOf, parseVersionTuple } from './merkle-hash.js';
 import { MerkleReader } from './merkle-reader.js';

@@ -10,7 +10,7 @@ import type { EntryRead, RawEntry } from '../../src/engine/batch.js';
 import type { PeerStream } from '../../src/engine/peer-stream.js';
 import type { StreamInfo } from '../../src/engine/stream-gap.js';
 import { compareVersions, type StoredRecord } from '../../src/model/record.js';
-import type { ApplyResult, LocalStore } from '../../src/store/local-store.js';
+import type { ApplyResult, DeadLetter, LocalStore } from '../../src/engine/local-store.js';
 import { ZERO_HASH } from '../../src/store/merkle-hash.js';
 
 /** A LocalStore in memory: LWW apply, and failures injected by the test. */
@@ -71,6 +71,20 @@ export class MemoryStore implements LocalStore {
   merkleLeavesMany(buckets: readonly string[]): Promise<[][]> {
     return Promise.resolve(buckets.map(() => []));
   }
+
+  refreshMerkle(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Quarantined entries by peer, as a store keeps them in `dlq:<peer>`. */
+  readonly quarantined = new Map<string, DeadLetter[]>();
+
+  quarantine(peerId: string, entries: readonly DeadLetter[]): Promise<void> {
+    this.quarantined.set(peerId, [...(this.quarantined.get(peerId) ?? []), ...entries]);
+    return Promise.resolve();
+  }
+
+  readonly keepsFrames = false;
 }
 
 /** A peer's CDC stream in memory, with ids `<ms>-<seq>` from a clock the test controls. */

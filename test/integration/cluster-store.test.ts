@@ -18,7 +18,7 @@ import {
 import { ClusterSender } from '../../src/redis/cluster-sender.js';
 import { bucketOf, childPaths, DEPTH } from '../../src/store/merkle-hash.js';
 import { MerkleReader } from '../../src/store/merkle-reader.js';
-import type { LocalStore } from '../../src/store/local-store.js';
+import type { LocalStore } from '../../src/engine/local-store.js';
 import { PartitionedStore } from '../../src/store/partitioned-store.js';
 import { partitionIndex, partitionLayout } from '../../src/store/partitions.js';
 import { newRedisClient, type CommandSender } from '../../src/store/redis-io.js';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { createClient } from '@redis/client';
 import type { StoredRecord } from '../../src/model/record.js';
-import type { LocalStore } from '../../src/store/local-store.js';
+import type { LocalStore } from '../../src/engine/local-store.js';
 import { ReplicationEngine } from '../../src/engine/engine.js';
 import { connectLocalStore } from '../../src/node/local-store.js';
 import { createLogger } from '../../src/observability/logger.js';

@@ -3,7 +3,7 @@ import { afterEach, describe, it } from 'node:test';
 import { createClient } from '@redis/client';
 import { ReplicationEngine, type GapEvent } from '../../src/engine/engine.js';
 import { createLogger } from '../../src/observability/logger.js';
-import type { LocalStore } from '../../src/store/local-store.js';
+import type { LocalStore } from '../../src/engine/local-store.js';
 import { snapshot, startMesh, writeMany, type Mesh } from '../helpers/mesh.js';
 import { eventually, startRedis } from '../helpers/redis-server.js';
 

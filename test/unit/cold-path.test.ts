@@ -5,7 +5,7 @@ import { ColdPath, divergentChildren } from '../../src/engine/cold-path.js';
 import type { PeerLink } from '../../src/engine/peer-link.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createMetrics } from '../../src/observability/metrics.js';
-import type { LocalStore } from '../../src/store/local-store.js';
+import type { LocalStore } from '../../src/engine/local-store.js';
 import { ZERO_HASH } from '../../src/store/merkle-hash.js';
 
 const h = (c: string): string => c.repeat(64);
@@ -45,7 +45,7 @@ describe('divergentChildren', () => {
 
 describe('ColdPath keeps the local tree fresh', () => {
   /** A store that only counts the refreshes asked of it. */
-  function countingStore(withBudget: boolean) {
+  function countingStore() {
     const calls = { roots: 0, budgeted: [] as (number | undefined)[] };
     const store: LocalStore = {
       apply: () => Promise.resolve([]),
@@ -60,14 +60,12 @@ describe('ColdPath keeps the local tree fresh', () => {
       merkleLeaves: () => Promise.resolve([]),
       merkleChildrenMany: (paths) => Promise.resolve(paths.map(() => [])),
       merkleLeavesMany: (buckets) => Promise.resolve(buckets.map(() => [])),
-      ...(withBudget
-        ? {
-            refreshMerkle: (options?: { budgetMs?: number }) => {
-              calls.budgeted.push(options?.budgetMs);
-              return Promise.resolve();
-            },
-          }
-        : {}),
+      refreshMerkle: (options?: { budgetMs?: number }) => {
+        calls.budgeted.push(options?.budgetMs);
+        return Promise.resolve();
+      },
+      quarantine: () => Promise.resolve(),
+      keepsFrames: false,
     };
     return { store, calls };
   }
@@ -103,7 +101,7 @@ describe('ColdPath keeps the local tree fresh', () => {
   }
 
   it('while a peer catches up, refreshes with a 1 s budget at most every 10 s; fully once idle', async () => {
-    const { store, calls } = countingStore(true);
+    const { store, calls } = countingStore();
     let busy = true;
     const cold = coldPath(store, () => busy);
     cold.start();
@@ -116,19 +114,6 @@ describe('ColdPath keeps the local tree fresh', () => {
       busy = false;
       await until(() => calls.roots >= 2, 'full refreshes every 250 ms');
       assert.equal(calls.budgeted.length, 1);
-    } finally {
-      await cold.stop();
-    }
-  });
-
-  it('falls back to merkleRoot while busy for a store without refreshMerkle', async () => {
-    const { store, calls } = countingStore(false);
-    const cold = coldPath(store, () => true);
-    cold.start();
-    try {
-      await until(() => calls.roots === 1, 'the busy refresh');
-      await new Promise((resolve) => setTimeout(resolve, 600));
-      assert.equal(calls.roots, 1);
     } finally {
       await cold.stop();
     }

@@ -15,7 +15,7 @@ import { StreamReader } from '../../src/engine/stream-reader.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import { RepeatingWarning } from '../../src/observability/repeating-warning.js';
-import type { LocalStore } from '../../src/store/local-store.js';
+import type { LocalStore } from '../../src/engine/local-store.js';
 import { ZERO_HASH } from '../../src/store/merkle-hash.js';
 
 interface Line {
@@ -103,6 +103,9 @@ describe('ColdPath tree upkeep while the local store fails', () => {
       merkleLeaves: () => Promise.resolve([]),
       merkleChildrenMany: (paths) => Promise.resolve(paths.map(() => [])),
       merkleLeavesMany: (buckets) => Promise.resolve(buckets.map(() => [])),
+      refreshMerkle: () => Promise.resolve(),
+      quarantine: () => Promise.resolve(),
+      keepsFrames: false,
     };
     const config = resolveConfig({
       replication: {

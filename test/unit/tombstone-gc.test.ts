@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { collectTombstones } from '../../src/engine/tombstone-gc.js';
-import type { TombstoneStore } from '../../src/store/local-store.js';
+import type { TombstoneStore } from '../../src/engine/local-store.js';
 
 /** A tombstone index of arrival scores, with `acked` acknowledgements and purges that remove. */
 function indexStore(arrivals: number[], acked: Record<string, number>): TombstoneStore {

@@ -165,23 +165,24 @@ export interface LocalStore {
   ping?(): Promise<void>;
   /**
    * Brings the tree up to date, in part when `budgetMs` runs out first (background upkeep while
-   * a backlog is replicated). Optional: without it the engine calls {@link merkleRoot}, which
-   * always settles everything.
+   * a backlog is replicated). A store with no cheaper way settles everything, as
+   * {@link merkleRoot} does.
    */
-  refreshMerkle?(options?: { readonly budgetMs?: number }): Promise<unknown>;
+  refreshMerkle(options?: { readonly budgetMs?: number }): Promise<unknown>;
   /**
    * Keeps corrupt entries from `peerId` in a capped local dead-letter stream (`dlq:<peer>`), so
-   * nothing vanishes unexplained. Optional: without it they are only counted and logged.
+   * nothing vanishes unexplained. A store that keeps none resolves (they are still counted and
+   * logged).
    */
-  quarantine?(peerId: string, entries: readonly DeadLetter[]): Promise<void>;
+  quarantine(peerId: string, entries: readonly DeadLetter[]): Promise<void>;
   /**
    * True when {@link apply} stores a record's `frame`, when it has one, and never reads its
    * `content`. The engine then only hashes a frame it receives, and hands over records whose
    * `content` is an accessor that decompresses the frame on first read (such a record is not a
-   * plain object: spread, it leaves the content out). Optional: without it, records are plain and
-   * their contents decompressed.
+   * plain object: spread, it leaves the content out). False: records are plain and their
+   * contents decompressed.
    */
-  readonly keepsFrames?: boolean;
+  readonly keepsFrames: boolean;
   /** Acknowledged tombstone collection and store identity (optional: see {@link TombstoneStore}). */
   readonly tombstones?: TombstoneStore;
 }
