@@ -334,6 +334,8 @@ export class PeerLink {
         }
         return;
       } catch (error) {
+        // Closed while connecting (the engine stopping): nothing failed.
+        if (this.#closed) return;
         this.metrics.peerConnectionsTotal.inc({ peer_id: this.id, status: 'failure' });
         // Logged like a lost connection's error (each distinct one once): a first connection
         // that fails reports only here.
