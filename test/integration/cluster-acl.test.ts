@@ -4,7 +4,7 @@
  * from its partitioned tree (cold path) through that user, and nothing is refused.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,19 +13,10 @@ import { startRedisCluster, type RedisCluster } from '../../src/cli/redis-cluste
 import { createClusterConnection, type ClusterConnection } from '../../src/redis/connect.js';
 import { PartitionedStore } from '../../src/store/partitioned-store.js';
 import { runCli, startDaemon, type Daemon } from '../fixtures/cli/cli-process.js';
+import { documentedPeerAcl, writePeerDaemonConfig } from '../helpers/peer-acl.js';
 import { eventually, freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 const PASSWORD = 'cluster-peer-pass-0123';
-
-/** The cluster's `ACL SETUSER …` line of docs/OPERATIONS.md (the one naming hash tags), as arguments. */
-function documentedClusterAcl(): string[] {
-  const doc = readFileSync(new URL('../../docs/OPERATIONS.md', import.meta.url), 'utf8');
-  const line = doc
-    .split('\n')
-    .find((l) => l.startsWith('ACL SETUSER replicator ') && l.includes('{*}'));
-  assert.ok(line !== undefined, "docs/OPERATIONS.md has the cluster peer's ACL SETUSER line");
-  return line.split(/\s+/).map((word) => (word === '>CHANGE-ME' ? `>${PASSWORD}` : word));
-}
 
 describe('the documented ACL of a cluster peer', { timeout: 180_000 }, () => {
   let dir: string;
@@ -46,7 +37,7 @@ describe('the documented ACL of a cluster peer', { timeout: 180_000 }, () => {
     for (const server of cluster.servers) {
       const admin = createClient({ url: `redis://127.0.0.1:${server.port}` });
       await admin.connect();
-      assert.equal(await admin.sendCommand(documentedClusterAcl()), 'OK');
+      assert.equal(await admin.sendCommand(documentedPeerAcl(PASSWORD, 'cluster')), 'OK');
       await admin.close();
     }
     // The peer's application, with the default user: its store on the cluster.
@@ -57,26 +48,12 @@ describe('the documented ACL of a cluster peer', { timeout: 180_000 }, () => {
     const port = await freePort();
     httpUrl = `http://127.0.0.1:${port}`;
     file = join(dir, 'a.yaml');
-    writeFileSync(
-      file,
-      [
-        'replication:',
-        '  local_node_id: "node-a"',
-        '  settings:',
-        '    hot_path: { block_timeout: "500ms" }',
-        '    cold_path: { interval_sec: 3600 }',
-        '  peers:',
-        '    - node_id: "node-b"',
-        `      redis_url: "redis://replicator:\${PEER_PASSWORD}@127.0.0.1:${cluster.servers[0]!.port}"`,
-        '  cursor:',
-        `    sqlite_path: "${join(dir, 'cursors.db')}"`,
-        'local:',
-        `  redis_url: "${local.url}"`,
-        'http:',
-        `  port: ${port}`,
-        '',
-      ].join('\n'),
-    );
+    writePeerDaemonConfig(file, {
+      peerAddress: `127.0.0.1:${cluster.servers[0]!.port}`,
+      localUrl: local.url,
+      cursorPath: join(dir, 'cursors.db'),
+      httpPort: port,
+    });
     process.env['PEER_PASSWORD'] = PASSWORD;
     daemon = startDaemon(['-c', file]);
     await daemon.waitForLog((l) => l['msg'] === 'running', 'daemon running');

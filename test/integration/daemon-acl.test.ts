@@ -3,23 +3,16 @@
  * peer through that user, by the hot path and by a cold-path repair, and nothing is refused.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createClient } from '@redis/client';
 import { runCli, startDaemon, type Daemon } from '../fixtures/cli/cli-process.js';
+import { documentedPeerAcl, writePeerDaemonConfig } from '../helpers/peer-acl.js';
 import { eventually, freePort, startRedis, type RedisServer } from '../helpers/redis-server.js';
 
 const PASSWORD = 'peer-pass-0123';
-
-/** The `ACL SETUSER …` line of docs/OPERATIONS.md, as arguments. */
-function documentedAcl(): string[] {
-  const doc = readFileSync(new URL('../../docs/OPERATIONS.md', import.meta.url), 'utf8');
-  const line = doc.split('\n').find((l) => l.startsWith('ACL SETUSER replicator '));
-  assert.ok(line !== undefined, 'docs/OPERATIONS.md has the ACL SETUSER line');
-  return line.split(/\s+/).map((word) => (word === '>CHANGE-ME' ? `>${PASSWORD}` : word));
-}
 
 describe('the documented peer ACL', { timeout: 120_000 }, () => {
   let dir: string;
@@ -34,31 +27,17 @@ describe('the documented peer ACL', { timeout: 120_000 }, () => {
     [local, peer] = await Promise.all([startRedis(), startRedis()]);
     const admin = createClient({ url: peer.url });
     await admin.connect();
-    assert.equal(await admin.sendCommand(documentedAcl()), 'OK');
+    assert.equal(await admin.sendCommand(documentedPeerAcl(PASSWORD, 'single')), 'OK');
     await admin.close();
     const port = await freePort();
     httpUrl = `http://127.0.0.1:${port}`;
     file = join(dir, 'a.yaml');
-    writeFileSync(
-      file,
-      [
-        'replication:',
-        '  local_node_id: "node-a"',
-        '  settings:',
-        '    hot_path: { block_timeout: "500ms" }',
-        '    cold_path: { interval_sec: 3600 }',
-        '  peers:',
-        '    - node_id: "node-b"',
-        `      redis_url: "redis://replicator:\${PEER_PASSWORD}@127.0.0.1:${peer.port}"`,
-        '  cursor:',
-        `    sqlite_path: "${join(dir, 'cursors.db')}"`,
-        'local:',
-        `  redis_url: "${local.url}"`,
-        'http:',
-        `  port: ${port}`,
-        '',
-      ].join('\n'),
-    );
+    writePeerDaemonConfig(file, {
+      peerAddress: `127.0.0.1:${peer.port}`,
+      localUrl: local.url,
+      cursorPath: join(dir, 'cursors.db'),
+      httpPort: port,
+    });
     process.env['PEER_PASSWORD'] = PASSWORD;
     daemon = startDaemon(['-c', file]);
     await daemon.waitForLog((l) => l['msg'] === 'running', 'daemon running');
