@@ -4,7 +4,7 @@
  */
 import type { ResolvedConfig } from '../config/types.js';
 import { ConfigError } from '../errors.js';
-import { describeError } from '../engine/peer-link.js';
+import { describeError } from '../redis/connect.js';
 import { startNode } from '../node/node.js';
 import type { RunningNode } from '../node/node.js';
 import { createLogger } from '../observability/logger.js';

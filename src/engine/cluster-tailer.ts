@@ -20,7 +20,7 @@ import { applyBatch, countCommitted, type BatchStats } from './batch-apply.js';
 import type { DecodedBatch } from './batch.js';
 import { LagReport } from './lag-report.js';
 import type { PartitionSource } from './partition-streams.js';
-import { describeError } from './peer-link.js';
+import { describeError } from '../redis/connect.js';
 import type { ShardAddress, ShardMap } from './shard-map.js';
 import { detectGap, type StreamInfo } from './stream-gap.js';
 import { TailerLoop } from './tailer-loop.js';

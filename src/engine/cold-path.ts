@@ -18,7 +18,8 @@ import {
   runRepair,
   type RepairReport,
 } from './merkle-repair.js';
-import { describeError, type PeerLink } from './peer-link.js';
+import { describeError } from '../redis/connect.js';
+import type { PeerLink } from './peer-link.js';
 
 export { divergentChildren, type RepairChange, type RepairReport } from './merkle-repair.js';
 

@@ -16,7 +16,8 @@ import { ColdPath, type RepairOptions, type RepairReport } from './cold-path.js'
 import { CursorStore } from './cursor-store.js';
 import { LocalStoreCheck } from './local-check.js';
 import { ErrorClock, peerHealth } from './peer-health.js';
-import { PeerLink, describeError } from './peer-link.js';
+import { describeError } from '../redis/connect.js';
+import { PeerLink } from './peer-link.js';
 import type { GapKind } from './stream-gap.js';
 import { ApplyRateLimit } from './apply-rate-limit.js';
 import { RedisPeerStream } from './peer-stream.js';

@@ -7,7 +7,7 @@ import type { LocalHealth } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { LocalStore } from './local-store.js';
-import { describeError } from './peer-link.js';
+import { describeError } from '../redis/connect.js';
 
 /** How often the local store is checked, and how long one check may take. */
 export const LOCAL_CHECK_INTERVAL_MS = 1000;

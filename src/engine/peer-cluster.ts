@@ -10,7 +10,7 @@
 import type { ResolvedPeer } from '../config/types.js';
 import { createClusterConnection, type ClusterConnection } from '../redis/connect.js';
 import type { ClusterSender } from '../redis/cluster-sender.js';
-import { closeQuietly, reconnectDelay } from './redis-connection.js';
+import { closeQuietly, reconnectDelay } from '../redis/connect.js';
 
 /** What a cluster query connection reports. */
 export interface PeerClusterEvents {

@@ -13,7 +13,7 @@ import type { CircuitStateName } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import { RepeatingWarning } from '../observability/repeating-warning.js';
 import type { Metrics } from '../observability/metrics.js';
-import { reportsCluster } from '../redis/connect.js';
+import { describeError, reportsCluster } from '../redis/connect.js';
 import type { CommandSender } from '../store/redis-io.js';
 import { Backoff, sleep } from './backoff.js';
 import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
@@ -43,11 +43,6 @@ export function circuitLabel(state: CircuitState): CircuitStateName {
   return state === 'half-open' ? 'half_open' : state;
 }
 
-/** Error text safe to log or expose: no URL, no credentials. */
-export function describeError(error: unknown): string {
-  const text = error instanceof Error ? error.message || error.name : String(error);
-  return text.replace(/\b(rediss?:\/\/)[^@\s/]*@/gi, '$1***@').slice(0, 300);
-}
 
 /** The connections and health of one peer. */
 export class PeerLink {

@@ -6,7 +6,7 @@
 import type { Logger } from '../observability/logger.js';
 import type { TombstoneStore } from './local-store.js';
 import { sleep } from './backoff.js';
-import { describeError } from './peer-link.js';
+import { describeError } from '../redis/connect.js';
 
 /** How often the store's identity is read. */
 export const IDENTITY_CHECK_MS = 1000;

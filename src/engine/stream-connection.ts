@@ -20,7 +20,7 @@ import {
   type ParsedReply,
   type ReplyBounds,
 } from './bounded-resp.js';
-import { reconnectDelay } from './redis-connection.js';
+import { reconnectDelay } from '../redis/connect.js';
 
 /** Options for {@link StreamConnection}. */
 export interface StreamConnectionOptions {

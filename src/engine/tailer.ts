@@ -24,7 +24,7 @@ import {
 } from './batch-apply.js';
 import { decodeBatch, type DecodedBatch, type HeldBackRecord, type RawEntry } from './batch.js';
 import type { CursorStore } from './cursor-store.js';
-import { describeError } from './peer-link.js';
+import { describeError } from '../redis/connect.js';
 import type { PeerStream } from './peer-stream.js';
 import { LagReport } from './lag-report.js';
 import { StreamLag } from './stream-lag.js';

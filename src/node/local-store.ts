@@ -6,9 +6,14 @@
  */
 import type { ResolvedConfig } from '../config/types.js';
 import { ReplicationError } from '../errors.js';
-import { closeQuietly, createRedisConnection, reconnectDelay } from '../engine/redis-connection.js';
 import { redactSecrets } from '../observability/redact.js';
-import { createClusterConnection, reportsCluster } from '../redis/connect.js';
+import {
+  closeQuietly,
+  createClusterConnection,
+  createRedisConnection,
+  reconnectDelay,
+  reportsCluster,
+} from '../redis/connect.js';
 import { PartitionedStore } from '../store/partitioned-store.js';
 import type { CommandSender } from '../store/redis-io.js';
 import { SyncStore } from '../store/sync-store.js';

@@ -5,7 +5,7 @@
  */
 import type { ResolvedConfig, ResolvedHttp } from '../config/types.js';
 import { ReplicationEngine } from '../engine/engine.js';
-import { describeError } from '../engine/peer-link.js';
+import { describeError } from '../redis/connect.js';
 import { startAdminServer } from '../observability/http.js';
 import type { AdminApi, AdminServer } from '../observability/http.js';
 import type { Logger } from '../observability/logger.js';

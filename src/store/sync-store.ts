@@ -4,7 +4,7 @@
  * Merkle tree brought up to date lazily. Layout: docs/PROTOCOL.md.
  */
 import { NotDurableError, StoreError, WriteRefusedError } from '../errors.js';
-import { socketOptions, waitForReplicas } from '../redis/connect.js';
+import { createRedisConnection, waitForReplicas } from '../redis/connect.js';
 import { isLive, type RecordVersion, type StoredRecord } from '../model/record.js';
 import type { ResolvedStore, ResolvedTls } from '../config/types.js';
 import { hasLoneSurrogate } from '../codec/cdc.js';
@@ -48,7 +48,7 @@ import {
   type RefreshRunOptions,
   type RefreshStats,
 } from './merkle-refresh.js';
-import { AS_STRINGS, asString, newRedisClient, type CommandSender } from './redis-io.js';
+import { AS_STRINGS, asString, type CommandSender } from './redis-io.js';
 import {
   feedPosition,
   requireChangeFeed,
@@ -181,20 +181,19 @@ export class SyncStore implements LocalStore {
    * @throws {StoreError} when Redis cannot be reached.
    */
   static async connect(options: SyncStoreConnectOptions): Promise<SyncStore> {
-    const client = newRedisClient({
-      url: options.redisUrl,
-      commandOptions: { timeout: options.commandTimeoutMs ?? 30_000 },
-      socket: socketOptions({
-        url: options.redisUrl,
-        tls: options.tls,
-        // Capped exponential backoff, forever once connected (the first connect is bounded below).
-        reconnectDelay: (retries) => Math.min(5000, 50 * 2 ** Math.min(retries, 10)),
-      }),
-    });
     let lastError: unknown;
-    client.on('error', (error: unknown) => {
-      lastError = error;
-      options.onError?.(error);
+    // Reconnects forever once connected (the first connect is bounded below); while
+    // disconnected, commands wait for the reconnection, as an application expects.
+    const client = createRedisConnection({
+      url: options.redisUrl,
+      tls: options.tls,
+      reconnectBaseMs: 50,
+      commandTimeoutMs: options.commandTimeoutMs ?? 30_000,
+      offlineQueue: true,
+      onError: (error: Error) => {
+        lastError = error;
+        options.onError?.(error);
+      },
     });
     const limit = options.connectTimeoutMs ?? 10_000;
     let timer: NodeJS.Timeout | undefined;
