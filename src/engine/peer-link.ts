@@ -43,7 +43,6 @@ export function circuitLabel(state: CircuitState): CircuitStateName {
   return state === 'half-open' ? 'half_open' : state;
 }
 
-
 /** The connections and health of one peer. */
 export class PeerLink {
   readonly id: string;
