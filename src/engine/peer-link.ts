@@ -350,7 +350,9 @@ export class PeerLink {
   /** The peer is a cluster: its single-instance connections go, a cluster client connects. */
   #becomeCluster(): void {
     if (this.#closed || this.#cluster !== undefined) return;
-    this.#cluster = new PeerCluster(this.peer, this.#events.cluster);
+    this.#cluster = new PeerCluster(this.peer, this.#events.cluster, (command, values) =>
+      this.#reportOversized(command, values),
+    );
     this.#kind.resolve(true);
     this.#reader.destroy();
     this.#query.destroy();

@@ -17,8 +17,10 @@ import { CursorStore } from '../../src/engine/cursor-store.js';
 import { startNode, type RunningNode } from '../../src/node/node.js';
 import { formatHealth } from '../../src/observability/health.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { createClusterConnection } from '../../src/redis/connect.js';
 import { PartitionedStore } from '../../src/store/partitioned-store.js';
 import { eventually, startRedis, type RedisServer } from '../helpers/redis-server.js';
+import { metric } from './cold-path-support.js';
 
 type Side = 'cluster' | 'single';
 type Path = 'hot' | 'cold';
@@ -164,6 +166,46 @@ describe('replicating from a Redis Cluster peer', () => {
       }
     }
   }
+
+  it('repairs from a cluster peer within bounds: a 50 MB node hash there is skipped unread, counted, the keys below repaired', async () => {
+    const n = ++runs;
+    const a = await node('node-a', 'cluster', 'a', `a${n}:`, [], 'cold');
+    const keys = Array.from({ length: 50 }, (_, i) => `bounded${n}.doc-${i}`);
+    await a.store.putMany(keys.map((key, i) => ({ key, content: { i } })));
+    await a.store.merkleRoot();
+    await a.stop(); // its store stays; its engine would hash the root again
+    // The peer's root, in its top of the tree on one of its shards, replaced by 50 MB.
+    const raw = createClusterConnection({ url: urlOf('cluster', 'a'), reconnectDelay: () => 100 });
+    await raw.client.connect();
+    await raw.sender.sendCommand([
+      'HSET',
+      `a${n}:{meta}:merkle:nodes`,
+      'root',
+      'f'.repeat(50 << 20),
+    ]);
+    await raw.client.close();
+    const b = await node(
+      'node-b',
+      'single',
+      'b',
+      `b${n}:`,
+      [{ node_id: 'node-a', redis_url: urlOf('cluster', 'a'), redis_prefix: `a${n}:` }],
+      'cold',
+    );
+    await eventually(
+      async () => (await b.store.getRecords(keys)).length === keys.length,
+      'node B holds every key, repaired past the oversized root',
+      60_000,
+    );
+    assert.ok(
+      (await metric(b.engine, 'replication_peer_oversized_replies_total', {
+        peer_id: 'node-a',
+        command: 'hget',
+      })) >= 1,
+      'the oversized reply is counted',
+    );
+    await b.stop();
+  });
 
   it('tails a cluster peer’s large documents within max_batch_bytes: a round holds about one, none starves', async () => {
     const n = ++runs;
