@@ -1,6 +1,8 @@
 /**
  * A cluster peer's own faults while a node tails it (issue 22), by the hot path alone (the cold
- * path is off, so nothing can repair what the hot path skips): a master of the peer failing over
+ * path is off, so nothing can repair what the hot path skips), and while it repairs from it by
+ * the cold path alone (a reshard under its reads: MOVED and ASK followed by the bounded query
+ * connections): a master of the peer failing over
  * to its replica (`CLUSTER FAILOVER`), and a live slot migration of the peer (`redis-cli
  * --cluster reshard`) while the peer writes. A partition whose stream moved is read where it now
  * lives from its own cursor (MOVED re-reads the shard map, ASK is followed): every write arrives,
@@ -34,7 +36,8 @@ interface Setup {
   readonly b: RunningNode;
 }
 
-async function setUp(replicas: number): Promise<Setup> {
+/** Node B replicates from A by `path` alone (the other one off). */
+async function setUp(replicas: number, path: 'hot' | 'cold' = 'hot'): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), 'repl-cluster-peer-faults-'));
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const [cluster, single] = await Promise.all([
@@ -69,7 +72,10 @@ async function setUp(replicas: number): Promise<Setup> {
     resolveConfig({
       replication: {
         local_node_id: 'node-b',
-        settings,
+        settings:
+          path === 'hot'
+            ? settings
+            : { ...settings, hot_path: { enabled: false }, cold_path: { interval_sec: 1 } },
         peers: [{ node_id: 'node-a', redis_url: cluster.url }],
         cursor: { sqlite_path: join(dir, 'b.db') },
       },
@@ -125,6 +131,34 @@ function masterIds(nodes: string): string[] {
     .map((l) => l.split(' ')[0]!);
 }
 
+/**
+ * Once B is connected to A, moves half of one of A's masters' slots (hence several of its
+ * partitions) to another master, live (`redis-cli --cluster reshard`); resolves once healthy.
+ */
+async function reshardWhenConnected(cluster: RedisCluster, b: RunningNode): Promise<void> {
+  await eventually(async () => b.engine.health().peers[0]!.connected, 'B is connected to A');
+  const [from, to] = masterIds(await redisCli(cluster.servers[0]!.port, 'CLUSTER', 'NODES'));
+  await run(
+    'redis-cli',
+    [
+      '--cluster',
+      'reshard',
+      `127.0.0.1:${cluster.servers[0]!.port}`,
+      '--cluster-from',
+      from!,
+      '--cluster-to',
+      to!,
+      '--cluster-slots',
+      '2730',
+      '--cluster-yes',
+      '--cluster-pipeline',
+      '10',
+    ],
+    { timeout: 120_000 },
+  );
+  await cluster.waitHealthy(30_000);
+}
+
 describe('tailing a cluster peer through its own faults (hot path alone)', () => {
   it('loses nothing while a master of the peer fails over to its replica', async () => {
     const { cluster, a, b } = await setUp(1);
@@ -148,35 +182,23 @@ describe('tailing a cluster peer through its own faults (hot path alone)', () =>
 
   it('loses nothing while slots of the peer migrate under its partition streams', async () => {
     const { cluster, a, b } = await setUp(0);
-    const reshard = (async () => {
-      await eventually(async () => b.engine.health().peers[0]!.connected, 'B is tailing A');
-      const [from, to] = masterIds(await redisCli(cluster.servers[0]!.port, 'CLUSTER', 'NODES'));
-      // Half of one master's slots, hence several of the peer's partitions, move while A writes.
-      await run(
-        'redis-cli',
-        [
-          '--cluster',
-          'reshard',
-          `127.0.0.1:${cluster.servers[0]!.port}`,
-          '--cluster-from',
-          from!,
-          '--cluster-to',
-          to!,
-          '--cluster-slots',
-          '2730',
-          '--cluster-yes',
-          '--cluster-pipeline',
-          '10',
-        ],
-        { timeout: 120_000 },
-      );
-      await cluster.waitHealthy(30_000);
-    })();
+    const reshard = reshardWhenConnected(cluster, b);
     const versions = await write(a, 'reshard', 2000, reshard);
     await reshard;
     await eventually(() => holds(b, versions), 'every write of A, as written', 90_000);
     const peer = b.engine.health().peers[0]!;
     assert.equal(peer.partitions?.count, 16);
     assert.equal(peer.partitions?.failing, 0);
+  });
+});
+
+describe('repairing from a cluster peer through its own faults (cold path alone)', () => {
+  it('loses nothing while slots of the peer migrate under its tree and records', async () => {
+    const { cluster, a, b } = await setUp(0, 'cold');
+    const reshard = reshardWhenConnected(cluster, b);
+    const versions = await write(a, 'repair', 1000, reshard);
+    await reshard;
+    // Repairs ran every second throughout: their reads were MOVED and ASKed mid-migration.
+    await eventually(() => holds(b, versions), 'every write of A, as written, by repair', 90_000);
   });
 });
