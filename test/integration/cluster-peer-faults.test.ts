@@ -1,12 +1,12 @@
 /**
- * A cluster peer's own faults while a node tails it (issue 22), by the hot path alone (the cold
- * path is off, so nothing can repair what the hot path skips), and while it repairs from it by
- * the cold path alone (a reshard under its reads: MOVED and ASK followed by the bounded query
- * connections): a master of the peer failing over
- * to its replica (`CLUSTER FAILOVER`), and a live slot migration of the peer (`redis-cli
- * --cluster reshard`) while the peer writes. A partition whose stream moved is read where it now
- * lives from its own cursor (MOVED re-reads the shard map, ASK is followed): every write arrives,
- * at the version written.
+ * A cluster peer's own faults while a node replicates from it (issue 22). By the hot path alone
+ * (the cold path off, so nothing can repair what the hot path skips): a master of the peer
+ * failing over to its replica (`CLUSTER FAILOVER`), a master killed with SIGKILL (the peer
+ * acknowledging only writes its replica holds, `wait_replicas: 1`), and a live slot migration of
+ * the peer (`redis-cli --cluster reshard`), each while the peer writes. A partition whose stream
+ * moved is read where it now lives from its own cursor (MOVED re-reads the shard map, ASK is
+ * followed): every acknowledged write arrives, at the version written. By the cold path alone:
+ * a reshard under the repairs' reads (MOVED and ASK followed by the bounded query connections).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -63,6 +63,9 @@ async function setUp(replicas: number, path: 'hot' | 'cold' = 'hot'): Promise<Se
         cursor: { sqlite_path: join(dir, 'a.db') },
       },
       local: { redis_url: cluster.url },
+      // With replicas, A acknowledges a write once its replica holds it (a killed master loses
+      // nothing acknowledged, so everything acknowledged must reach B).
+      store: replicas > 0 ? { wait_replicas: 1, wait_timeout: '1s' } : {},
       http: { enabled: false },
     }),
     { logger },
@@ -178,6 +181,32 @@ describe('tailing a cluster peer through its own faults (hot path alone)', () =>
     const versions = await write(a, 'failover', 2000, failover);
     await failover;
     await eventually(() => holds(b, versions), 'every write of A, as written', 90_000);
+  });
+
+  it('loses nothing acknowledged while a master of the peer is killed with SIGKILL', async () => {
+    const { cluster, a, b } = await setUp(1);
+    const crash = (async () => {
+      await eventually(async () => b.engine.health().peers[0]!.connected, 'B is tailing A');
+      const lines = (await redisCli(cluster.servers[0]!.port, 'CLUSTER', 'NODES')).split('\n');
+      const replica = lines.find((l) => /slave/.test(l.split(' ')[2] ?? ''))!;
+      const masterId = replica.split(' ')[3]!;
+      const portOf = (line: string): number =>
+        Number(line.split(' ')[1]!.split('@')[0]!.split(':')[1]);
+      const victim = cluster.servers.find(
+        (s) => s.port === portOf(lines.find((l) => l.startsWith(masterId))!),
+      )!;
+      await victim.kill();
+      await eventually(
+        async () => (await cluster.roles()).get(portOf(replica)) === 'master',
+        'the replica of the killed master took over',
+        30_000,
+      );
+      await victim.restart(); // back as a replica (nodes.conf): its shard can WAIT again
+      await cluster.waitHealthy(30_000);
+    })();
+    const versions = await write(a, 'killed', 2000, crash);
+    await crash;
+    await eventually(() => holds(b, versions), 'every acknowledged write of A', 90_000);
   });
 
   it('loses nothing while slots of the peer migrate under its partition streams', async () => {
