@@ -80,6 +80,12 @@ export function answersPing(port: number): Promise<boolean> {
   });
 }
 
+/** Ports a first start tries before it gives up. */
+const START_ATTEMPTS = 5;
+
+/** The server exited before it answered (its port, or its cluster bus port, was taken). */
+class ExitedAtStart extends Error {}
+
 /**
  * Starts `redis-server` on a free port with its files in `dir` (and any extra `--flag value`
  * `args`); resolves once it accepts connections.
@@ -93,7 +99,7 @@ export async function startRedisProcess(
     hooked = true;
     process.once('exit', killAllRedis);
   }
-  const port = await freePort();
+  let port = await freePort();
   let child: ChildProcess | undefined;
 
   const launch = async (): Promise<void> => {
@@ -131,7 +137,9 @@ export async function startRedisProcess(
     });
     proc.once('exit', () => {
       live.delete(proc);
-      failure ??= new Error(`redis-server on port ${port} exited at start (see ${dir}/redis.log)`);
+      failure ??= new ExitedAtStart(
+        `redis-server on port ${port} exited at start (see ${dir}/redis.log)`,
+      );
     });
     const deadline = Date.now() + 10_000;
     for (;;) {
@@ -151,7 +159,17 @@ export async function startRedisProcess(
     await exited;
   };
 
-  await launch();
+  // A port free when asked can be taken before the server binds it (or, for a cluster node, the
+  // bus port 10,000 above it can be in use): the first start tries other ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (error) {
+      if (!(error instanceof ExitedAtStart) || attempt >= START_ATTEMPTS) throw error;
+      port = await freePort();
+    }
+  }
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
